@@ -1,0 +1,1 @@
+"""The ``coral-runtime`` command line."""

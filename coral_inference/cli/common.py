@@ -1,0 +1,35 @@
+"""Options and output helpers shared by every ``coral-runtime`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from coral_inference.config.loader import ConfigError, LoadedConfig, load_config
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML/JSON config file (default: $CORAL_CONFIG).")
+SetOption = typer.Option([], "--set", help="Override a setting: --set services.http.port=9200 (repeatable).")
+NoEnvOption = typer.Option(False, "--no-env", help="Ignore CORAL_* environment variables.")
+JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of text.")
+
+
+def load_or_exit(config: Optional[Path], overrides: list[str], no_env: bool) -> LoadedConfig:
+    try:
+        return load_config(config, overrides=overrides, use_env=not no_env)
+    except ConfigError as exc:
+        err_console.print(f"[red]invalid configuration[/red] ({len(exc.problems)} problem(s)):")
+        for problem in exc.problems:
+            err_console.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

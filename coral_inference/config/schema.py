@@ -1,0 +1,286 @@
+"""The typed runtime configuration: one pydantic schema, ``RuntimeDescriptor``.
+
+Every section has defaults, so an empty file (or none) is a valid configuration.
+Field descriptions double as the comments of ``coral-runtime config init`` and as
+the configuration reference in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class OnnxRuntimeOptions(Section):
+    enabled: bool = Field(True, description="Offer ONNX Runtime as a backend.")
+    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
+        default_factory=lambda: ["cpu"],
+        description="Execution providers in order of preference; CPU is always the last resort.",
+        examples=[["cuda", "cpu"]],
+    )
+    intra_op_num_threads: int = Field(
+        0, ge=0, description="Threads inside one operator (0: ONNX Runtime's default)."
+    )
+    inter_op_num_threads: int = Field(
+        0, ge=0, description="Threads across operators (0: ONNX Runtime's default)."
+    )
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="Graph optimisation level."
+    )
+    tensorrt_cache_dir: Optional[Path] = Field(
+        None, description="Where TensorRT engines are cached (TensorRT provider only)."
+    )
+
+
+class RknnOptions(Section):
+    enabled: bool = Field(True, description="Offer the Rockchip NPU (RKNN Lite) as a backend.")
+    core_mask: Literal["auto", "0", "1", "2", "0_1", "0_1_2", "all"] = Field(
+        "auto",
+        description="NPU cores for a single session; the pool below spreads sessions over cores.",
+    )
+    pool_size: int = Field(
+        3, ge=1, le=16, description="Sessions per model (RK3588 has three NPU cores)."
+    )
+    pool_cores: list[Literal["0", "1", "2"]] = Field(
+        default_factory=lambda: ["0", "1", "2"],
+        description="Cores the pool assigns to its sessions, round robin.",
+    )
+
+
+class BackendsConfig(Section):
+    order: list[str] = Field(
+        default_factory=lambda: ["rknn", "onnxruntime"],
+        description="Preference order when a model asks for backend 'auto'.",
+    )
+    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
+    rknn: RknnOptions = Field(default_factory=RknnOptions)
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options for third-party backends, by backend name.",
+    )
+    disabled: list[str] = Field(
+        default_factory=list, description="Backend names not to register at all."
+    )
+
+
+# --------------------------------------------------------------------------- models
+
+
+class ModelEntry(Section):
+    package: Path = Field(
+        ..., description="Directory of a Coral model package (holds coral-model.yaml)."
+    )
+    backend: str = Field("auto", description="Backend name or 'auto'.")
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+class PluginsConfig(Section):
+    entry_points: bool = Field(
+        True, description="Discover third-party backends, patches and web plugins."
+    )
+    disabled: list[str] = Field(
+        default_factory=list,
+        description="Entry point names to skip (e.g. a misbehaving third-party plugin).",
+    )
+    workflows: list[str] = Field(
+        default_factory=lambda: ["coral_workflows"],
+        description="Workflows plugin modules (the WORKFLOWS_PLUGINS list) Coral runs with.",
+    )
+
+
+# --------------------------------------------------------------------------- storage & metrics
+
+
+class StorageConfig(Section):
+    root: Path = Field(Path("var/coral"), description="Base directory for Coral's own data.")
+    recordings: Path = Field(
+        Path("var/coral/recordings"),
+        description="Recordings root: every recorder writes inside it.",
+    )
+    results: Path = Field(Path("var/coral/results"), description="Pipeline results directory.")
+
+
+class InfluxSinkConfig(Section):
+    type: Literal["influxdb"] = "influxdb"
+    url: str = Field(..., description="InfluxDB v2 base URL.", examples=["http://127.0.0.1:8086"])
+    org: str = Field("coral", description="Organisation.")
+    bucket: str = Field("coral", description="Bucket.")
+    token: str = Field("", description="API token (empty for servers without auth).")
+    batch_size: int = Field(500, ge=1, description="Points per write.")
+    flush_interval_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch.")
+    max_queue: int = Field(10000, ge=1, description="Points held in memory before spooling.")
+    spool_dir: Optional[Path] = Field(
+        None, description="Disk spool kept while the server is down (default under storage.root)."
+    )
+    max_spool_bytes: int = Field(64 * 1024 * 1024, ge=0, description="Spool size limit.")
+
+
+class PrometheusSinkConfig(Section):
+    type: Literal["prometheus"] = "prometheus"
+    port: Optional[int] = Field(
+        None, description="Serve /metrics on this port (None: only through the web app)."
+    )
+    host: str = Field("127.0.0.1", description="Bind address of the standalone exporter.")
+
+
+class JsonLinesSinkConfig(Section):
+    type: Literal["jsonl"] = "jsonl"
+    path: Optional[Path] = Field(None, description="File to append to (None: standard output).")
+
+
+SinkConfig = Annotated[
+    Union[InfluxSinkConfig, PrometheusSinkConfig, JsonLinesSinkConfig], Field(discriminator="type")
+]
+
+
+class MetricsConfig(Section):
+    sinks: dict[str, SinkConfig] = Field(
+        default_factory=lambda: {"prometheus": PrometheusSinkConfig()},
+        description="Named metric sinks; blocks and services address them by name.",
+    )
+    pipeline_metrics: bool = Field(
+        True, description="Report fps, latency, drops and detections of every pipeline."
+    )
+
+
+# --------------------------------------------------------------------------- services
+
+
+class HttpConfig(Section):
+    host: str = Field("127.0.0.1", description="Bind address of the web control plane.")
+    port: int = Field(9100, ge=1, le=65535, description="Port of the web control plane.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Allowed CORS origins ('*' is refused with credentials)."
+    )
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
+
+
+class PipelinesConfig(Section):
+    database: Path = Field(
+        Path("var/coral/pipelines.sqlite3"), description="SQLite file holding pipeline state."
+    )
+    workflows_root: Path = Field(
+        Path("examples"), description="Workflow files are loaded from inside this directory only."
+    )
+    videos_dir: Path = Field(Path("var/coral/videos"), description="Downloaded videos.")
+    restore_on_start: bool = Field(True, description="Restart persisted pipelines at start.")
+    max_pipelines: int = Field(8, ge=1, description="Pipelines running at once.")
+    download_timeout_s: float = Field(60.0, gt=0, description="Timeout for a remote video.")
+    download_retries: int = Field(3, ge=0, description="Retries for a remote video.")
+    download_max_bytes: int = Field(
+        2 * 1024**3, ge=1, description="Largest remote video accepted."
+    )
+
+
+class IceServer(Section):
+    urls: list[str] = Field(..., examples=[["stun:stun.example.org:3478"]])
+    username: Optional[str] = None
+    credential: Optional[str] = None
+
+
+class StreamsConfig(Section):
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers offered to viewers (none by default: nothing leaves the LAN).",
+    )
+    max_peers: int = Field(16, ge=1, description="Viewers across all channels.")
+    offer_timeout_s: float = Field(10.0, gt=0, description="Time to answer a WebRTC offer.")
+    snapshot_timeout_s: float = Field(5.0, gt=0, description="Time to grab a camera snapshot.")
+
+
+class MonitoringConfig(Section):
+    enabled: bool = Field(True, description="Collect host and pipeline metrics.")
+    poll_interval_s: float = Field(5.0, gt=0, description="Host metrics period.")
+    disk_quota_bytes: Optional[int] = Field(
+        None, ge=0, description="Cleanup keeps recordings and results under this size."
+    )
+    min_free_bytes: int = Field(
+        1024**3, ge=0, description="Cleanup keeps at least this much disk free."
+    )
+    sinks: list[str] = Field(
+        default_factory=lambda: ["prometheus"],
+        description="Names from metrics.sinks that host metrics go to.",
+    )
+
+
+class HealthConfig(Section):
+    readiness_checks: list[str] = Field(
+        default_factory=lambda: ["database", "pipelines", "monitor"],
+        description="Components /readyz aggregates.",
+    )
+
+
+class UiConfig(Section):
+    mode: Literal["default", "none", "plugin"] = Field(
+        "default", description="Dashboard served by the web app."
+    )
+    plugin: Optional[str] = Field(None, description="Web plugin serving the UI when mode=plugin.")
+
+
+class AuthConfig(Section):
+    enabled: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="auto: keys for mutating routes, and for all routes when bound beyond loopback.",
+    )
+    api_key_hashes: list[str] = Field(
+        default_factory=list,
+        description="sha256 hex digests of accepted API keys (keys are never stored in clear).",
+    )
+    header: str = Field("X-API-Key", description="Header carrying the key.")
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _hex_digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(
+                    f"{digest!r} is not a sha256 hex digest; "
+                    "make one with: coral-runtime web hash-key"
+                )
+        return value
+
+
+class ServicesConfig(Section):
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
+    streams: StreamsConfig = Field(default_factory=StreamsConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+
+
+# --------------------------------------------------------------------------- root
+
+
+class RuntimeDescriptor(Section):
+    """Everything Coral's runtime, blocks, CLI and web app read."""
+
+    platform: Literal["auto", "rockchip", "jetson", "cpu"] = Field(
+        "auto", description="Hardware platform; 'auto' detects it from /proc and /etc."
+    )
+    backends: BackendsConfig = Field(default_factory=BackendsConfig)
+    models: dict[str, ModelEntry] = Field(
+        default_factory=dict, description="Model packages by name (blocks refer to these names)."
+    )
+    patches: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Turn patches on (true) or off (false) by name; unlisted ones use their default.",
+    )
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    services: ServicesConfig = Field(default_factory=ServicesConfig)

@@ -1,0 +1,31 @@
+"""Coral's Roboflow Workflows plugin: load it with ``WORKFLOWS_PLUGINS=coral_workflows``.
+
+The engine calls ``load_blocks()`` and ``load_kinds()`` when it compiles a
+workflow; only then are the block modules (and so ``inference``) imported.
+Blocks receive the Coral runtime context through ``REGISTERED_INITIALIZERS``: the
+current ``coral_inference.init()`` context, or, inside an inference server where
+nobody called ``init``, one implicit init from ``CORAL_CONFIG`` / ``CORAL_*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def load_blocks() -> list[type]:
+    from coral_workflows.blocks import load_block_classes
+
+    return load_block_classes()
+
+
+def load_kinds() -> list[Any]:
+    return []
+
+
+def _coral_context() -> Any:
+    from coral_inference.runtime import ensure_context
+
+    return ensure_context()
+
+
+REGISTERED_INITIALIZERS = {"coral_context": _coral_context}

@@ -1,0 +1,16 @@
+"""The blocks of the plugin, one folder per block and one module per version."""
+
+from __future__ import annotations
+
+import importlib
+
+# module path -> block class name; imported only when the engine asks for blocks.
+BLOCKS: dict[str, str] = {}
+
+
+def load_block_classes() -> list[type]:
+    from coral_inference import compat
+
+    compat.require_inference()
+    compat.load_inference_core()  # before any engine module: set-once configuration
+    return [getattr(importlib.import_module(module), name) for module, name in BLOCKS.items()]
