@@ -25,9 +25,10 @@ def load_or_exit(config: Optional[Path], overrides: list[str], no_env: bool) -> 
     try:
         return load_config(config, overrides=overrides, use_env=not no_env)
     except ConfigError as exc:
-        err_console.print(f"[red]invalid configuration[/red] ({len(exc.problems)} problem(s)):")
+        # Plain writes: problems carry paths and values that must not be re-wrapped.
+        typer.echo(f"invalid configuration ({len(exc.problems)} problem(s)):", err=True)
         for problem in exc.problems:
-            err_console.print(f"  {problem}", markup=False, highlight=False)
+            typer.echo(f"  {problem}", err=True)
         raise typer.Exit(2) from None
 
 

@@ -139,7 +139,9 @@ def _parse_scalar(raw: str) -> Any:
 def _merge(target: dict[str, Any], data: Mapping[str, Any], sources: dict[str, str], origin: str, prefix: str = "") -> None:
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+        if isinstance(value, Mapping) and value:
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
             _merge(target[key], value, sources, origin, dotted + ".")
         else:
             target[key] = _plain(value)
@@ -155,7 +157,9 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any, sources: dict[s
             child = node[part] = {}
         node = child
     last = parts[-1]
-    if isinstance(value, Mapping) and isinstance(node.get(last), dict):
+    if isinstance(value, Mapping) and value:
+        if not isinstance(node.get(last), dict):
+            node[last] = {}
         _merge(node[last], value, sources, origin, dotted + ".")
     else:
         node[last] = _plain(value)
