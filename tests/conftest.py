@@ -70,3 +70,13 @@ def _no_leftover_runtime():
     shutdown()
     yield
     shutdown()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skip is a failure: every test must really run there (``optional`` ones excepted)."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail") and not item.get_closest_marker("optional"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but CI (CORAL_REQUIRE_ALL=1) runs everything: {report.longrepr}"
