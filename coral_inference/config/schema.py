@@ -113,6 +113,43 @@ class StorageConfig(Section):
     results: Path = Field(Path("var/coral/results"), description="Pipeline results directory.")
 
 
+class RetentionConfig(Section):
+    max_age_hours: Optional[float] = Field(
+        168.0, gt=0, description="Delete recordings older than this (None: keep regardless of age)."
+    )
+    max_gb: Optional[float] = Field(
+        None, gt=0, description="Keep a recordings folder under this size, oldest deleted first."
+    )
+    min_free_gb: Optional[float] = Field(
+        1.0, ge=0, description="Delete the oldest recordings while the disk has less free space."
+    )
+    interval_s: float = Field(30.0, gt=0, description="How often the retention thread checks.")
+
+
+class RecordingConfig(Section):
+    """Defaults of the video recorder block; each block may override them."""
+
+    segment_seconds: float = Field(60.0, gt=0, description="Length of continuous segments.")
+    codec: Literal["h264", "mpeg4"] = Field(
+        "h264", description="h264 (libx264, browser-playable) or mpeg4 (fallback, not for browsers)."
+    )
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast", description="libx264 speed preset: faster presets cost less CPU and more disk."
+    )
+    crf: int = Field(23, ge=0, le=51, description="Constant rate factor: lower is better quality.")
+    keyframe_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between keyframes: the most a killed process can lose."
+    )
+    threads: int = Field(0, ge=0, description="Encoder threads (0: libx264 decides).")
+    queue_frames: int = Field(
+        64, ge=1, description="Frames waiting for the encoder; beyond it frames are dropped and counted."
+    )
+    idle_close_s: float = Field(
+        5.0, gt=0, description="Finish the open files of a source that sent no frame for this long."
+    )
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+
 class InfluxSinkConfig(Section):
     type: Literal["influxdb"] = "influxdb"
     url: str = Field(..., description="InfluxDB v2 base URL.", examples=["http://127.0.0.1:8086"])
@@ -199,6 +236,19 @@ class StreamsConfig(Section):
     max_peers: int = Field(16, ge=1, description="Viewers across all channels.")
     offer_timeout_s: float = Field(10.0, gt=0, description="Time to answer a WebRTC offer.")
     snapshot_timeout_s: float = Field(5.0, gt=0, description="Time to grab a camera snapshot.")
+    peer_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A viewer that sends no RTCP receiver report for this long is closed and freed.",
+    )
+    host_addresses: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Local addresses offered as ICE host candidates (empty: every interface). Pin one LAN "
+            "interface, or use ['127.0.0.1'] for a viewer on the same machine."
+        ),
+        examples=[["192.168.1.20"]],
+    )
 
 
 class MonitoringConfig(Section):
@@ -282,5 +332,6 @@ class RuntimeDescriptor(Section):
     )
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     services: ServicesConfig = Field(default_factory=ServicesConfig)
