@@ -163,6 +163,9 @@ class InfluxSinkConfig(Section):
         None, description="Disk spool kept while the server is down (default under storage.root)."
     )
     max_spool_bytes: int = Field(64 * 1024 * 1024, ge=0, description="Spool size limit.")
+    timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one write.")
+    retry_initial_s: float = Field(1.0, gt=0, description="First wait after a failed write.")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest wait between retries (doubling).")
 
 
 class PrometheusSinkConfig(Section):
