@@ -1,0 +1,197 @@
+"""Retention of recordings: by age, total size and free disk, on a thread of its own.
+
+``RetentionPolicy.select`` is the pure decision (oldest files first, never a
+protected file); ``enforce`` applies it to one folder; ``RetentionWorker`` runs
+``enforce`` periodically for every registered folder, asking each registration
+which files are being written right now so they are never deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("coral_inference.media.retention")
+
+GB = 1024**3
+RECORDING_PATTERNS = ("*.mp4",)
+
+
+@dataclass(frozen=True)
+class RecordingFile:
+    path: Path
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Limits for one recordings folder; None switches a limit off."""
+
+    max_age_s: float | None = None
+    max_bytes: int | None = None
+    min_free_bytes: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: float | None) -> RetentionPolicy:
+        """From a ``RetentionConfig`` (hours/GB); ``overrides`` use the same field names."""
+        values = {name: getattr(cfg, name) for name in ("max_age_hours", "max_gb", "min_free_gb")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(
+            max_age_s=None if values["max_age_hours"] is None else values["max_age_hours"] * 3600.0,
+            max_bytes=None if values["max_gb"] is None else int(values["max_gb"] * GB),
+            min_free_bytes=None if values["min_free_gb"] is None else int(values["min_free_gb"] * GB),
+        )
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.max_age_s, self.max_bytes, self.min_free_bytes))
+
+    def select(
+        self,
+        files: Sequence[RecordingFile],
+        *,
+        now: float,
+        free_bytes: int | None,
+        protected: Iterable[Path] = (),
+    ) -> list[RecordingFile]:
+        """Files to delete, oldest first, until every limit holds (protected files stay).
+
+        >>> old = RecordingFile(Path("a.mp4"), 10, mtime=0.0)
+        >>> RetentionPolicy(max_age_s=60).select([old], now=100.0, free_bytes=None)[0].path.name
+        'a.mp4'
+        """
+        keep = {Path(p).resolve() for p in protected}
+        total = sum(f.size for f in files)
+        free = free_bytes
+        doomed = []
+        for f in sorted(files, key=lambda f: f.mtime):
+            too_old = self.max_age_s is not None and now - f.mtime > self.max_age_s
+            too_big = self.max_bytes is not None and total > self.max_bytes
+            too_full = self.min_free_bytes is not None and free is not None and free < self.min_free_bytes
+            if not (too_old or too_big or too_full):
+                break  # younger files are not older, and size and free space already hold
+            if f.path.resolve() in keep:
+                continue
+            doomed.append(f)
+            total -= f.size
+            if free is not None:
+                free += f.size
+        return doomed
+
+
+def scan(folder: Path) -> list[RecordingFile]:
+    """Recordings under ``folder`` (recursively), oldest first; vanished files are skipped."""
+    files = []
+    for pattern in RECORDING_PATTERNS:
+        for path in Path(folder).rglob(pattern):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            files.append(RecordingFile(path=path, size=st.st_size, mtime=st.st_mtime))
+    return sorted(files, key=lambda f: f.mtime)
+
+
+@dataclass
+class RetentionReport:
+    folder: Path
+    deleted: list[Path] = field(default_factory=list)
+    freed_bytes: int = 0
+    remaining_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def enforce(
+    folder: Path, policy: RetentionPolicy, protected: Iterable[Path] = (), now: float | None = None
+) -> RetentionReport:
+    """Delete what ``policy`` selects in ``folder``; never a file in ``protected``."""
+    report = RetentionReport(folder=Path(folder))
+    if not Path(folder).is_dir():
+        return report
+    files = scan(folder)
+    free = shutil.disk_usage(folder).free if policy.min_free_bytes is not None else None
+    doomed = policy.select(files, now=time.time() if now is None else now, free_bytes=free, protected=protected)
+    for f in doomed:
+        try:
+            f.path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            report.errors.append(f"{f.path}: {exc}")
+            continue
+        report.deleted.append(f.path)
+        report.freed_bytes += f.size
+    report.remaining_bytes = sum(f.size for f in files) - report.freed_bytes
+    return report
+
+
+@dataclass
+class _Registration:
+    policy: RetentionPolicy
+    protected: Callable[[], Iterable[Path]]
+
+
+class RetentionWorker:
+    """Runs ``enforce`` for registered folders every ``interval_s`` on its own thread."""
+
+    def __init__(self, interval_s: float = 30.0):
+        self.interval_s = interval_s
+        self._folders: dict[Path, _Registration] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.deleted_files = 0
+        self.freed_bytes = 0
+        self.last_errors: list[str] = []
+
+    def register(
+        self, folder: Path, policy: RetentionPolicy, protected: Callable[[], Iterable[Path]] = tuple
+    ) -> None:
+        """Watch ``folder`` (the latest policy for a folder wins); starts the thread."""
+        if not policy.active:
+            return
+        with self._lock:
+            self._folders[Path(folder).resolve()] = _Registration(policy, protected)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="coral-retention", daemon=True)
+                self._thread.start()
+
+    def run_once(self) -> list[RetentionReport]:
+        with self._lock:
+            registrations = list(self._folders.items())
+        reports = []
+        for folder, reg in registrations:
+            try:
+                report = enforce(folder, reg.policy, protected=list(reg.protected()))
+            except Exception as exc:  # a bad folder must not stop retention of the others
+                report = RetentionReport(folder=folder, errors=[f"{type(exc).__name__}: {exc}"])
+            if report.deleted:
+                logger.info("retention: deleted %d file(s), %d bytes in %s", len(report.deleted), report.freed_bytes, folder)
+            self.deleted_files += len(report.deleted)
+            self.freed_bytes += report.freed_bytes
+            if report.errors:
+                self.last_errors = report.errors
+                logger.warning("retention in %s: %s", folder, "; ".join(report.errors))
+            reports.append(report)
+        return reports
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
