@@ -1,0 +1,116 @@
+"""A model package loaded on a backend for a runtime context (``RuntimeContext.get_model``).
+
+Names resolve in this order: a name from the config's ``models`` section, a
+package directory (or its manifest file), a bundled package from
+``coral_inference/models/zoo``. The backend is the explicit argument, else the
+config entry's, else ``auto``: the first backend in ``backends.order`` that is
+available here *and* has an artifact in the package.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import supervision as sv
+
+from coral_inference.backends.base import BackendUnavailableError
+from coral_inference.models.detector import Detector
+from coral_inference.models.package import ModelPackage, load_package
+
+logger = logging.getLogger("coral_inference.models")
+
+CORAL_MODEL_ID_PREFIX = "coral/"
+
+
+class LoadedModel:
+    """A ready detector: ``detect``/``detect_batch``, the package and the backend it runs on."""
+
+    def __init__(self, package: ModelPackage, backend_name: str, detector: Detector, reference: str):
+        self.package = package
+        self.backend_name = backend_name
+        self.detector = detector
+        self.reference = reference
+
+    @property
+    def session(self) -> Any:
+        return self.detector.session
+
+    def detect(self, frame_bgr: np.ndarray, **options: Any) -> sv.Detections:
+        return self.detector.detect(frame_bgr, **options)
+
+    def detect_batch(self, frames: Sequence[np.ndarray], **options: Any) -> list[sv.Detections]:
+        return self.detector.detect_batch(frames, **options)
+
+    def close(self) -> None:
+        self.detector.close()
+
+    def describe(self) -> dict[str, Any]:
+        session = self.session
+        return {
+            "name": self.package.name,
+            "reference": self.reference,
+            "package": str(self.package.root),
+            "backend": self.backend_name,
+            "classes": self.package.classes,
+            "head": self.package.head.type,
+            "session": session.describe() if hasattr(session, "describe") else {},
+        }
+
+
+def strip_model_id(reference: str) -> str:
+    """``coral/<name>`` (the model-id form core Roboflow blocks use) -> ``<name>``."""
+    return reference[len(CORAL_MODEL_ID_PREFIX):] if reference.startswith(CORAL_MODEL_ID_PREFIX) else reference
+
+
+def resolve_reference(context: Any, reference: str | Path) -> tuple[ModelPackage, str]:
+    """(package, backend wanted by config) for a config name, a path or a bundled name."""
+    name = strip_model_id(str(reference))
+    entry = context.config.models.get(name) if context is not None else None
+    if entry is not None:
+        return load_package(entry.package), entry.backend
+    return load_package(name), "auto"
+
+
+def choose_backend(context: Any, package: ModelPackage, requested: str) -> Any:
+    """The adapter to run ``package`` on: the named one (checked) or the first fitting one for ``auto``."""
+    registry = context.backends
+    if requested != "auto":
+        adapter = registry.get(requested)  # UnknownBackendError names the registered ones
+        probe = registry.entry(requested).probe or adapter.probe()
+        if not probe.available:
+            raise BackendUnavailableError(
+                f"backend {requested!r} cannot run model {package.name!r} here: {probe.reason}"
+            )
+        package.artifact(requested)  # ArtifactNotFoundError names the artifacts the package has
+        return adapter
+    order = list(context.config.backends.order)
+    names = registry.names()
+    available = set(registry.available())
+    reasons = []
+    for name in order + [n for n in names if n not in order]:
+        if name not in names:
+            continue
+        if name not in available:
+            reasons.append(f"{name}: {registry.entry(name).as_dict().get('reason') or 'unavailable'}")
+        elif name not in package.backends:
+            reasons.append(f"{name}: package has no artifacts.{name}")
+        else:
+            return registry.get(name)
+    raise BackendUnavailableError(
+        f"no backend can run model {package.name!r} ({package.manifest_path}) with backend 'auto': "
+        + "; ".join(reasons or ["no backends registered"])
+    )
+
+
+def load_model(context: Any, name_or_path: str | Path, backend: str | None = None) -> LoadedModel:
+    """Load (not cached here: ``RuntimeContext.get_model`` caches) a package on a backend."""
+    package, configured = resolve_reference(context, name_or_path)
+    adapter = choose_backend(context, package, backend or configured)
+    session = adapter.prepare_session(package)
+    detector = Detector(package, session)
+    logger.info("model %r loaded on %s (%s)", package.name, adapter.name, package.root)
+    return LoadedModel(package, adapter.name, detector, str(name_or_path))

@@ -1,0 +1,308 @@
+"""Model packages: a directory holding ``coral-model.yaml`` and the artifacts it names.
+
+The manifest says everything a backend and a decoder need to run the model
+without guessing: task, class names, input geometry, layout, colour order, dtype
+and normalisation, resize mode, head type and one artifact per backend with its
+sha256. ``load_package`` validates it all and reports every problem with the
+file and the dotted field.
+
+Example ``coral-model.yaml``::
+
+    name: coral-demo
+    task: object-detection
+    classes: [circle, square, triangle]
+    input: {width: 320, height: 320, layout: NCHW, color: RGB, dtype: float32,
+            scale: 0.00392156862745098, resize: letterbox, pad_value: 114}
+    head: {type: yolov8}
+    artifacts:
+      onnxruntime: {file: model.onnx, sha256: 9f86d0…}
+      rknn: {file: model.rknn, sha256: 60303a…, target_platform: rk3588,
+             input: {layout: NHWC, dtype: uint8}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from coral_inference.models.errors import ArtifactNotFoundError, ManifestError, PackageNotFoundError
+
+MANIFEST_NAME = "coral-model.yaml"
+MANIFEST_NAMES = (MANIFEST_NAME, "coral-model.yml", "coral-model.json")
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+
+# Ultralytics YOLOv5 COCO anchors (pixels), one row per stride 8/16/32.
+YOLOV5_DEFAULT_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """What the network's input tensor looks like and how a frame becomes one."""
+
+    width: int = Field(..., gt=0, description="Input width in pixels.")
+    height: int = Field(..., gt=0, description="Input height in pixels.")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Tensor layout.")
+    color: Literal["RGB", "BGR"] = Field("RGB", description="Channel order the model expects.")
+    dtype: Literal["float32", "float16", "uint8"] = Field(
+        "float32", description="Tensor dtype; uint8 inputs are fed raw (normalisation is inside the model)."
+    )
+    scale: float = Field(1 / 255, gt=0, description="Pixel values are multiplied by this first.")
+    mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Subtracted after scaling, per channel.")
+    std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="Divided by after the mean, per channel.")
+    resize: Literal["letterbox", "stretch"] = Field("letterbox", description="Keep aspect ratio (pad) or stretch.")
+    pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
+
+    @field_validator("std")
+    @classmethod
+    def _no_zero_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(v == 0 for v in value):
+            raise ValueError(f"std {list(value)} contains 0 (division by zero)")
+        return value
+
+
+class InputOverride(_Strict):
+    """Per-artifact changes to ``input`` (e.g. an RKNN build that takes NHWC uint8)."""
+
+    layout: Optional[Literal["NCHW", "NHWC"]] = None
+    color: Optional[Literal["RGB", "BGR"]] = None
+    dtype: Optional[Literal["float32", "float16", "uint8"]] = None
+    pad_value: Optional[int] = Field(None, ge=0, le=255)
+
+
+class HeadSpec(_Strict):
+    """How the raw outputs are decoded into boxes."""
+
+    type: Literal["yolov8", "yolov8_dfl", "yolov5"] = Field(
+        ...,
+        description=(
+            "yolov8: one [1, 4+nc, N] output (Ultralytics YOLOv8/11, cx cy w h in input pixels); "
+            "yolov8_dfl: nine outputs, per stride box DFL [1, 4*reg_max, H, W], class scores [1, nc, H, W], "
+            "score sum [1, 1, H, W] (rknn_model_zoo); yolov5: three anchor heads [1, 3*(5+nc), H, W]."
+        ),
+    )
+    strides: list[int] = Field(default_factory=lambda: [8, 16, 32], description="Strides of the output grids.")
+    reg_max: int = Field(16, ge=1, description="DFL bins per box side (yolov8_dfl).")
+    anchors: Optional[list[list[float]]] = Field(
+        None, description="Anchor (w, h) pairs in pixels per stride (yolov5); default COCO anchors."
+    )
+    sigmoid_in_model: bool = Field(
+        True, description="Scores (and yolov5 box terms) already went through a sigmoid inside the model."
+    )
+
+    @model_validator(mode="after")
+    def _anchors_match_strides(self) -> "HeadSpec":
+        if self.type == "yolov5":
+            anchors = self.anchors or YOLOV5_DEFAULT_ANCHORS
+            if len(anchors) != len(self.strides):
+                raise ValueError(f"anchors has {len(anchors)} rows but strides has {len(self.strides)} entries")
+            widths = {len(row) for row in anchors}
+            if len(widths) != 1 or widths.pop() % 2:
+                raise ValueError("every anchors row must hold the same even number of values (w, h pairs)")
+        return self
+
+    @property
+    def anchor_pairs(self) -> list[list[float]]:
+        return self.anchors or YOLOV5_DEFAULT_ANCHORS
+
+
+class ArtifactSpec(_Strict):
+    """One runtime's model file: a path inside the package or a URL, with its sha256."""
+
+    file: Optional[str] = Field(None, description="Path relative to the package directory.")
+    url: Optional[str] = Field(None, description="http(s):// or file:// URL, fetched into the artifact cache.")
+    sha256: Optional[str] = Field(None, description="Hex digest; required with url, checked whenever present.")
+    target_platform: Optional[str] = Field(None, description="SoC an RKNN artifact was built for, e.g. rk3588.")
+    input: Optional[InputOverride] = Field(None, description="Input changes for this artifact only.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific settings.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            value = value.lower()
+            if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+                raise ValueError(f"{value!r} is not a sha256 hex digest (64 hex characters); compute it with: sha256sum FILE")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ArtifactSpec":
+        if (self.file is None) == (self.url is None):
+            raise ValueError("give exactly one of 'file' (inside the package) or 'url'")
+        if self.url is not None and self.sha256 is None:
+            raise ValueError(f"an artifact fetched from {self.url} needs a sha256 to be verified")
+        return self
+
+    @property
+    def filename(self) -> str:
+        return Path(self.file).name if self.file else Path(self.url.split("?", 1)[0]).name or "artifact"
+
+
+class ModelManifest(_Strict):
+    """The content of ``coral-model.yaml``."""
+
+    name: str = Field(..., min_length=1, description="Package name (how blocks and the CLI refer to it).")
+    task: Literal["object-detection"] = Field("object-detection", description="What the model does.")
+    description: str = Field("", description="One line for humans.")
+    classes: list[str] = Field(..., min_length=1, description="Class names by class id.")
+    input: InputSpec
+    head: HeadSpec
+    artifacts: dict[str, ArtifactSpec] = Field(..., min_length=1, description="Artifacts by backend name.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Provenance: training script, seed, accuracy.")
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({c for c in value if value.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"class names must be unique; repeated: {duplicates}")
+        return value
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """A validated package on disk."""
+
+    root: Path
+    manifest_path: Path
+    manifest: ModelManifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest.classes
+
+    @property
+    def input(self) -> InputSpec:
+        return self.manifest.input
+
+    @property
+    def head(self) -> HeadSpec:
+        return self.manifest.head
+
+    @property
+    def backends(self) -> list[str]:
+        return list(self.manifest.artifacts)
+
+    def artifact(self, backend: str) -> ArtifactSpec:
+        try:
+            return self.manifest.artifacts[backend]
+        except KeyError:
+            raise ArtifactNotFoundError(
+                f"model package {self.name!r} ({self.manifest_path}) has no artifact for backend {backend!r}; "
+                f"it has: {', '.join(self.manifest.artifacts)}. Add artifacts.{backend} to the manifest "
+                f"or choose another backend"
+            ) from None
+
+    def local_artifact_path(self, backend: str) -> Path | None:
+        """The in-package file of an artifact (None when it comes from a URL)."""
+        spec = self.artifact(backend)
+        return (self.root / spec.file).resolve() if spec.file else None
+
+    def input_for(self, backend: str, defaults: InputOverride | None = None) -> InputSpec:
+        """The input spec a backend feeds: manifest input < backend defaults < artifact override."""
+        spec = self.manifest.input
+        artifact = self.manifest.artifacts.get(backend)
+        changes: dict[str, Any] = {}
+        for override in (defaults, artifact.input if artifact else None):
+            if override is not None:
+                changes.update(override.model_dump(exclude_none=True))
+        return spec.model_copy(update=changes) if changes else spec
+
+
+def find_manifest(directory: Path) -> Path | None:
+    for name in MANIFEST_NAMES:
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def bundled_packages() -> dict[str, Path]:
+    """Packages shipped inside Coral (``coral_inference/models/zoo/<name>/``), by directory name."""
+    if not ZOO_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(ZOO_DIR.iterdir()) if p.is_dir() and find_manifest(p) is not None}
+
+
+def resolve_package_path(name_or_path: str | Path) -> Path:
+    """A package directory from a path (directory or manifest file) or a bundled package name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file() and path.name in MANIFEST_NAMES:
+        return path.parent
+    if path.is_dir():
+        if find_manifest(path) is None:
+            raise PackageNotFoundError(
+                f"{path}: directory has no {MANIFEST_NAME}; a model package is a directory with a "
+                f"{MANIFEST_NAME} manifest (see docs/models.md)"
+            )
+        return path
+    bundled = bundled_packages()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    raise PackageNotFoundError(
+        f"model package {str(name_or_path)!r} not found: no such directory (relative to {Path.cwd()}) "
+        f"and no bundled package of that name (bundled: {', '.join(bundled) or 'none'}); "
+        f"give a package directory, a bundled name or a name from the config's models section"
+    )
+
+
+def load_package(name_or_path: str | Path) -> ModelPackage:
+    """Read and validate a model package; every problem names the manifest file and field.
+
+    >>> load_package("coral-demo").classes  # doctest: +SKIP
+    ['circle', 'square', 'triangle']
+    """
+    root = resolve_package_path(name_or_path).resolve()
+    manifest_path = find_manifest(root)
+    assert manifest_path is not None  # resolve_package_path checked it
+    try:
+        data = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ManifestError(manifest_path, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ManifestError(manifest_path, [f"the top level must be a mapping, got {type(data).__name__}"])
+    try:
+        manifest = ModelManifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(manifest_path, _explain(exc)) from None
+    problems = []
+    for backend, spec in manifest.artifacts.items():
+        if spec.file is not None:
+            target = (root / spec.file).resolve()
+            if root not in target.parents:
+                problems.append(f"artifacts.{backend}.file: {spec.file!r} points outside the package directory")
+    if problems:
+        raise ManifestError(manifest_path, problems)
+    return ModelPackage(root=root, manifest_path=manifest_path, manifest=manifest)
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _explain(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        dotted = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            problems.append(f"{dotted}: required field is missing")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"{dotted}: unknown field (check the spelling; see docs/models.md)")
+        else:
+            problems.append(f"{dotted}: {message} (got {error.get('input')!r})")
+    return problems
