@@ -57,6 +57,9 @@ def fake_board(tmp_path, monkeypatch):
     handle = FakeBoardHandle(root=root, board=api.BOARD, api=api)
     handle.set_soc("rk3588")
     yield handle
+    from coral_inference.runtime import shutdown
+
+    shutdown()  # a runtime the test initialised owns pools; close them before counting leaks
     leaked = [i for i in api.BOARD.instances if not i.released]
     api.BOARD.reset(None)
     for name in [m for m in sys.modules if m == "rknnlite" or m.startswith("rknnlite.")]:
