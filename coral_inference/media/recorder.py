@@ -373,16 +373,17 @@ class SourceRecorder:
 
     def _finish(self) -> None:
         """Drain the encoder into the open files, close them, forget the encoder."""
-        encoder, self._encoder = self._encoder, None
+        encoder = self._encoder
         try:
             if encoder is not None:
                 for packet in encoder.flush():
-                    self._route(packet)
+                    self._route(packet)  # may open a file: needs self._encoder
             while self._fifo:  # commands of frames that produced no packet
                 for cmd in self._fifo.popleft()[1]:
                     if cmd[0] == "clip_close":
                         self._apply(cmd)
         finally:
+            self._encoder = None
             self._segment_expected = False
             self._close_file("_segment_file")
             self._close_file("_clip_file")

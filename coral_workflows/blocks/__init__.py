@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 
 # module path -> block class name; imported only when the engine asks for blocks.
-BLOCKS: dict[str, str] = {}
+BLOCKS: dict[str, str] = {
+    "coral_workflows.blocks.video_recorder.v1": "VideoRecorderBlockV1",
+    "coral_workflows.blocks.metrics_sink.v1": "MetricsSinkBlockV1",
+    "coral_workflows.blocks.webrtc_preview.v1": "WebRtcPreviewBlockV1",
+}
 
 
 def load_block_classes() -> list[type]:

@@ -1,0 +1,166 @@
+"""``coral/metrics_sink@v1``: send named fields and tags to the configured metric sinks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import numpy as np
+from pydantic import ConfigDict, Field
+
+from coral_inference import compat
+from coral_inference.metrics import MetricsError, get_metrics_hub
+from coral_workflows.blocks.sink_support import DISABLED_MESSAGE, SINK_INIT_PARAMETERS, sinks_disabled, source_of
+
+kinds = compat.kinds()
+Selector = kinds.Selector
+WorkflowBlock = compat.get("WorkflowBlock")
+WorkflowBlockManifest = compat.get("WorkflowBlockManifest")
+OutputDefinition = compat.get("OutputDefinition")
+
+FIELD_KINDS = [
+    kinds.INTEGER_KIND, kinds.FLOAT_KIND, kinds.FLOAT_ZERO_TO_ONE_KIND, kinds.BOOLEAN_KIND,
+    kinds.OBJECT_DETECTION_PREDICTION_KIND, kinds.INSTANCE_SEGMENTATION_PREDICTION_KIND,
+    kinds.KEYPOINT_DETECTION_PREDICTION_KIND, kinds.DICTIONARY_KIND, kinds.WILDCARD_KIND,
+]
+
+LONG_DESCRIPTION = """
+Write one metric point per run — a measurement with numeric fields and string
+tags — to the metric sinks configured in the Coral runtime (`metrics.sinks`):
+InfluxDB v2 (batched, spooled to disk while the server is down), Prometheus
+(exposed at `/metrics`) or JSON lines.
+
+**Fields** are literals or selectors: numbers and booleans are written as they
+are; detections become their count (`<field>`) plus one count per class
+(`<field>_<class>`, zero once a class seen before disappears); a dictionary of
+numbers (e.g. line-counter outputs) becomes `<field>_<key>`. Anything else is
+rejected with a message naming the field, and the workflow keeps running.
+
+**Tags** label the point (camera, site, zone). The frame's source is added as
+tag `source` when `image` is given.
+
+**Never blocks:** the point is put on each sink's bounded queue; a slow or
+unreachable server costs one queue put. `min_interval_seconds` limits how often a
+source writes (e.g. once per second from a 30 fps stream).
+"""
+
+
+class BlockManifest(WorkflowBlockManifest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "name": "Metrics Sink",
+            "version": "v1",
+            "short_description": "Send counts and values to InfluxDB, Prometheus or JSON lines.",
+            "long_description": LONG_DESCRIPTION,
+            "license": "Apache-2.0",
+            "block_type": "sink",
+            "ui_manifest": {"section": "data_storage", "icon": "fal fa-chart-line", "blockPriority": 6},
+        }
+    )
+    type: Literal["coral/metrics_sink@v1"]
+    measurement: Union[Selector(kind=[kinds.STRING_KIND]), str] = Field(
+        description="Measurement name (Prometheus exposes fields as <measurement>_<field>).",
+        examples=["people_counter", "$inputs.measurement"],
+    )
+    fields: Dict[str, Union[Selector(kind=FIELD_KINDS), int, float, bool]] = Field(
+        description="Field name to value: a number, a boolean, detections (counted per class) or a dict of numbers.",
+        examples=[{"people": "$steps.model.predictions", "in": "$steps.line_counter.count_in"}],
+    )
+    tags: Dict[str, Union[Selector(kind=[kinds.STRING_KIND, kinds.INTEGER_KIND]), str, int]] = Field(
+        default_factory=dict,
+        description="Tag name to value, e.g. the site or zone.",
+        examples=[{"site": "warehouse-2", "zone": "$inputs.zone"}],
+    )
+    image: Optional[Selector(kind=[kinds.IMAGE_KIND])] = Field(
+        default=None,
+        description="Optional frame whose source (video_identifier) becomes the `source` tag.",
+        examples=["$inputs.image"],
+    )
+    sinks: List[str] = Field(
+        default_factory=list,
+        description="Names from metrics.sinks to write to (empty: all configured sinks).",
+        examples=[["influx"], ["prometheus", "jsonl"]],
+    )
+    min_interval_seconds: Union[Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]), float] = Field(
+        default=0.0,
+        description="Write at most once per this many seconds per source (0: every run).",
+        examples=[1.0],
+    )
+
+    @classmethod
+    def describe_outputs(cls) -> list:
+        return [
+            OutputDefinition(name="error_status", kind=[kinds.BOOLEAN_KIND]),
+            OutputDefinition(name="message", kind=[kinds.STRING_KIND]),
+        ]
+
+    @classmethod
+    def get_execution_engine_compatibility(cls) -> Optional[str]:
+        return ">=1.3.0,<2.0.0"
+
+
+def _is_detections(value: Any) -> bool:
+    return hasattr(value, "xyxy") and isinstance(getattr(value, "data", None), Mapping)
+
+
+class MetricsSinkBlockV1(WorkflowBlock):
+    def __init__(self, coral_context: Any, **engine_parameters: Any):
+        self._context = coral_context
+        self._disabled = sinks_disabled(engine_parameters)
+        self._last_write: dict[str, float] = {}
+        self._seen_classes: dict[tuple[str, str], set[str]] = {}
+
+    @classmethod
+    def get_init_parameters(cls) -> list[str]:
+        return list(SINK_INIT_PARAMETERS)
+
+    @classmethod
+    def get_manifest(cls) -> type:
+        return BlockManifest
+
+    def run(
+        self,
+        measurement: str,
+        fields: dict[str, Any],
+        tags: dict[str, Any],
+        image: Any,
+        sinks: list[str],
+        min_interval_seconds: float,
+    ) -> dict[str, Any]:
+        if self._disabled:
+            return {"error_status": False, "message": DISABLED_MESSAGE}
+        source = source_of(image) if image is not None else None
+        key = source or ""
+        now = time.monotonic()
+        if min_interval_seconds and now - self._last_write.get(key, -1e18) < float(min_interval_seconds):
+            return {"error_status": False, "message": "skipped: min_interval_seconds not elapsed"}
+        try:
+            values = self._flatten(fields, key)
+            all_tags = {**tags, **({"source": source} if source is not None else {})}
+            get_metrics_hub(self._context).emit(measurement, values, all_tags, sinks or None)
+        except MetricsError as exc:
+            return {"error_status": True, "message": str(exc)}
+        self._last_write[key] = now
+        return {"error_status": False, "message": f"sent {len(values)} field(s)"}
+
+    def _flatten(self, fields: dict[str, Any], source: str) -> dict[str, Any]:
+        """Detections to per-class counts, dicts to ``<field>_<key>``; scalars pass through."""
+        values: dict[str, Any] = {}
+        for name, value in fields.items():
+            if _is_detections(value):
+                values[name] = len(value)
+                names = value.data.get("class_name")
+                unique, counts = (np.unique(np.asarray(names).astype(str), return_counts=True)
+                                  if names is not None and len(value) else (np.array([]), np.array([])))
+                seen = self._seen_classes.setdefault((source, name), set())
+                seen.update(unique.tolist())
+                present = dict(zip(unique.tolist(), counts.tolist()))
+                for cls in seen:
+                    values[f"{name}_{cls}"] = present.get(cls, 0)
+            elif isinstance(value, Mapping):
+                for sub, sub_value in value.items():
+                    values[f"{name}_{sub}"] = sub_value
+            else:
+                values[name] = value
+        return values
