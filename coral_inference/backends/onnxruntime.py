@@ -34,13 +34,14 @@ class OnnxRuntimeSession:
 
     concurrency = 1  # intra-op threads already use the cores; parallel runs would compete
 
-    def __init__(self, session: Any, *, model: str, path: Path, requested: list[str], input_spec: Any = None):
+    def __init__(self, session: Any, *, model: str, path: Path, requested: list[str], input_spec: Any = None, head: Any = None):
         self._session = session
         self.model = model
         self.path = path
         self.requested_providers = requested
         self.providers = list(session.get_providers())
         self.input_spec = input_spec
+        self.head = head
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise BackendUnavailableError(
@@ -118,9 +119,14 @@ class OnnxRuntimeBackend:
         if not probe.available:
             raise BackendUnavailableError(f"onnxruntime cannot run model {package.name!r}: {probe.reason}")
         path = ensure_artifact(package, self.name)
-        return self.open_session(path, model=package.name, options=options, input_spec=package.input_for(self.name))
+        return self.open_session(
+            path, model=package.name, options=options,
+            input_spec=package.input_for(self.name), head=package.head_for(self.name),
+        )
 
-    def open_session(self, path: Path, *, model: str, options: dict[str, Any] | None = None, input_spec: Any = None) -> OnnxRuntimeSession:
+    def open_session(
+        self, path: Path, *, model: str, options: dict[str, Any] | None = None, input_spec: Any = None, head: Any = None
+    ) -> OnnxRuntimeSession:
         """An ``InferenceSession`` over ``path`` with this backend's providers and threads."""
         import onnxruntime
 
@@ -146,7 +152,7 @@ class OnnxRuntimeBackend:
                 f"the file is not a valid ONNX model for this runtime (corrupt or truncated download, "
                 f"or an opset newer than onnxruntime {onnxruntime.__version__}): re-export or re-download it"
             ) from exc
-        result = OnnxRuntimeSession(session, model=model, path=Path(path), requested=names, input_spec=input_spec)
+        result = OnnxRuntimeSession(session, model=model, path=Path(path), requested=names, input_spec=input_spec, head=head)
         accelerators = [n for n in names if n != "CPUExecutionProvider"]
         lost = [n for n in accelerators if n not in result.providers]
         if lost:

@@ -97,11 +97,12 @@ class RknnSession:
 class RknnSessionPool:
     """Sessions spread over NPU cores; ``run`` borrows an idle one, so callers run in parallel."""
 
-    def __init__(self, sessions: list[RknnSession], *, model: str, input_spec: Any = None):
+    def __init__(self, sessions: list[RknnSession], *, model: str, input_spec: Any = None, head: Any = None):
         if not sessions:
             raise ValueError("an RKNN session pool needs at least one session")
         self.model = model
         self.input_spec = input_spec
+        self.head = head
         self.sessions = list(sessions)
         self.core_masks = [s.core_mask for s in sessions]
         self._idle: queue.Queue[RknnSession | None] = queue.Queue()
@@ -260,7 +261,7 @@ class RknnBackend:
                 session.close()
             raise
         logger.info("rknn: model %r on core masks %s", package.name, [s.core_mask for s in sessions])
-        return RknnSessionPool(sessions, model=package.name, input_spec=spec)
+        return RknnSessionPool(sessions, model=package.name, input_spec=spec, head=package.head_for(self.name))
 
     def _lite_class(self, model: str) -> Any:
         try:

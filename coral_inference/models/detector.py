@@ -20,7 +20,7 @@ import supervision as sv
 from coral_inference.backends.base import ModelSession
 from coral_inference.models.decoders import decode
 from coral_inference.models.nms import nms
-from coral_inference.models.package import InputSpec, ModelPackage
+from coral_inference.models.package import HeadSpec, InputSpec, ModelPackage
 from coral_inference.models.preprocess import ResizeGeometry, preprocess_image
 
 
@@ -39,12 +39,16 @@ class StageTimes:
 
 
 class Detector:
-    """Runs ``package`` through ``session``; input spec from the session when it has one."""
+    """Runs ``package`` through ``session``; input spec and head from the session when it has them."""
 
-    def __init__(self, package: ModelPackage, session: ModelSession, input_spec: InputSpec | None = None):
+    def __init__(
+        self, package: ModelPackage, session: ModelSession, input_spec: InputSpec | None = None, head: HeadSpec | None = None
+    ):
         self.package = package
         self.session = session
+        # Adapters put the artifact's own input spec and head on their sessions.
         self.input_spec = input_spec or getattr(session, "input_spec", None) or package.input
+        self.head = head or getattr(session, "head", None) or package.head
         self._class_index = {name: i for i, name in enumerate(package.classes)}
         self._class_names = np.asarray(package.classes)
         self._pool: ThreadPoolExecutor | None = None
@@ -74,7 +78,7 @@ class Detector:
         allowed = self.class_ids_for(class_filter)
         if allowed is not None and allowed.size == 0:
             return self._detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
-        candidates = decode(outputs, self.package.head, len(self.package.classes), confidence, allowed)
+        candidates = decode(outputs, self.head, len(self.package.classes), confidence, allowed)
         candidates = candidates.top(max_candidates)
         if times is not None:
             times.candidates = len(candidates)

@@ -121,6 +121,9 @@ class ArtifactSpec(_Strict):
     sha256: Optional[str] = Field(None, description="Hex digest; required with url, checked whenever present.")
     target_platform: Optional[str] = Field(None, description="SoC an RKNN artifact was built for, e.g. rk3588.")
     input: Optional[InputOverride] = Field(None, description="Input changes for this artifact only.")
+    head: Optional[HeadSpec] = Field(
+        None, description="Head of this artifact when it differs (e.g. an RKNN build of the nine-output export)."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific settings.")
 
     @field_validator("sha256")
@@ -145,6 +148,19 @@ class ArtifactSpec(_Strict):
         return Path(self.file).name if self.file else Path(self.url.split("?", 1)[0]).name or "artifact"
 
 
+class RknnConversion(_Strict):
+    """How ``coral-runtime models convert`` builds this package's ``.rknn``."""
+
+    onnx: str = Field(..., description="ONNX file inside the package to convert (the nine-output export for YOLOv8).")
+    head: Optional[HeadSpec] = Field(None, description="Head of that ONNX file when it differs from 'head'.")
+    target_platform: str = Field("rk3588", description="SoC to build for.")
+    quantize: bool = Field(False, description="int8 quantisation (needs a calibration image list).")
+
+
+class ConvertSpec(_Strict):
+    rknn: Optional[RknnConversion] = None
+
+
 class ModelManifest(_Strict):
     """The content of ``coral-model.yaml``."""
 
@@ -155,6 +171,7 @@ class ModelManifest(_Strict):
     input: InputSpec
     head: HeadSpec
     artifacts: dict[str, ArtifactSpec] = Field(..., min_length=1, description="Artifacts by backend name.")
+    convert: ConvertSpec = Field(default_factory=ConvertSpec, description="Sources for artifacts built on demand.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Provenance: training script, seed, accuracy.")
 
     @field_validator("classes")
@@ -208,6 +225,10 @@ class ModelPackage:
         """The in-package file of an artifact (None when it comes from a URL)."""
         spec = self.artifact(backend)
         return (self.root / spec.file).resolve() if spec.file else None
+
+    def head_for(self, backend: str) -> HeadSpec:
+        artifact = self.manifest.artifacts.get(backend)
+        return artifact.head if artifact is not None and artifact.head is not None else self.manifest.head
 
     def input_for(self, backend: str, defaults: InputOverride | None = None) -> InputSpec:
         """The input spec a backend feeds: manifest input < backend defaults < artifact override."""
@@ -276,11 +297,12 @@ def load_package(name_or_path: str | Path) -> ModelPackage:
     except ValidationError as exc:
         raise ManifestError(manifest_path, _explain(exc)) from None
     problems = []
-    for backend, spec in manifest.artifacts.items():
-        if spec.file is not None:
-            target = (root / spec.file).resolve()
-            if root not in target.parents:
-                problems.append(f"artifacts.{backend}.file: {spec.file!r} points outside the package directory")
+    inside = [(f"artifacts.{backend}.file", spec.file) for backend, spec in manifest.artifacts.items() if spec.file]
+    if manifest.convert.rknn is not None:
+        inside.append(("convert.rknn.onnx", manifest.convert.rknn.onnx))
+    for field, relative in inside:
+        if root not in (root / relative).resolve().parents:
+            problems.append(f"{field}: {relative!r} points outside the package directory")
     if problems:
         raise ManifestError(manifest_path, problems)
     return ModelPackage(root=root, manifest_path=manifest_path, manifest=manifest)

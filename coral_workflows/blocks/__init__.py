@@ -6,6 +6,7 @@ import importlib
 
 # module path -> block class name; imported only when the engine asks for blocks.
 BLOCKS: dict[str, str] = {
+    "coral_workflows.blocks.object_detection_model.v1": "CoralObjectDetectionModelBlockV1",
     "coral_workflows.blocks.video_recorder.v1": "VideoRecorderBlockV1",
     "coral_workflows.blocks.metrics_sink.v1": "MetricsSinkBlockV1",
     "coral_workflows.blocks.webrtc_preview.v1": "WebRtcPreviewBlockV1",

@@ -23,7 +23,7 @@ from coral_inference.backends.rknn import (
 from coral_inference.models import load_package
 from coral_inference.models.detector import Detector
 from tests.backends.rknn_double import fake_board  # noqa: F401  (fixture)
-from tests.models.builders import constant_model, conv_model, encode_yolov8, write_package
+from tests.models.builders import constant_model, conv_model, encode_yolov8, encode_yolov8_dfl, write_package
 
 
 @pytest.fixture
@@ -80,6 +80,29 @@ def test_rknn_and_onnxruntime_give_the_same_detections(tmp_path, fake_board):  #
     np.testing.assert_allclose(a.xyxy, b.xyxy)
     np.testing.assert_allclose(a.xyxy, boxes * 2)
     assert a.data["class_name"].tolist() == ["x", "y"]
+
+
+def test_rknn_artifact_with_its_own_head_decodes_like_the_onnx_one(tmp_path, fake_board):  # noqa: F811
+    """One package: ONNX with the single-output head, .rknn built from the nine-output export."""
+    root = tmp_path / "heads"
+    boxes, ids, scores = np.array([[10, 12, 40, 30], [60, 70, 120, 120]], np.float32), np.array([0, 1]), np.array([0.9, 0.7])
+    constant_model(root / "single.onnx", [encode_yolov8(boxes, ids, scores, 2, 64)], input_shape=(1, 3, 128, 128))
+    constant_model(root / "dfl.onnx", encode_yolov8_dfl(boxes, ids, scores, 2, (128, 128)), input_shape=(1, 3, 128, 128))
+    fake_board.build_rknn(root / "dfl.onnx", root / "model.rknn")
+    write_package(root, classes=["x", "y"], input={"width": 128, "height": 128}, head={"type": "yolov8"},
+                  artifacts={"onnxruntime": {"file": "single.onnx"},
+                             "rknn": {"file": "model.rknn", "head": {"type": "yolov8_dfl"}}})
+    package = load_package(root)
+    assert package.head_for("rknn").type == "yolov8_dfl" and package.head_for("onnxruntime").type == "yolov8"
+    on_npu = Detector(package, RknnBackend().prepare_session(package))
+    on_cpu = Detector(package, OnnxRuntimeBackend().prepare_session(package))
+    try:
+        a, b = on_npu.detect(_frame(shape=(128, 128, 3))), on_cpu.detect(_frame(shape=(128, 128, 3)))
+    finally:
+        on_npu.close()
+        on_cpu.close()
+    np.testing.assert_allclose(a.xyxy, boxes, atol=1e-3)
+    np.testing.assert_allclose(b.xyxy, boxes, atol=1e-3)
 
 
 def test_pool_uses_one_session_per_npu_core_concurrently(conv_package, fake_board):  # noqa: F811
