@@ -35,8 +35,6 @@ logger = logging.getLogger("coral_inference.pipelines")
 
 # Seconds of history behind the fps / latency figures of ``status()``.
 STATS_WINDOW_S = 5.0
-# At most this often the runner pushes its figures to the metrics hub.
-METRICS_PERIOD_S = 1.0
 # ``InferencePipeline.terminate`` refuses while a source is still INITIALISING.
 TERMINATE_ATTEMPTS = 50
 
@@ -163,7 +161,7 @@ class PipelineRunner:
         self._created_at = time.time()
         self._started_at: float | None = None
         self._ended_at: float | None = None
-        self._last_metrics = 0.0
+        self._metrics: Any = None  # PipelineMetrics, built at start when metrics are on
 
     # ------------------------------------------------------------------ control
 
@@ -178,6 +176,7 @@ class PipelineRunner:
             self._state = PipelineState.starting
             self._started_at = time.time()
         try:
+            self._metrics = self._pipeline_metrics()
             self._pipeline = self._build_pipeline()
             self._pipeline.start(use_main_thread=False)
         except Exception as exc:
@@ -365,9 +364,8 @@ class PipelineRunner:
             except Exception:  # a failing consumer must not stop the pipeline
                 self._callback_errors += 1
                 logger.exception("pipeline %s: on_result callback failed", self.pipeline_id)
-        if self._emit_metrics and now - self._last_metrics >= METRICS_PERIOD_S:
-            self._last_metrics = now
-            self._emit(detections)
+        if self._metrics is not None:
+            self._metrics.observe(predictions, video_frame, inference_latency_s=latency if started is not None else None)
 
     def _on_status_update(self, update: Any) -> None:
         event = getattr(update, "event_type", "")
@@ -408,26 +406,20 @@ class PipelineRunner:
             if self._state.active:
                 self._state = PipelineState.finished
             self._ended_at = self._ended_at or time.time()
+        if self._metrics is not None:
+            self._metrics.flush()
         self._done.set()
 
     def _trim_window(self, now: float) -> None:
         while self._window and now - self._window[0][0] > STATS_WINDOW_S:
             self._window.popleft()
 
-    def _emit(self, detections: int) -> None:
-        try:
-            from coral_inference.metrics import get_metrics_hub
-        except ImportError:  # metrics are optional for the runner
-            return
-        status = self.status()
-        fields = {"fps": status["fps"], "frames": status["frames"], "detections": detections,
-                  "dropped_frames": status["dropped_frames"]}
-        if status["latency_ms"] is not None:
-            fields["latency_ms"] = status["latency_ms"]
-        try:
-            get_metrics_hub(self.context).emit("coral_pipeline", fields, {"pipeline_id": self.pipeline_id})
-        except Exception:
-            logger.debug("pipeline %s: metrics emit failed", self.pipeline_id, exc_info=True)
+    def _pipeline_metrics(self) -> Any:
+        if not self._emit_metrics or self.context is None:
+            return None
+        from coral_inference.metrics import PipelineMetrics, get_metrics_hub
+
+        return PipelineMetrics(get_metrics_hub(self.context), self.pipeline_id)
 
 
 class _InferenceClock:
