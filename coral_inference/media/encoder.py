@@ -22,6 +22,7 @@ import numpy as np
 logger = logging.getLogger("coral_inference.media.encoder")
 
 TIME_BASE = Fraction(1, 90_000)
+MPEG4_TIME_BASE = Fraction(1, 60_000)  # MPEG-4 Part 2 allows denominators up to 65535
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 CODEC_LIBRARIES = {"h264": "libx264", "mpeg4": "mpeg4"}
 
@@ -63,15 +64,16 @@ def _even(value: int) -> int:
 
 @dataclass
 class EncodedPacket:
-    """A packet with its timestamp in ``TIME_BASE`` (pts == dts: there are no B-frames)."""
+    """A packet with its timestamp in ``time_base`` (pts == dts: there are no B-frames)."""
 
     packet: av.Packet
     pts: int
     keyframe: bool
+    time_base: Fraction = TIME_BASE
 
     @property
     def seconds(self) -> float:
-        return float(self.pts * TIME_BASE)
+        return float(self.pts * self.time_base)
 
 
 class PacketEncoder:
@@ -82,6 +84,7 @@ class PacketEncoder:
         self.width = _even(settings.width or width)
         self.height = _even(settings.height or height)
         self.fps = float(settings.fps or fps or 30.0)
+        self.time_base = TIME_BASE if self.codec == "h264" else MPEG4_TIME_BASE
         # The stream lives in a container that is never written: PyAV copies
         # output streams from a template stream, and the MP4 muxer flags make the
         # encoder put SPS/PPS in extradata (needed for the moov of each file).
@@ -89,7 +92,7 @@ class PacketEncoder:
         stream = self._holder.add_stream(CODEC_LIBRARIES[self.codec], rate=Fraction(self.fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
         ctx = stream.codec_context
-        ctx.time_base = TIME_BASE
+        ctx.time_base = self.time_base
         gop = max(1, round(self.fps * settings.keyframe_interval_s))
         options = {"g": str(gop), "bf": "0", "threads": str(settings.threads)}
         if self.codec == "h264":
@@ -110,11 +113,11 @@ class PacketEncoder:
 
     def encode(self, frame_bgr: np.ndarray, seconds: float, *, keyframe: bool = False) -> list[EncodedPacket]:
         """Encode one frame shown at ``seconds`` (monotonic pts are enforced)."""
-        pts = max(round(seconds / TIME_BASE), self._last_pts + 1)
+        pts = max(round(seconds / self.time_base), self._last_pts + 1)
         self._last_pts = pts
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
         frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-        frame.pts, frame.time_base = pts, TIME_BASE
+        frame.pts, frame.time_base = pts, self.time_base
         if keyframe:
             frame.pict_type = av.video.frame.PictureType.I
         return self._wrap(self.stream.encode(frame))
@@ -135,8 +138,8 @@ class PacketEncoder:
         for packet in packets:
             if packet.pts is None:
                 continue
-            packet.time_base = TIME_BASE
-            out.append(EncodedPacket(packet=packet, pts=int(packet.pts), keyframe=bool(packet.is_keyframe)))
+            packet.time_base = self.time_base
+            out.append(EncodedPacket(packet, int(packet.pts), bool(packet.is_keyframe), self.time_base))
         return out
 
 
@@ -150,6 +153,7 @@ class Mp4File:
         stream = self._container.add_stream_from_template(encoder.stream)
         # Opening the copied stream creates a codec context of its own; its headers
         # are replaced by the real encoder's so the moov describes our packets.
+        stream.codec_context.time_base = encoder.time_base
         stream.codec_context.open()
         stream.codec_context.extradata = encoder.extradata
         self._stream = stream
@@ -166,7 +170,7 @@ class Mp4File:
             self._offset = encoded.pts
             self.first_seconds = encoded.seconds
         packet = encoded.packet
-        packet.time_base = TIME_BASE
+        packet.time_base = encoded.time_base
         packet.pts = packet.dts = encoded.pts - self._offset
         packet.stream = self._stream
         self._container.mux(packet)

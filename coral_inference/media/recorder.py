@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -120,10 +121,13 @@ def resolve_inside(root: Path, directory: str | Path) -> Path:
 def source_folder_name(source: Any) -> str:
     """A file-system-safe, readable folder name for a video source (URL, path, index)."""
     text = str(source)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "source"
+    visible = text
+    if "://" in text:  # folder names show up in listings: never the URL's credentials
+        parts = urlsplit(text)
+        visible = f"{parts.scheme}_{parts.hostname or ''}{'_' + str(parts.port) if parts.port else ''}{parts.path}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", visible).strip("._") or "source"
     if slug != text or len(slug) > 64:
-        # Different sources could collapse to one slug (or a URL could carry
-        # credentials): a short digest keeps them apart without showing them.
+        # Different sources could collapse to one slug: a short digest keeps them apart.
         slug = f"{slug[:48]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return slug
 
@@ -256,6 +260,8 @@ class SourceRecorder:
         except queue.Full:
             logger.warning("recorder %s: queue still full after %.0fs; closing anyway", self.name, timeout)
         thread.join(timeout)
+        with self._lock:
+            self._segment = self._clip = None
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
