@@ -1,0 +1,226 @@
+"""MonitorService: host and pipeline metrics, their recent history, and disk cleanup.
+
+Every ``services.monitoring.poll_interval_s`` it samples the host (CPU, memory,
+disk of the storage root, NPU/GPU load where ``/sys`` exposes it) and every
+pipeline's status, keeps a bounded history for the dashboard charts, and emits
+host figures to the metric sinks named in ``services.monitoring.sinks``
+(pipelines emit their own through ``PipelineMetrics``). Cleanup keeps
+recordings and results under ``disk_quota_bytes`` and the disk above
+``min_free_bytes``, oldest files first, never a file written in the last
+``ACTIVE_FILE_S`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from coral_inference.media.retention import RecordingFile, RetentionPolicy
+
+logger = logging.getLogger("coral_inference.webapp.monitor")
+
+HISTORY = 720  # samples kept per series (an hour at 5 s)
+ACTIVE_FILE_S = 30.0
+CLEANUP_EVERY_S = 60.0
+HOST_MEASUREMENT = "coral_host"
+
+# Where accelerators report their load (first readable wins per device).
+RKNPU_LOAD_FILES = ("/sys/kernel/debug/rknpu/load", "/proc/rknpu/load")
+JETSON_GPU_LOAD_FILES = ("/sys/devices/gpu.0/load", "/sys/devices/platform/gpu.0/load")
+
+
+def read_npu_load(root: Path = Path("/")) -> dict[str, float]:
+    """NPU/GPU load in percent by core, from kernel files; empty when none is readable.
+
+    The RK3588 driver writes ``NPU load:  Core0: 12%, Core1:  0%, Core2:  3%,``;
+    Jetson's GPU load file holds per-mille.
+    """
+    for name in RKNPU_LOAD_FILES:
+        text = _read(root / name.lstrip("/"))
+        if text:
+            cores = re.findall(r"Core(\d+):\s*(\d+)%", text)
+            if cores:
+                return {f"npu_core{c}": float(v) for c, v in cores}
+            single = re.search(r"(\d+)%", text)
+            if single:
+                return {"npu": float(single.group(1))}
+    for path in sorted((root / "sys/class/devfreq").glob("*npu*/load")):
+        text = _read(path)
+        match = re.match(r"\s*(\d+)@", text or "")  # devfreq: "<busy>@<freq>Hz"
+        if match:
+            return {"npu": float(match.group(1))}
+    for name in JETSON_GPU_LOAD_FILES:
+        text = _read(root / name.lstrip("/"))
+        if text and text.strip().isdigit():
+            return {"gpu": int(text.strip()) / 10.0}
+    return {}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+class MonitorService:
+    def __init__(self, context: Any, pipeline_statuses: Callable[[], list[dict[str, Any]]], *,
+                 metrics_hub: Any = None, sys_root: Path = Path("/")):
+        cfg = context.config
+        self.context = context
+        self.enabled = cfg.services.monitoring.enabled
+        self.interval_s = cfg.services.monitoring.poll_interval_s
+        self.sinks = list(cfg.services.monitoring.sinks)
+        self.storage_root = Path(cfg.storage.root)
+        self.cleanup_roots = [Path(cfg.storage.recordings), Path(cfg.storage.results)]
+        self.policy = RetentionPolicy(
+            max_bytes=cfg.services.monitoring.disk_quota_bytes,
+            min_free_bytes=cfg.services.monitoring.min_free_bytes,
+        )
+        self._statuses = pipeline_statuses
+        self._metrics_hub = metrics_hub
+        self._sys_root = sys_root
+        self.host_history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.pipeline_history: dict[str, deque[dict[str, Any]]] = {}
+        self.last_sample_at: float | None = None
+        self.last_cleanup: dict[str, Any] | None = None
+        self.emit_errors = 0
+        psutil.cpu_percent(None)  # prime: the first call has no interval to measure over
+
+    @property
+    def metrics_hub(self) -> Any:
+        if self._metrics_hub is None:
+            from coral_inference.metrics import get_metrics_hub
+
+            self._metrics_hub = get_metrics_hub(self.context)
+        return self._metrics_hub
+
+    # ------------------------------------------------------------------ sampling
+
+    def host(self) -> dict[str, Any]:
+        """CPU, memory, disk, load average and accelerator load, right now."""
+        disk_path = self.storage_root if self.storage_root.exists() else Path(".")
+        disk = shutil.disk_usage(disk_path)
+        memory = psutil.virtual_memory()
+        sample: dict[str, Any] = {
+            "time": time.time(),
+            "cpu_percent": psutil.cpu_percent(None),
+            "memory_percent": memory.percent,
+            "memory_used_bytes": memory.total - memory.available,
+            "memory_total_bytes": memory.total,
+            "disk_path": str(disk_path),
+            "disk_used_bytes": disk.used,
+            "disk_free_bytes": disk.free,
+            "disk_total_bytes": disk.total,
+            "disk_percent": round(100.0 * disk.used / disk.total, 2) if disk.total else None,
+            "load_average_1m": psutil.getloadavg()[0],
+            "accelerators": read_npu_load(self._sys_root),
+        }
+        return sample
+
+    def sample(self) -> dict[str, Any]:
+        """One round: host + every pipeline into the history; host figures to the sinks."""
+        host = self.host()
+        self.host_history.append(host)
+        now = host["time"]
+        live = set()
+        for status in self._statuses():
+            pid = status["id"]
+            live.add(pid)
+            series = self.pipeline_history.setdefault(pid, deque(maxlen=HISTORY))
+            series.append({"time": now, "state": status["state"], "fps": status["fps"],
+                           "latency_ms": status["latency_ms"], "detections": status.get("detections", 0),
+                           "frames": status["frames"]})
+        for pid in [p for p in self.pipeline_history if p not in live]:
+            del self.pipeline_history[pid]
+        self.last_sample_at = now
+        self._emit(host)
+        return host
+
+    def _emit(self, host: dict[str, Any]) -> None:
+        if not self.sinks:
+            return
+        fields = {k: host[k] for k in ("cpu_percent", "memory_percent", "memory_used_bytes",
+                                       "disk_free_bytes", "disk_used_bytes", "load_average_1m")}
+        if host["disk_percent"] is not None:
+            fields["disk_percent"] = host["disk_percent"]
+        fields.update({f"{name}_load_percent": value for name, value in host["accelerators"].items()})
+        try:
+            self.metrics_hub.emit(HOST_MEASUREMENT, fields, {}, self.sinks)
+        except Exception as exc:  # a misconfigured sink must not stop monitoring
+            self.emit_errors += 1
+            logger.warning("host metrics not emitted: %s", exc)
+
+    def history(self, pipeline_id: str | None = None, limit: int = HISTORY) -> dict[str, Any]:
+        if pipeline_id is not None:
+            return {"pipeline_id": pipeline_id, "samples": list(self.pipeline_history.get(pipeline_id, ()))[-limit:]}
+        return {"host": list(self.host_history)[-limit:],
+                "pipelines": {pid: list(s)[-limit:] for pid, s in self.pipeline_history.items()}}
+
+    def sink_stats(self) -> dict[str, Any]:
+        return {"sinks": self.metrics_hub.stats(), "host_emit_errors": self.emit_errors}
+
+    # ------------------------------------------------------------------ cleanup
+
+    def cleanup(self, now: float | None = None) -> dict[str, Any]:
+        """Delete the oldest recordings/results beyond the quota or below the free-space floor."""
+        now = time.time() if now is None else now
+        files = []
+        for root in self.cleanup_roots:
+            if root.is_dir():
+                for path in root.rglob("*"):
+                    try:
+                        if path.is_file() and not path.is_symlink():
+                            st = path.stat()
+                            files.append(RecordingFile(path=path, size=st.st_size, mtime=st.st_mtime))
+                    except OSError:
+                        continue
+        files.sort(key=lambda f: f.mtime)
+        protected = {f.path for f in files if now - f.mtime < ACTIVE_FILE_S}
+        free = None
+        if self.policy.min_free_bytes is not None:
+            probe = next((r for r in self.cleanup_roots if r.exists()), Path("."))
+            free = shutil.disk_usage(probe).free
+        doomed = self.policy.select(files, now=now, free_bytes=free, protected=protected) if self.policy.active else []
+        deleted, freed, errors = [], 0, []
+        for f in doomed:
+            try:
+                f.path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                errors.append(f"{f.path}: {exc}")
+                continue
+            deleted.append(str(f.path))
+            freed += f.size
+        report = {"time": now, "deleted": deleted, "freed_bytes": freed, "errors": errors,
+                  "remaining_bytes": sum(f.size for f in files) - freed,
+                  "quota_bytes": self.policy.max_bytes, "min_free_bytes": self.policy.min_free_bytes}
+        self.last_cleanup = report
+        if deleted:
+            logger.info("cleanup deleted %d file(s), %d bytes", len(deleted), freed)
+        return report
+
+    # ------------------------------------------------------------------ background
+
+    async def run(self) -> None:
+        """Sample and clean up until cancelled; one failing round is logged, not fatal."""
+        last_cleanup = 0.0
+        while True:
+            try:
+                await asyncio.to_thread(self.sample)
+                if time.monotonic() - last_cleanup >= CLEANUP_EVERY_S:
+                    last_cleanup = time.monotonic()
+                    await asyncio.to_thread(self.cleanup)
+            except Exception:
+                logger.exception("monitoring round failed")
+            await asyncio.sleep(self.interval_s)

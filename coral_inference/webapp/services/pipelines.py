@@ -1,0 +1,408 @@
+"""PipelineService: start, watch, control and persist pipelines; no HTTP in here.
+
+Each pipeline is a ``PipelineRunner`` plus a ``PipelineRecord`` in SQLite. The
+service resolves what a client sends into something a runner can read: a
+workflow inline or from a file inside ``services.pipelines.workflows_root``, a
+video source that is a local file, an HTTP(S) URL (downloaded first), an
+RTSP/RTMP stream or a camera index. Every pipeline's output image is published
+to the stream hub under the pipeline id, so a viewer can watch any pipeline.
+
+At start the pipelines the operator left running come back with the same ids;
+at stop they are terminated without forgetting that they should run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from coral_inference.pipelines.runner import (
+    PipelineRunner,
+    PipelineStartError,
+    PipelineState,
+    PipelineStateError,
+    parse_source,
+    redact_source,
+)
+from coral_inference.results import to_jsonable
+from coral_inference.webapp.errors import ConflictError, InvalidInputError, NotFoundError
+from coral_inference.webapp.paths import existing_file_under
+from coral_inference.webapp.services.downloads import VideoDownloader
+from coral_inference.webapp.services.store import PipelineRecord, PipelineStore
+
+logger = logging.getLogger("coral_inference.webapp.pipelines")
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://")
+HTTP_SCHEMES = ("http://", "https://")
+MAX_WORKFLOW_FILES = 500
+WATCH_PERIOD_S = 1.0
+STOP_JOIN_S = 15.0
+
+
+class PipelineSpec(BaseModel):
+    """What a client asks to run."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "gate camera", "workflow_file": "workflows/detect_and_count.json",
+         "source": "rtsp://192.168.1.64:554/stream1", "max_fps": 15},
+        {"workflow": {"version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}],
+                      "steps": [], "outputs": []}, "source": "0"},
+    ]})
+
+    name: Optional[str] = Field(None, max_length=120, description="A label for people.", examples=["gate camera"])
+    workflow: Optional[dict[str, Any]] = Field(
+        None, description="Workflow definition inline (give this or workflow_file)."
+    )
+    workflow_file: Optional[str] = Field(
+        None, max_length=500,
+        description="Workflow JSON file, relative to services.pipelines.workflows_root.",
+        examples=["workflows/detect_and_count.json"],
+    )
+    source: Union[str, int] = Field(
+        ..., description="Video file path, http(s) URL (downloaded first), RTSP/RTMP URL or camera index.",
+        examples=["videos/entrance.mp4", "rtsp://192.168.1.64:554/stream1", 0],
+    )
+    download: bool = Field(True, description="Download http(s) sources before reading (false: read as a live stream).")
+    max_fps: Optional[float] = Field(None, gt=0, le=240, description="Frame rate cap.", examples=[15])
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Values of the workflow's parameters.", examples=[{"confidence": 0.4}]
+    )
+    preview_output: Optional[str] = Field(
+        None, max_length=200,
+        description="Workflow output shown in the live preview (default: its first image output, else the input).",
+        examples=["annotated"],
+    )
+
+    @model_validator(mode="after")
+    def _one_workflow(self) -> PipelineSpec:
+        if (self.workflow is None) == (self.workflow_file is None):
+            raise ValueError("give exactly one of 'workflow' (inline) or 'workflow_file'")
+        if isinstance(self.source, bool):
+            raise ValueError("source must be a path, a URL or a camera index")
+        return self
+
+
+class PipelineService:
+    def __init__(
+        self,
+        context: Any,
+        store: PipelineStore,
+        downloader: VideoDownloader,
+        *,
+        runner_factory: Callable[..., PipelineRunner] = PipelineRunner,
+        publish: Callable[[str, np.ndarray], None] | None = None,
+    ):
+        cfg = context.config.services.pipelines
+        self.context = context
+        self.store = store
+        self.downloader = downloader
+        self.workflows_root = Path(cfg.workflows_root)
+        self.max_pipelines = cfg.max_pipelines
+        self.restore_on_start = cfg.restore_on_start
+        self._runner_factory = runner_factory
+        self._publish = publish
+        self._runners: dict[str, PipelineRunner] = {}
+        self._seen_states: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self.restored = asyncio.Event()
+        self.restore_errors: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def restore(self) -> list[str]:
+        """Start again every pipeline the operator left running or paused; returns their ids."""
+        restored = []
+        try:
+            if not self.restore_on_start:
+                return restored
+            for record in await self.store.all():
+                if record.desired_state not in ("running", "paused"):
+                    continue
+                try:
+                    await self._launch(record)
+                    if record.desired_state == "paused":
+                        self._runners[record.id].pause()
+                    restored.append(record.id)
+                except Exception as exc:  # one broken pipeline must not keep the others down
+                    self.restore_errors[record.id] = f"{type(exc).__name__}: {exc}"
+                    logger.error("pipeline %s not restored: %s", record.id, exc)
+            if restored:
+                logger.info("restored pipelines: %s", ", ".join(restored))
+            return restored
+        finally:
+            self.restored.set()
+
+    async def watch(self) -> None:
+        """Persist state changes (a file that ended, a crash) until cancelled."""
+        while True:
+            await asyncio.sleep(WATCH_PERIOD_S)
+            await self.sync_states()
+
+    async def sync_states(self) -> None:
+        for pipeline_id, runner in list(self._runners.items()):
+            status = runner.status()
+            if self._seen_states.get(pipeline_id) == status["state"]:
+                continue
+            self._seen_states[pipeline_id] = status["state"]
+            values: dict[str, Any] = {"last_state": status["state"], "last_error": status["error"]}
+            if status["state"] == PipelineState.finished.value:
+                values["desired_state"] = "finished"  # a file that ended is not restarted
+            try:
+                await self.store.update(pipeline_id, **values)
+            except Exception:  # a dropped row (deleted meanwhile) is not an error of the watcher
+                logger.debug("state sync of %s", pipeline_id, exc_info=True)
+
+    async def close(self) -> None:
+        """Stop every runner, keeping what the operator wanted for the next start."""
+        await self.sync_states()
+        runners = list(self._runners.values())
+        self._runners.clear()
+        await asyncio.gather(*(asyncio.to_thread(_stop, r) for r in runners))
+
+    # ------------------------------------------------------------------ commands
+
+    async def create(self, spec: PipelineSpec) -> dict[str, Any]:
+        workflow, workflow_file = self._resolve_workflow(spec)
+        async with self._lock:
+            if self.active_count() >= self.max_pipelines:
+                raise ConflictError(
+                    f"{self.max_pipelines} pipelines are running already (services.pipelines.max_pipelines); "
+                    "terminate one first", code="too_many_pipelines",
+                )
+            source, kind = await self._resolve_source(spec)
+            record = PipelineRecord(
+                id=uuid.uuid4().hex[:12],
+                name=spec.name or (workflow_file or "inline workflow"),
+                workflow=workflow,
+                workflow_file=workflow_file,
+                source=str(source),
+                source_kind=kind,
+                max_fps=spec.max_fps,
+                parameters=spec.parameters,
+                preview_output=spec.preview_output,
+            )
+            try:
+                await self._launch(record)
+            except PipelineStartError as exc:
+                raise InvalidInputError(str(exc.__cause__ or exc), code="pipeline_start_failed") from None
+            await self.store.save(record)
+        return await self.get(record.id)
+
+    async def pause(self, pipeline_id: str) -> dict[str, Any]:
+        await self._control(pipeline_id, "pause", "paused")
+        return await self.get(pipeline_id)
+
+    async def resume(self, pipeline_id: str) -> dict[str, Any]:
+        await self._control(pipeline_id, "resume", "running")
+        return await self.get(pipeline_id)
+
+    async def terminate(self, pipeline_id: str) -> dict[str, Any]:
+        record = await self._record(pipeline_id)
+        runner = self._runners.get(pipeline_id)
+        if runner is not None:
+            await asyncio.to_thread(_stop, runner)
+        await self.store.update(pipeline_id, desired_state="terminated")
+        await self.sync_states()
+        return await self.get(record.id)
+
+    async def delete(self, pipeline_id: str) -> None:
+        await self._record(pipeline_id)
+        runner = self._runners.pop(pipeline_id, None)
+        if runner is not None:
+            await asyncio.to_thread(_stop, runner)
+        self._seen_states.pop(pipeline_id, None)
+        await self.store.delete(pipeline_id)
+
+    # ------------------------------------------------------------------ queries
+
+    async def list(self) -> list[dict[str, Any]]:
+        return [self._describe(record) for record in await self.store.all()]
+
+    async def get(self, pipeline_id: str) -> dict[str, Any]:
+        return self._describe(await self._record(pipeline_id))
+
+    async def results(self, pipeline_id: str) -> dict[str, Any]:
+        await self._record(pipeline_id)
+        runner = self._runners.get(pipeline_id)
+        result = runner.latest_result() if runner is not None else None
+        if result is None:
+            raise NotFoundError(f"pipeline {pipeline_id} has produced no result yet", code="no_result_yet")
+        return {
+            "pipeline_id": pipeline_id,
+            "frame_id": result.frame_id,
+            "frame_timestamp": result.frame_timestamp.isoformat(),
+            "outputs": to_jsonable(result.outputs),
+        }
+
+    async def latest_image(self, pipeline_id: str) -> np.ndarray:
+        record = await self._record(pipeline_id)
+        runner = self._runners.get(pipeline_id)
+        result = runner.latest_result() if runner is not None else None
+        if result is None:
+            raise NotFoundError(f"pipeline {pipeline_id} has produced no frame yet", code="no_frame_yet")
+        return _preview_image(result, record.preview_output)
+
+    def exists(self, pipeline_id: str) -> bool:
+        return pipeline_id in self._runners
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Live status of every runner (for metrics and health; no database access)."""
+        return [runner.status() for runner in list(self._runners.values())]
+
+    def active_count(self) -> int:
+        return sum(1 for r in self._runners.values() if r.state.active)
+
+    def list_workflows(self) -> list[dict[str, Any]]:
+        """Workflow JSON files under the workflows root, relative paths, for pickers."""
+        root = self.workflows_root
+        if not root.is_dir():
+            return []
+        found = []
+        for path in sorted(root.rglob("*.json")):
+            if len(found) >= MAX_WORKFLOW_FILES:
+                break
+            try:
+                relative = path.resolve().relative_to(root.resolve())
+            except ValueError:  # a symlink leading outside the root
+                continue
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            definition = data.get("specification", data) if isinstance(data, dict) else None
+            if isinstance(definition, dict) and "steps" in definition:
+                found.append({"path": relative.as_posix(), "steps": len(definition["steps"]),
+                              "inputs": [i.get("name") for i in definition.get("inputs", []) if isinstance(i, dict)]})
+        return found
+
+    # ------------------------------------------------------------------ internals
+
+    async def _launch(self, record: PipelineRecord) -> None:
+        runner = self._runner_factory(
+            self.context,
+            record.workflow,
+            record.source if record.source_kind != "camera" else int(record.source),
+            pipeline_id=record.id,
+            max_fps=record.max_fps,
+            workflows_parameters=record.parameters,
+            on_result=self._preview_publisher(record.id, record.preview_output),
+        )
+        self._runners[record.id] = runner
+        try:
+            await asyncio.to_thread(runner.start)
+        except PipelineStartError:
+            self._runners.pop(record.id, None)
+            raise
+
+    def _preview_publisher(self, pipeline_id: str, output: str | None) -> Callable[[Any], None] | None:
+        if self._publish is None:
+            return None
+        publish = self._publish
+
+        def on_result(result: Any) -> None:
+            publish(pipeline_id, _preview_image(result, output))
+
+        return on_result
+
+    async def _control(self, pipeline_id: str, action: str, desired: str) -> None:
+        await self._record(pipeline_id)
+        runner = self._runners.get(pipeline_id)
+        if runner is None:
+            raise ConflictError(f"pipeline {pipeline_id} is not running; start a new one", code="pipeline_not_running")
+        try:
+            getattr(runner, action)()
+        except PipelineStateError as exc:
+            raise ConflictError(str(exc), code="invalid_pipeline_state") from None
+        await self.store.update(pipeline_id, desired_state=desired)
+
+    async def _record(self, pipeline_id: str) -> PipelineRecord:
+        record = await self.store.get(pipeline_id)
+        if record is None:
+            raise NotFoundError(f"no pipeline with id {pipeline_id!r}", code="pipeline_not_found")
+        return record
+
+    def _describe(self, record: PipelineRecord) -> dict[str, Any]:
+        runner = self._runners.get(record.id)
+        if runner is not None:
+            status = runner.status()
+        else:
+            status = {"id": record.id, "state": record.last_state or "stopped", "frames": 0, "fps": 0.0,
+                      "latency_ms": None, "error": record.last_error or self.restore_errors.get(record.id)}
+        return {
+            **status,
+            "name": record.name,
+            "workflow_file": record.workflow_file,
+            "source": _public_source(record),
+            "source_kind": record.source_kind,
+            "max_fps": record.max_fps,
+            "desired_state": record.desired_state,
+            "preview_channel": record.id,
+        }
+
+    def _resolve_workflow(self, spec: PipelineSpec) -> tuple[dict[str, Any], str | None]:
+        if spec.workflow is not None:
+            return _definition(spec.workflow, "the inline workflow"), None
+        path = existing_file_under(self.workflows_root, spec.workflow_file or "", what="workflow file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(f"workflow file {spec.workflow_file}: not valid JSON: {exc}",
+                                    code="invalid_workflow") from None
+        return _definition(data, f"workflow file {spec.workflow_file}"), spec.workflow_file
+
+    async def _resolve_source(self, spec: PipelineSpec) -> tuple[str | int, str]:
+        try:
+            source = parse_source(spec.source)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(str(exc), code="invalid_source") from None
+        if isinstance(source, int):
+            return source, "camera"
+        lowered = source.lower()
+        if lowered.startswith(STREAM_SCHEMES):
+            return source, "stream"
+        if lowered.startswith(HTTP_SCHEMES):
+            if not spec.download:
+                return source, "stream"
+            return str(await self.downloader.fetch(source)), "download"
+        if "://" in source:
+            raise InvalidInputError(f"source {source!r}: unsupported URL scheme (http, https, rtsp, rtmp, udp, tcp, srt)",
+                                    code="invalid_source")
+        if not Path(source).is_file():
+            raise InvalidInputError(f"source {source!r}: no such video file", code="source_not_found")
+        return source, "file"
+
+
+def _definition(data: Any, what: str) -> dict[str, Any]:
+    # Files exported from the Roboflow app wrap the definition in {"specification": …}.
+    if isinstance(data, dict) and isinstance(data.get("specification"), dict):
+        data = data["specification"]
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not isinstance(data.get("outputs"), list):
+        raise InvalidInputError(f"{what} is not a workflow definition (needs 'steps' and 'outputs' lists)",
+                                code="invalid_workflow")
+    return data
+
+
+def _preview_image(result: Any, output: str | None) -> np.ndarray:
+    try:
+        return result.image(output)
+    except KeyError:
+        return result.image()
+
+
+def _public_source(record: PipelineRecord) -> str:
+    from coral_inference.pipelines.runner import _describe_source
+
+    return str(_describe_source(record.source))
+
+
+def _stop(runner: PipelineRunner) -> None:
+    runner.terminate()
+    runner.join(STOP_JOIN_S)

@@ -1,0 +1,131 @@
+"""Persisted pipeline definitions: SQLite in WAL mode through aiosqlite.
+
+A row holds what is needed to start a pipeline again after a restart (workflow,
+source, parameters) and what the operator asked for (``desired_state``): rows
+the operator left ``running`` or ``paused`` come back at start with their ids.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pipelines (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    workflow_file TEXT,
+    source TEXT NOT NULL,
+    source_kind TEXT NOT NULL,
+    max_fps REAL,
+    parameters TEXT NOT NULL,
+    preview_output TEXT,
+    desired_state TEXT NOT NULL,
+    last_state TEXT,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+
+
+@dataclass
+class PipelineRecord:
+    id: str
+    name: str
+    workflow: dict[str, Any]
+    source: str  # as the pipeline reads it: a path, a URL or a camera index as text
+    source_kind: str  # file | url | rtsp | camera | stream
+    workflow_file: str | None = None
+    max_fps: float | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    preview_output: str | None = None
+    desired_state: str = "running"  # running | paused | terminated
+    last_state: str | None = None
+    last_error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["workflow"] = json.dumps(self.workflow)
+        row["parameters"] = json.dumps(self.parameters)
+        return row
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> PipelineRecord:
+        data = dict(row)
+        data["workflow"] = json.loads(data["workflow"])
+        data["parameters"] = json.loads(data["parameters"])
+        return cls(**data)
+
+
+class PipelineStore:
+    """Async CRUD over the ``pipelines`` table; one connection, serialised by aiosqlite."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute(SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError(f"pipeline store {self.path} is not open")
+        return self._db
+
+    async def ping(self) -> None:
+        async with self.db.execute("SELECT 1") as cursor:
+            await cursor.fetchone()
+
+    async def journal_mode(self) -> str:
+        async with self.db.execute("PRAGMA journal_mode") as cursor:
+            row = await cursor.fetchone()
+        return str(row[0])
+
+    async def save(self, record: PipelineRecord) -> None:
+        record.updated_at = time.time()
+        row = record.to_row()
+        columns = ", ".join(row)
+        placeholders = ", ".join(f":{k}" for k in row)
+        await self.db.execute(f"INSERT OR REPLACE INTO pipelines ({columns}) VALUES ({placeholders})", row)
+        await self.db.commit()
+
+    async def update(self, pipeline_id: str, **values: Any) -> None:
+        values["updated_at"] = time.time()
+        assignments = ", ".join(f"{k} = :{k}" for k in values)
+        await self.db.execute(f"UPDATE pipelines SET {assignments} WHERE id = :id", {**values, "id": pipeline_id})
+        await self.db.commit()
+
+    async def get(self, pipeline_id: str) -> PipelineRecord | None:
+        async with self.db.execute("SELECT * FROM pipelines WHERE id = ?", (pipeline_id,)) as cursor:
+            row = await cursor.fetchone()
+        return PipelineRecord.from_row(row) if row is not None else None
+
+    async def all(self) -> list[PipelineRecord]:
+        async with self.db.execute("SELECT * FROM pipelines ORDER BY created_at") as cursor:
+            rows = await cursor.fetchall()
+        return [PipelineRecord.from_row(r) for r in rows]
+
+    async def delete(self, pipeline_id: str) -> None:
+        await self.db.execute("DELETE FROM pipelines WHERE id = ?", (pipeline_id,))
+        await self.db.commit()
