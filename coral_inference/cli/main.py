@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from coral_inference.cli import config_cmd, docs_cmd, run_cmd, web_cmd
+from coral_inference.cli import config_cmd, docs_cmd, models_cmd, run_cmd, web_cmd
 from coral_inference.cli.common import (
     ConfigOption, JsonOption, NoEnvOption, SetOption, console, load_or_exit, print_json,
 )
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(docs_cmd.app, name="docs")
+app.add_typer(models_cmd.app, name="models")
 app.command("run")(run_cmd.run)
 app.add_typer(web_cmd.app, name="web")
 plugins_app = typer.Typer(help="Installed backends, patches, workflow blocks and web plugins.", no_args_is_help=True)

@@ -1,0 +1,259 @@
+"""``coral-runtime models inspect|validate|bench|convert``: model packages from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from coral_inference.cli.common import (
+    ConfigOption, JsonOption, NoEnvOption, SetOption, console, err_console, load_or_exit, print_json,
+)
+
+app = typer.Typer(help="Inspect, validate, benchmark and convert model packages.", no_args_is_help=True)
+
+PackageArgument = typer.Argument(..., help="Package directory, bundled package name (coral-demo) or config model name.")
+
+
+def _context(config: Optional[Path], set_: list[str], no_env: bool):
+    from coral_inference.runtime import init
+
+    return init(load_or_exit(config, set_, no_env), source="coral-runtime models")
+
+
+def _package(context: Any, reference: str):
+    from coral_inference.models import ModelPackageError
+    from coral_inference.models.loaded import resolve_reference
+
+    try:
+        return resolve_reference(context, reference)[0]
+    except ModelPackageError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command("inspect")
+def inspect_cmd(
+    package: str = PackageArgument,
+    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    json_: bool = JsonOption,
+) -> None:
+    """Show a package: classes, input, head, artifacts and the backends that can run it here."""
+    from coral_inference.runtime import shutdown
+
+    context = _context(config, set_, no_env)
+    try:
+        pkg = _package(context, package)
+        available = set(context.backends.available())
+        info = {
+            "name": pkg.name,
+            "package": str(pkg.root),
+            "manifest": str(pkg.manifest_path),
+            "task": pkg.manifest.task,
+            "description": pkg.manifest.description,
+            "classes": pkg.classes,
+            "input": pkg.input.model_dump(),
+            "head": pkg.head.model_dump(),
+            "artifacts": {
+                backend: {
+                    **spec.model_dump(exclude_none=True, exclude_defaults=True),
+                    "bytes": _size(pkg, backend),
+                    "backend_available_here": backend in available,
+                }
+                for backend, spec in pkg.manifest.artifacts.items()
+            },
+            "convert": pkg.manifest.convert.model_dump(exclude_none=True),
+            "metadata": pkg.manifest.metadata,
+        }
+    finally:
+        shutdown()
+    if json_:
+        print_json(info)
+        return
+    console.print(f"[bold]{info['name']}[/bold] ({info['task']}) — {info['package']}")
+    if info["description"]:
+        console.print(info["description"])
+    console.print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    i = info["input"]
+    console.print(
+        f"input: {i['width']}x{i['height']} {i['layout']} {i['color']} {i['dtype']}, {i['resize']} (pad {i['pad_value']}), "
+        f"scale {i['scale']:.6g} mean {list(i['mean'])} std {list(i['std'])}"
+    )
+    console.print(f"head: {info['head']['type']} (strides {info['head']['strides']})")
+    table = Table("backend", "source", "bytes", "sha256", "available here", title="artifacts")
+    for backend, a in info["artifacts"].items():
+        table.add_row(backend, a.get("file") or a.get("url", ""), str(a["bytes"] or "-"),
+                      (a.get("sha256") or "-")[:16], "yes" if a["backend_available_here"] else "no")
+    console.print(table)
+
+
+def _size(package: Any, backend: str) -> int | None:
+    path = package.local_artifact_path(backend)
+    return path.stat().st_size if path is not None and path.is_file() else None
+
+
+@app.command("validate")
+def validate_cmd(
+    package: str = PackageArgument,
+    fetch: bool = typer.Option(False, "--fetch", help="Download URL artifacts to verify them."),
+    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    json_: bool = JsonOption,
+) -> None:
+    """Check the manifest, every artifact's sha256, and one real run on each available backend. Exit 1 on failure."""
+    from coral_inference.models import ManifestError
+    from coral_inference.models.validation import Check, check_package
+    from coral_inference.runtime import shutdown
+
+    context = _context(config, set_, no_env)
+    try:
+        try:
+            from coral_inference.models.loaded import resolve_reference
+
+            checks = check_package(resolve_reference(context, package)[0], context, fetch=fetch)
+        except ManifestError as exc:
+            checks = [Check("manifest", "fail", f"{exc.path}: {problem}") for problem in exc.problems]
+        except Exception as exc:  # a missing package is a failed check, reported the same way
+            checks = [Check("package", "fail", str(exc))]
+    finally:
+        shutdown()
+    if json_:
+        print_json([c.as_dict() for c in checks])
+    else:
+        colour = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+        for c in checks:
+            console.print(f"[{colour[c.status]}]{c.status:>4}[/] {c.name}: ", end="")
+            console.print(c.detail, markup=False, highlight=False)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command("bench")
+def bench_cmd(
+    package: str = PackageArgument,
+    backend: list[str] = typer.Option([], "--backend", "-b", help="Backend(s) to measure (default: every available one with an artifact)."),
+    frames: int = typer.Option(50, "--frames", "-n", min=1, help="Timed frames per backend."),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed frames first."),
+    size: str = typer.Option("1280x720", "--size", help="Frame size WIDTHxHEIGHT of the synthetic test frame."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Use this image instead of a synthetic scene."),
+    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    json_: bool = JsonOption,
+) -> None:
+    """Per-stage latency (preprocess, inference, decode) and throughput on each available backend."""
+    from coral_inference.models.bench import bench_detector
+    from coral_inference.models.detector import Detector
+    from coral_inference.runtime import shutdown
+
+    frame = _bench_frame(image, size)
+    context = _context(config, set_, no_env)
+    results, skipped = [], []
+    try:
+        pkg = _package(context, package)
+        names = backend or [n for n in context.backends.names() if n in pkg.backends]
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeRemainingColumn(), console=err_console, disable=json_, transient=True) as progress:
+            for name in names:
+                adapter = context.backends.get(name)
+                probe = adapter.probe()
+                if not probe.available or name not in pkg.backends:
+                    skipped.append({"backend": name, "reason": probe.reason if not probe.available else "no artifact"})
+                    continue
+                detector = Detector(pkg, adapter.prepare_session(pkg))
+                task = progress.add_task(f"{pkg.name} on {name}", total=frames)
+                try:
+                    results.append(bench_detector(detector, frame, frames=frames, warmup=warmup, backend=name,
+                                                  progress=lambda n, t=task: progress.advance(t, n)))
+                finally:
+                    detector.close()
+    finally:
+        shutdown()
+    if json_:
+        print_json({"results": [r.as_dict() for r in results], "skipped": skipped})
+        return
+    table = Table("backend", "preprocess ms", "inference ms", "decode ms", "total ms (p95)", "fps", "fps pooled",
+                  title=f"{package}: {frame.shape[1]}x{frame.shape[0]} frame, {frames} frames")
+    for r in results:
+        table.add_row(r.backend, f"{r.preprocess.mean_ms:.2f}", f"{r.inference.mean_ms:.2f}", f"{r.decode.mean_ms:.2f}",
+                      f"{r.total.mean_ms:.2f} ({r.total.p95_ms:.2f})", f"{r.sequential_fps:.1f}",
+                      f"{r.concurrent_fps:.1f} x{r.concurrency}")
+    console.print(table)
+    for s in skipped:
+        console.print(f"[dim]skipped {s['backend']}: {s['reason']}[/dim]")
+
+
+def _bench_frame(image: Optional[Path], size: str):
+    import cv2
+
+    if image is not None:
+        frame = cv2.imread(str(image))
+        if frame is None:
+            err_console.print(f"[red]error:[/red] {image}: not a readable image")
+            raise typer.Exit(2)
+        return frame
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        err_console.print(f"[red]error:[/red] --size {size!r}: expected WIDTHxHEIGHT, e.g. 1280x720")
+        raise typer.Exit(2) from None
+    from coral_inference.demo import random_still
+
+    return random_still(2024, width, height).image
+
+
+@app.command("convert")
+def convert_cmd(
+    package: str = PackageArgument,
+    target: Optional[str] = typer.Option(None, "--target", help="SoC to build for (default: convert.rknn.target_platform or rk3588)."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file to convert (default: convert.rknn.onnx, else the onnxruntime artifact)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the .rknn (default: inside the package)."),
+    quantize: Optional[bool] = typer.Option(None, "--quantize/--no-quantize", help="int8 quantisation (needs --dataset)."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Calibration list: one image path per line."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show rknn-toolkit2's log."),
+    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    json_: bool = JsonOption,
+) -> None:
+    """Build a .rknn from the package's ONNX with rknn-toolkit2 (says how to install it when missing)."""
+    from coral_inference.models.convert import (
+        INSTALL_HINT, ConversionError, build_rknn, plan_rknn_build, rknn_toolkit_available,
+    )
+    from coral_inference.models.package import sha256_of
+    from coral_inference.runtime import shutdown
+
+    context = _context(config, set_, no_env)
+    try:
+        pkg = _package(context, package)
+    finally:
+        shutdown()
+    try:
+        plan = plan_rknn_build(pkg, target_platform=target, onnx=onnx, output=output, quantize=quantize, dataset=dataset)
+    except ConversionError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if not rknn_toolkit_available():
+        if json_:
+            print_json({"converted": False, "error": INSTALL_HINT, "plan": _plan_dict(plan)})
+        else:
+            err_console.print(f"[red]cannot convert:[/red] {INSTALL_HINT}", highlight=False)
+        raise typer.Exit(2)
+    try:
+        path = build_rknn(plan, verbose=verbose)
+    except ConversionError as exc:
+        err_console.print(f"[red]conversion failed:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    digest = sha256_of(path)
+    if json_:
+        print_json({"converted": True, "rknn": str(path), "sha256": digest, "plan": _plan_dict(plan),
+                    "manifest_entry": plan.manifest_entry(pkg.root, digest)})
+        return
+    console.print(f"wrote {path} for {plan.target_platform}; add to {pkg.manifest_path}:")
+    console.print(plan.manifest_snippet(pkg.root, digest), markup=False, highlight=False)
+
+
+def _plan_dict(plan: Any) -> dict[str, Any]:
+    return {
+        "onnx": str(plan.onnx), "output": str(plan.output), "target_platform": plan.target_platform,
+        "mean_values": plan.mean_values, "std_values": plan.std_values, "quantize": plan.quantize,
+        "head": plan.head.type,
+    }
