@@ -289,7 +289,7 @@ class PipelineRunner:
                 "started_at": _iso(self._started_at),
                 "ended_at": _iso(self._ended_at),
                 "last_frame_id": latest.frame_id if latest is not None else None,
-                "sources": [{"reference": _describe_source(self.source), "state": self._source_state}],
+                "sources": [{"reference": redact_source(self.source), "state": self._source_state}],
             }
 
     # ------------------------------------------------------------------ internals
@@ -468,7 +468,7 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat() if timestamp else None
 
 
-def _describe_source(source: str | int) -> str | int:
+def redact_source(source: str | int) -> str | int:
     # Credentials in stream URLs stay out of status output and logs.
     if isinstance(source, str) and "://" in source and "@" in source.split("://", 1)[1].split("/", 1)[0]:
         scheme, rest = source.split("://", 1)

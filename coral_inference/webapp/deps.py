@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Optional
+
+from fastapi import Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from coral_inference.webapp.auth import SESSION_COOKIE, AuthPolicy
@@ -45,9 +47,8 @@ def api_key_guard(header_name: str):
     cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
                           description="Session from POST /api/v1/auth/session (for <video> and <img>).")
 
-    async def require_api_key(request: Request) -> None:
-        key = await header(request)
-        session = await cookie(request)
+    async def require_api_key(request: Request, key: Optional[str] = Security(header),
+                              session: Optional[str] = Security(cookie)) -> None:
         request.app.state.auth.check(request.method, request.url.path, key, session)
 
     return require_api_key

@@ -13,7 +13,7 @@ from coral_inference.pipelines import (
     PipelineStateError,
     parse_source,
 )
-from pipelines.media import blur_workflow, failing_workflow, write_test_video
+from .media import blur_workflow, failing_workflow, write_test_video
 
 
 def test_parse_source_turns_digit_strings_into_camera_indexes():

@@ -63,7 +63,7 @@ class WebServices:
         registry = self.monitor.metrics_hub.prometheus_registry
         self._collector = WebCollector(self.pipelines.statuses, lambda: self.streams.hub.peer_count, time.time())
         registry.register(self._collector)
-        self._spawn("warmup", _warm_up_inference())
+        self._spawn("warmup", self.pipelines.warm_up())
         self._spawn("restore", self.pipelines.restore())
         self._spawn("watch", self.pipelines.watch())
         if self.monitor.enabled:
@@ -141,14 +141,3 @@ class WebServices:
             return False, "stream hub is closed"
         return True, f"{hub.peer_count} viewer(s), {len(hub.channels())} channel(s)"
 
-
-async def _warm_up_inference() -> None:
-    """Import inference's pipeline stack off the event loop, so the first pipeline starts fast."""
-    from coral_inference import compat
-
-    if compat.inference_info() is None:
-        return
-    try:
-        await asyncio.to_thread(compat.get, "InferencePipeline")
-    except Exception as exc:  # reported when a pipeline is started; the app runs without it
-        logger.warning("inference could not be imported: %s", exc)

@@ -167,6 +167,17 @@ class PipelineService:
         self._runners.clear()
         await asyncio.gather(*(asyncio.to_thread(_stop, r) for r in runners))
 
+    async def warm_up(self) -> None:
+        """Import inference's pipeline stack off the event loop, so the first pipeline starts fast."""
+        from coral_inference import compat
+
+        if self._runner_factory is not PipelineRunner or compat.inference_info() is None:
+            return
+        try:
+            await asyncio.to_thread(compat.get, "InferencePipeline")
+        except Exception as exc:  # reported again when a pipeline starts; the app runs without it
+            logger.warning("inference could not be imported: %s", exc)
+
     # ------------------------------------------------------------------ commands
 
     async def create(self, spec: PipelineSpec) -> dict[str, Any]:
@@ -398,9 +409,7 @@ def _preview_image(result: Any, output: str | None) -> np.ndarray:
 
 
 def _public_source(record: PipelineRecord) -> str:
-    from coral_inference.pipelines.runner import _describe_source
-
-    return str(_describe_source(record.source))
+    return str(redact_source(record.source))
 
 
 def _stop(runner: PipelineRunner) -> None:
