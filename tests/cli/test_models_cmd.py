@@ -1,0 +1,93 @@
+"""``coral-runtime models …`` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+
+from tests.models.builders import constant_model, encode_yolov8, write_package
+
+
+def coral(*args):
+    return subprocess.run([sys.executable, "-m", "coral_inference.cli.main", "models", *args, "--no-env"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_inspect_json_describes_the_bundled_demo():
+    out = coral("inspect", "coral-demo", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["name"] == "coral-demo" and info["classes"] == ["circle", "square", "triangle"]
+    assert info["head"]["type"] == "yolov8" and info["input"]["width"] == 320
+    assert info["artifacts"]["onnxruntime"]["backend_available_here"] is True
+    assert info["convert"]["rknn"]["head"]["type"] == "yolov8_dfl"
+
+
+def test_validate_passes_the_demo_and_fails_a_wrong_manifest(tmp_path):
+    assert coral("validate", "coral-demo").returncode == 0
+    root = tmp_path / "pkg"
+    out = encode_yolov8(np.array([[1, 1, 9, 9]], np.float32), np.array([0]), np.array([0.9]), 2, 16)
+    constant_model(root / "model.onnx", [out], input_shape=(1, 3, 32, 32))
+    write_package(root, classes=["a", "b", "c"], input={"width": 32, "height": 32}, head={"type": "yolov8"},
+                  artifacts={"onnxruntime": {"file": "model.onnx"}})  # 3 classes, the model has 2
+    result = coral("validate", str(root), "--json")
+    assert result.returncode == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["artifacts.onnxruntime"]["status"] == "ok"
+    assert checks["run on onnxruntime"]["status"] == "fail"
+    assert "head yolov8 with 3 classes expects an output [1, 7, N], got [1, 6, 16]" in checks["run on onnxruntime"]["detail"]
+
+
+def test_validate_reports_a_wrong_input_size(tmp_path):
+    root = tmp_path / "pkg"
+    constant_model(root / "model.onnx", [np.zeros((1, 6, 4), np.float32)], input_shape=(1, 3, 32, 32))
+    write_package(root, classes=["a", "b"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
+                  artifacts={"onnxruntime": {"file": "model.onnx"}})
+    result = coral("validate", str(root), "--json")
+    detail = {c["name"]: c for c in json.loads(result.stdout)}["run on onnxruntime"]["detail"]
+    assert result.returncode == 1
+    assert "the model's input is [1, 3, 32, 32] but the manifest describes [1, 3, 64, 64]" in detail
+
+
+def test_validate_lists_manifest_problems(tmp_path):
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "coral-model.yaml").write_text(yaml.safe_dump({"name": "x", "classes": ["a"], "input": {"width": 8},
+                                                           "head": {"type": "yolo"}, "artifacts": {}}))
+    result = coral("validate", str(root), "--json")
+    assert result.returncode == 1
+    details = [c["detail"] for c in json.loads(result.stdout)]
+    assert any(d.endswith("input.height: required field is missing") for d in details)
+    assert any("head.type: Input should be 'yolov8', 'yolov8_dfl' or 'yolov5'" in d for d in details)
+
+
+def test_bench_reports_each_stage(tmp_path):
+    result = coral("bench", "coral-demo", "--frames", "3", "--warmup", "1", "--size", "640x480", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    [run] = data["results"]
+    assert run["backend"] == "onnxruntime" and run["frame"] == [640, 480] and run["frames"] == 3
+    for stage in ("preprocess", "inference", "decode", "total"):
+        assert run[stage]["mean_ms"] > 0
+    assert run["sequential_fps"] > 0 and run["detections"] > 0
+    assert data["skipped"] == []  # the demo has no rknn artifact: rknn is not even tried
+
+
+def test_convert_without_rknn_toolkit_says_how_to_install_it():
+    result = coral("convert", "coral-demo", "--json")
+    assert result.returncode == 2
+    data = json.loads(result.stdout)
+    assert data["converted"] is False and "pip install rknn-toolkit2==2.3.2" in data["error"]
+    assert data["plan"]["onnx"].endswith("model_yolov8_dfl.onnx") and data["plan"]["head"] == "yolov8_dfl"
+    assert data["plan"]["mean_values"] == [[0.0, 0.0, 0.0]] and data["plan"]["std_values"] == [[255.0, 255.0, 255.0]]
+
+
+def test_missing_package_exits_2_with_the_reason():
+    result = coral("inspect", "no-such-package")
+    assert result.returncode == 2
+    assert "model package 'no-such-package' not found" in result.stderr
