@@ -110,6 +110,11 @@ class MetricsSinkBlockV1(WorkflowBlock):
         self._disabled = sinks_disabled(engine_parameters)
         self._last_write: dict[str, float] = {}
         self._seen_classes: dict[tuple[str, str], set[str]] = {}
+        if not self._disabled:
+            try:  # build the hub (client imports, spool scan) at compile time, not on the first frame
+                get_metrics_hub(coral_context)
+            except Exception:  # reported by the first run instead
+                pass
 
     @classmethod
     def get_init_parameters(cls) -> list[str]:
