@@ -33,7 +33,13 @@ from typing import Any
 import av
 import cv2
 import numpy as np
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 logger = logging.getLogger("coral_inference.media.webrtc")
 

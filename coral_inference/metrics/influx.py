@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from coral_inference.metrics.hub import MetricPoint
 from coral_inference.metrics.sinks import QueuedSink

@@ -19,11 +19,10 @@ import pytest
 import coral_inference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from media.frames import decode  # noqa: E402
-from media.webrtc_client import receive  # noqa: E402
-from metrics.servers import Prometheus, VictoriaMetrics, wait_until  # noqa: E402
-
-from conftest import free_port  # noqa: E402
+from conftest import free_port
+from media.frames import decode
+from media.webrtc_client import receive
+from metrics.servers import Prometheus, VictoriaMetrics, wait_until
 
 pytestmark = [pytest.mark.inference, pytest.mark.server, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ from coral_inference.media.encoder import EncoderSettings
 from coral_inference.media.recorder import RecorderOptions, SourceRecorder
 
 sys.path.insert(0, str(Path(__file__).parent))
-from frames import moving_bar  # noqa: E402
+from frames import moving_bar
 
 recorder = SourceRecorder(
     Path(sys.argv[1]),

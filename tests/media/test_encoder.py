@@ -8,7 +8,12 @@ import av
 import pytest
 
 from coral_inference.media import encoder as encoder_module
-from coral_inference.media.encoder import EncoderSettings, EncoderUnavailableError, Mp4File, PacketEncoder
+from coral_inference.media.encoder import (
+    EncoderSettings,
+    EncoderUnavailableError,
+    Mp4File,
+    PacketEncoder,
+)
 
 from .frames import decode, moving_bar
 

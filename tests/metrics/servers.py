@@ -37,7 +37,7 @@ class _Server:
         self.args, self.health_url, self.log = args, health_url, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "_Server":
+    def start(self) -> _Server:
         self._log_file = self.log.open("ab")
         self.proc = subprocess.Popen(self.args, stdout=self._log_file, stderr=subprocess.STDOUT)
         try:

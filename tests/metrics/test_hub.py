@@ -12,7 +12,13 @@ import pytest
 import supervision as sv
 from prometheus_client import generate_latest
 
-from coral_inference.metrics import InvalidMetricError, MetricsHub, PipelineMetrics, UnknownSinkError, get_metrics_hub
+from coral_inference.metrics import (
+    InvalidMetricError,
+    MetricsHub,
+    PipelineMetrics,
+    UnknownSinkError,
+    get_metrics_hub,
+)
 from coral_inference.metrics.jsonl import JsonLinesSink
 from coral_inference.metrics.prometheus import PrometheusSink, metric_name
 from coral_inference.metrics.sinks import QueuedSink

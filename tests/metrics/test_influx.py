@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +11,7 @@ from coral_inference.config.schema import InfluxSinkConfig
 from coral_inference.metrics import MetricsHub
 from coral_inference.metrics.hub import validate_point
 from coral_inference.metrics.influx import InfluxSink, RejectedBatchError, to_line_protocol
+
 from .servers import VictoriaMetrics, wait_until
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field
 
 from coral_inference import compat
 from coral_inference.metrics import MetricsError, get_metrics_hub
-from coral_workflows.blocks.sink_support import DISABLED_MESSAGE, SINK_INIT_PARAMETERS, sinks_disabled, source_of
+from coral_workflows.blocks.sink_support import (
+    DISABLED_MESSAGE,
+    SINK_INIT_PARAMETERS,
+    sinks_disabled,
+    source_of,
+)
 
 kinds = compat.kinds()
 Selector = kinds.Selector
@@ -59,30 +64,30 @@ class BlockManifest(WorkflowBlockManifest):
         }
     )
     type: Literal["coral/metrics_sink@v1"]
-    measurement: Union[Selector(kind=[kinds.STRING_KIND]), str] = Field(
+    measurement: Selector(kind=[kinds.STRING_KIND]) | str = Field(
         description="Measurement name (Prometheus exposes fields as <measurement>_<field>).",
         examples=["people_counter", "$inputs.measurement"],
     )
-    fields: Dict[str, Union[Selector(kind=FIELD_KINDS), int, float, bool]] = Field(
+    fields: dict[str, Selector(kind=FIELD_KINDS) | int | float | bool] = Field(
         description="Field name to value: a number, a boolean, detections (counted per class) or a dict of numbers.",
         examples=[{"people": "$steps.model.predictions", "in": "$steps.line_counter.count_in"}],
     )
-    tags: Dict[str, Union[Selector(kind=[kinds.STRING_KIND, kinds.INTEGER_KIND]), str, int]] = Field(
+    tags: dict[str, Selector(kind=[kinds.STRING_KIND, kinds.INTEGER_KIND]) | str | int] = Field(
         default_factory=dict,
         description="Tag name to value, e.g. the site or zone.",
         examples=[{"site": "warehouse-2", "zone": "$inputs.zone"}],
     )
-    image: Optional[Selector(kind=[kinds.IMAGE_KIND])] = Field(
+    image: Selector(kind=[kinds.IMAGE_KIND]) | None = Field(
         default=None,
         description="Optional frame whose source (video_identifier) becomes the `source` tag.",
         examples=["$inputs.image"],
     )
-    sinks: List[str] = Field(
+    sinks: list[str] = Field(
         default_factory=list,
         description="Names from metrics.sinks to write to (empty: all configured sinks).",
         examples=[["influx"], ["prometheus", "jsonl"]],
     )
-    min_interval_seconds: Union[Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]), float] = Field(
+    min_interval_seconds: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float = Field(
         default=0.0,
         description="Write at most once per this many seconds per source (0: every run).",
         examples=[1.0],
@@ -96,7 +101,7 @@ class BlockManifest(WorkflowBlockManifest):
         ]
 
     @classmethod
-    def get_execution_engine_compatibility(cls) -> Optional[str]:
+    def get_execution_engine_compatibility(cls) -> str | None:
         return ">=1.3.0,<2.0.0"
 
 

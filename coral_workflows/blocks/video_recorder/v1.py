@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from coral_inference import compat
-from coral_inference.media.recorder import OutsideRecordingsRootError, RecorderOptions, get_recording_service
+from coral_inference.media.recorder import (
+    OutsideRecordingsRootError,
+    RecorderOptions,
+    get_recording_service,
+)
 from coral_inference.media.retention import RetentionPolicy
 from coral_workflows.blocks.sink_support import (
-    DISABLED_MESSAGE, SINK_INIT_PARAMETERS, capture_time_of, fps_of, media_time_of, sinks_disabled, source_of,
+    DISABLED_MESSAGE,
+    SINK_INIT_PARAMETERS,
+    capture_time_of,
+    fps_of,
+    media_time_of,
+    sinks_disabled,
+    source_of,
 )
 
 kinds = compat.kinds()
@@ -65,7 +75,7 @@ class BlockManifest(WorkflowBlockManifest):
         description="Frames to record (the input image or a visualisation).",
         examples=["$inputs.image", "$steps.bounding_box_visualization.image"],
     )
-    trigger: Optional[Union[Selector(kind=[kinds.BOOLEAN_KIND]), bool]] = Field(
+    trigger: Selector(kind=[kinds.BOOLEAN_KIND]) | bool | None = Field(
         default=None,
         description="Event clips are recorded while this is true (events modes only).",
         examples=["$steps.has_people.output", True],
@@ -75,58 +85,58 @@ class BlockManifest(WorkflowBlockManifest):
         description="Continuous segments, event clips driven by `trigger`, or both.",
         examples=["continuous", "events"],
     )
-    output_directory: Union[Selector(kind=[kinds.STRING_KIND]), str] = Field(
+    output_directory: Selector(kind=[kinds.STRING_KIND]) | str = Field(
         default=".",
         description="Folder relative to the recordings root (storage.recordings); one subfolder per source.",
         examples=[".", "gate-camera"],
     )
-    segment_seconds: Optional[Union[Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]), float]] = Field(
+    segment_seconds: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float | None = Field(
         default=None,
         description="Length of continuous segments (default: recording.segment_seconds).",
         examples=[60, "$inputs.segment_seconds"],
     )
-    pre_roll_seconds: Union[Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]), float] = Field(
+    pre_roll_seconds: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float = Field(
         default=5.0, description="Seconds kept before the trigger in an event clip.", examples=[5, 10],
     )
-    post_roll_seconds: Union[Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]), float] = Field(
+    post_roll_seconds: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float = Field(
         default=5.0, description="Seconds recorded after the trigger was last true.", examples=[5, 10],
     )
-    codec: Optional[Literal["h264", "mpeg4"]] = Field(
+    codec: Literal["h264", "mpeg4"] | None = Field(
         default=None,
         description="h264 (browser-playable) or mpeg4 (default: recording.codec).",
         examples=["h264"],
     )
-    preset: Optional[Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]] = Field(
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] | None = Field(
         default=None,
         description="Encoder speed preset: faster uses less CPU and more disk (default: recording.preset).",
         examples=["veryfast"],
     )
-    quality: Optional[int] = Field(
+    quality: int | None = Field(
         default=None, ge=0, le=51,
         description="H.264 constant rate factor, lower is better (default: recording.crf).",
         examples=[23],
     )
-    fps: Optional[float] = Field(
+    fps: float | None = Field(
         default=None, gt=0,
         description="Frame rate written in the file (default: the stream's).", examples=[15],
     )
-    width: Optional[int] = Field(
+    width: int | None = Field(
         default=None, gt=0, description="Scale frames to this width (default: the stream's).", examples=[1280],
     )
-    height: Optional[int] = Field(
+    height: int | None = Field(
         default=None, gt=0, description="Scale frames to this height (default: the stream's).", examples=[720],
     )
-    retention_max_age_hours: Optional[float] = Field(
+    retention_max_age_hours: float | None = Field(
         default=None, gt=0,
         description="Delete recordings older than this (default: recording.retention.max_age_hours).",
         examples=[168],
     )
-    retention_max_gb: Optional[float] = Field(
+    retention_max_gb: float | None = Field(
         default=None, gt=0,
         description="Keep the output directory under this size (default: recording.retention.max_gb).",
         examples=[20],
     )
-    retention_min_free_gb: Optional[float] = Field(
+    retention_min_free_gb: float | None = Field(
         default=None, ge=0,
         description="Delete oldest recordings while free disk is below this (default: recording.retention.min_free_gb).",
         examples=[2],
@@ -141,7 +151,7 @@ class BlockManifest(WorkflowBlockManifest):
         ]
 
     @classmethod
-    def get_execution_engine_compatibility(cls) -> Optional[str]:
+    def get_execution_engine_compatibility(cls) -> str | None:
         return ">=1.3.0,<2.0.0"
 
 
@@ -161,21 +171,21 @@ class VideoRecorderBlockV1(WorkflowBlock):
     def run(
         self,
         image: Any,
-        trigger: Optional[bool],
+        trigger: bool | None,
         mode: str,
         output_directory: str,
-        segment_seconds: Optional[float],
+        segment_seconds: float | None,
         pre_roll_seconds: float,
         post_roll_seconds: float,
-        codec: Optional[str],
-        preset: Optional[str],
-        quality: Optional[int],
-        fps: Optional[float],
-        width: Optional[int],
-        height: Optional[int],
-        retention_max_age_hours: Optional[float],
-        retention_max_gb: Optional[float],
-        retention_min_free_gb: Optional[float],
+        codec: str | None,
+        preset: str | None,
+        quality: int | None,
+        fps: float | None,
+        width: int | None,
+        height: int | None,
+        retention_max_age_hours: float | None,
+        retention_max_gb: float | None,
+        retention_min_free_gb: float | None,
     ) -> dict[str, Any]:
         if self._disabled:
             return {"error_status": False, "message": DISABLED_MESSAGE, "file": ""}

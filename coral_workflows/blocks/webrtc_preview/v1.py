@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import cv2
 from pydantic import ConfigDict, Field
@@ -11,7 +11,11 @@ from pydantic import ConfigDict, Field
 from coral_inference import compat
 from coral_inference.media.webrtc import get_stream_hub
 from coral_workflows.blocks.sink_support import (
-    DISABLED_MESSAGE, SINK_INIT_PARAMETERS, capture_time_of, sinks_disabled, source_of,
+    DISABLED_MESSAGE,
+    SINK_INIT_PARAMETERS,
+    capture_time_of,
+    sinks_disabled,
+    source_of,
 )
 
 kinds = compat.kinds()
@@ -56,15 +60,15 @@ class BlockManifest(WorkflowBlockManifest):
         description="Frames to show.",
         examples=["$steps.bounding_box_visualization.image", "$inputs.image"],
     )
-    channel: Union[Selector(kind=[kinds.STRING_KIND]), str] = Field(
+    channel: Selector(kind=[kinds.STRING_KIND]) | str = Field(
         default="{source}",
         description="Channel viewers ask for; '{source}' becomes the frame's video source.",
         examples=["{source}", "gate-camera", "$inputs.channel"],
     )
-    max_fps: Union[Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]), float] = Field(
+    max_fps: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float = Field(
         default=15.0, description="Most frames per second published to the channel.", examples=[15, 30],
     )
-    overlay: Union[Selector(kind=[kinds.BOOLEAN_KIND]), bool] = Field(
+    overlay: Selector(kind=[kinds.BOOLEAN_KIND]) | bool = Field(
         default=False, description="Draw publishing fps and frame latency on the preview.", examples=[True],
     )
 
@@ -77,7 +81,7 @@ class BlockManifest(WorkflowBlockManifest):
         ]
 
     @classmethod
-    def get_execution_engine_compatibility(cls) -> Optional[str]:
+    def get_execution_engine_compatibility(cls) -> str | None:
         return ">=1.3.0,<2.0.0"
 
 
