@@ -53,6 +53,11 @@ class OnnxRuntimeSession:
         self.output_names = [o.name for o in session.get_outputs()]
         self._closed = False
 
+    @property
+    def inference_session(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession`` (None once closed)."""
+        return self._session
+
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         if self._closed:
             raise RuntimeError(f"onnxruntime session of model {self.model!r} is closed")
