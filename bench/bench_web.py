@@ -1,0 +1,124 @@
+"""Load on the web control plane: N clients polling status and health while a pipeline runs.
+
+    .venv/bin/python bench/bench_web.py [--clients 50] [--seconds 30] [--json out.json]
+
+Starts a real ``coral-runtime web serve`` on loopback, starts the demo detector on
+a demo video with no frame-rate cap, measures the pipeline's frame rate alone,
+then again while ``--clients`` concurrent clients poll
+``GET /api/v1/pipelines/{id}`` and ``GET /healthz`` for ``--seconds``. Reports
+request latency percentiles, errors, and the pipeline's fps with and without the
+load (the ratio is what BENCHMARKS.md records: it depends on the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import free_port  # noqa: E402
+from tests.webapp.server import HEADERS, WebServer, detect_and_record_workflow  # noqa: E402
+
+
+def pipeline_fps(http: httpx.Client, pipeline_id: str, seconds: float) -> float:
+    """Frames per second over ``seconds``, from the status frame counter."""
+    start = http.get(f"/api/v1/pipelines/{pipeline_id}").json()["frames"]
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    end = http.get(f"/api/v1/pipelines/{pipeline_id}").json()["frames"]
+    return (end - start) / (time.monotonic() - t0)
+
+
+async def poll(base: str, pipeline_id: str, clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client_loop(http: httpx.AsyncClient, n: int) -> None:
+        paths = [f"/api/v1/pipelines/{pipeline_id}", "/healthz"]
+        i = n
+        while time.monotonic() < deadline:
+            path = paths[i % 2]
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                response = await http.get(path)
+                if response.status_code != 200:
+                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+        await asyncio.gather(*(client_loop(http, n) for n in range(clients)))
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / seconds,
+            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+            "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--baseline-seconds", type=float, default=15.0)
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    args = parser.parse_args()
+
+    from coral_inference.demo.scenes import write_demo_video
+
+    with tempfile.TemporaryDirectory(prefix="coral-bench-web-") as tmp:
+        root = Path(tmp)
+        video = root / "demo.mp4"
+        write_demo_video(video, seconds=150, fps=15)
+        web = WebServer(root / "web", free_port())
+        web.write_workflow("detect.json", detect_and_record_workflow())
+        web.start()
+        try:
+            with web.client() as http:
+                created = http.post("/api/v1/pipelines", headers=HEADERS,
+                                    json={"workflow_file": "detect.json", "source": str(video)})
+                created.raise_for_status()
+                pid = created.json()["id"]
+                web.wait_for(lambda: http.get(f"/api/v1/pipelines/{pid}").json()["frames"] > 30,
+                             what="warm pipeline")
+                fps_alone = pipeline_fps(http, pid, args.baseline_seconds)
+                loaded: dict = {}
+                load_thread = threading.Thread(
+                    target=lambda: loaded.update(asyncio.run(poll(web.base, pid, args.clients, args.seconds))))
+                load_thread.start()
+                time.sleep(1.0)  # let every client connect before counting frames
+                fps_loaded = pipeline_fps(http, pid, args.seconds - 2.0)
+                load_thread.join()
+                state = http.get(f"/api/v1/pipelines/{pid}").json()["state"]
+        finally:
+            web.stop()
+    result = {"clients": args.clients, "seconds": args.seconds, "pipeline_state_after": state,
+              "pipeline_fps_alone": round(fps_alone, 2), "pipeline_fps_under_load": round(fps_loaded, 2),
+              "fps_ratio": round(fps_loaded / fps_alone, 3) if fps_alone else None,
+              **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in loaded.items()}}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if not loaded.get("errors") and state == "running" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
