@@ -1,0 +1,131 @@
+"""Every example runs as a user would run it: workflows on the demo video, the CLI, the notebook."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+WORKFLOWS = sorted((EXAMPLES / "workflows").glob("*.json"))
+FPS, SECONDS, SEED = 15, 10, 11
+
+
+@pytest.fixture(scope="module")
+def demo_video(tmp_path_factory):
+    from coral_inference.demo import write_demo_video
+
+    path = tmp_path_factory.mktemp("video") / "demo.mp4"
+    truth = write_demo_video(path, seconds=SECONDS, fps=FPS, seed=SEED)
+    assert truth.crossings["left_to_right"] and truth.crossings["right_to_left"]
+    return path, truth
+
+
+@pytest.fixture(scope="module")
+def engine_ready():
+    from coral_inference import compat
+
+    if compat.inference_info() is None:
+        pytest.skip("Roboflow inference is not installed")
+    compat.load_inference_core()
+
+
+def example_config(tmp_path):
+    from coral_inference.config import load_config
+
+    return load_config(EXAMPLES / "runtime.yaml", environ={}, overrides=[
+        f"storage.root={tmp_path}", f"storage.recordings={tmp_path / 'recordings'}",
+        f"metrics.sinks.log.path={tmp_path / 'metrics.jsonl'}",
+    ])
+
+
+def run_example(path, video, tmp_path):
+    import coral_inference
+    from coral_inference.pipelines.runner import PipelineRunner
+
+    context = coral_inference.init(example_config(tmp_path))
+    results = []
+    runner = PipelineRunner(context, json.loads(path.read_text()), str(video), on_result=results.append)
+    runner.start()
+    assert runner.join(timeout=300), f"{path.name} did not finish"
+    return context, runner.status(), results
+
+
+def test_examples_are_present():
+    assert {p.name for p in WORKFLOWS} == {
+        "line_counting.json", "event_clips.json", "preview.json", "core_model_coral_id.json"}
+    assert (EXAMPLES / "runtime_web.yaml").is_file() and (EXAMPLES / "notebook.ipynb").is_file()
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.stem)
+def test_example_workflow_runs_on_the_demo_video(workflow, demo_video, engine_ready, tmp_path):
+    video, truth = demo_video
+    context, status, results = run_example(workflow, video, tmp_path)
+    assert status["state"] == "finished" and status["error"] is None and status["callback_errors"] == 0
+    assert status["frames"] == truth.frame_count == len(results)
+    last = results[-1].outputs
+    if workflow.stem == "line_counting":
+        assert (last["count_in"], last["count_out"]) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
+        segments = list((tmp_path / "recordings" / "line-counting").rglob("*.mp4"))
+        assert segments and str(segments[0]) == last["recording"]
+    elif workflow.stem == "event_clips":
+        seen = [r.outputs["many_triangles"] for r in results]  # more than three triangles in view
+        assert any(seen) and not all(seen), "the demo video has frames with more and with fewer than four triangles"
+        assert list((tmp_path / "recordings" / "triangle-events").rglob("*.mp4"))
+    elif workflow.stem == "preview":
+        from coral_inference.media.webrtc import get_stream_hub
+
+        assert get_stream_hub(context).latest_frame("preview") is not None
+    elif workflow.stem == "core_model_coral_id":
+        assert context.is_patch_enabled("coral_model_registry")
+        assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count
+
+
+def test_cli_run_writes_results_and_a_summary(demo_video, tmp_path):
+    video, truth = demo_video
+    output = tmp_path / "results.jsonl"
+    out = subprocess.run(
+        [sys.executable, "-m", "coral_inference.cli.main", "run", str(EXAMPLES / "workflows" / "line_counting.json"),
+         "--video", str(video), "-c", str(EXAMPLES / "runtime.yaml"), "--output", str(output), "--json",
+         "--set", f"storage.recordings={tmp_path / 'rec'}", "--set", f"metrics.sinks.log.path={tmp_path / 'm.jsonl'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["state"] == "finished" and summary["frames"] == truth.frame_count
+    assert str(output) in summary["files"] and any(f.endswith(".mp4") for f in summary["files"])
+    lines = output.read_text().splitlines()
+    assert len(lines) == truth.frame_count
+    final = json.loads(lines[-1])["outputs"]
+    assert (final["count_in"], final["count_out"]) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
+
+
+def test_cli_run_names_the_step_and_field_of_a_bad_workflow(demo_video, tmp_path):
+    video, _ = demo_video
+    workflow = json.loads((EXAMPLES / "workflows" / "preview.json").read_text())
+    workflow["steps"][0]["type"] = "coral/object_detection_modle@v1"
+    del workflow["steps"][1]["predictions"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(workflow))
+    out = subprocess.run(
+        [sys.executable, "-m", "coral_inference.cli.main", "run", str(bad), "--video", str(video), "--no-env"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert out.returncode == 2
+    assert ("step 'detect', field 'type': unknown block type 'coral/object_detection_modle@v1'; "
+            "did you mean 'coral/object_detection_model@v1'?") in out.stderr
+
+
+def test_notebook_executes_without_errors(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
+    env_before = os.environ.get("WORKFLOWS_PLUGINS")
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    assert os.environ.get("WORKFLOWS_PLUGINS") == env_before  # the kernel is its own process
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert any(name in printed for name in ("circle", "square", "triangle"))
