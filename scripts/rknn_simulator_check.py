@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Build the demo detector with rknn-toolkit2's simulator and compare it with ONNX Runtime.
+
+Optional check, not part of the default test run (it needs a multi-GB toolkit
+environment). Two processes, because rknn-toolkit2 pins old numpy/torch/onnx:
+
+* this script, in Coral's environment, renders seeded demo stills, prepares them
+  with Coral's own preprocessing (letterbox -> NHWC uint8 RGB for the NPU, NCHW
+  float32 for ONNX Runtime) and, at the end, decodes both sets of raw outputs with
+  Coral's decoders and compares tensors, detections and mAP against ground truth;
+* ``--worker`` runs in the toolkit environment (``scripts/rknn-toolkit-env``):
+  ``config -> load_onnx -> build -> init_runtime()`` (the x86 simulator) ``-> inference``
+  for the fp16 build and, with ``--int8``, an int8 build calibrated on other stills.
+
+    python scripts/rknn_simulator_check.py [--package coral-demo] [--frames 20] [--int8] [--json OUT]
+
+Prints a Markdown summary (paste it into docs/hardware.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- worker (toolkit env)
+
+
+def worker(args: argparse.Namespace) -> None:
+    from rknn.api import RKNN
+
+    spec = json.loads(Path(args.spec).read_text())
+    frames = np.load(spec["frames"])["nhwc"]
+    results = {}
+    for build in spec["builds"]:
+        rknn = RKNN(verbose=False)
+        steps = [
+            ("config", lambda: rknn.config(mean_values=spec["mean_values"], std_values=spec["std_values"],
+                                           target_platform=spec["target_platform"])),
+            ("load_onnx", lambda: rknn.load_onnx(model=spec["onnx"])),
+            ("build", lambda: rknn.build(do_quantization=build == "int8",
+                                         dataset=spec["dataset"] if build == "int8" else None)),
+            ("init_runtime", lambda: rknn.init_runtime()),
+        ]
+        started = time.time()
+        for name, step in steps:
+            ret = step()
+            if ret != 0:
+                raise SystemExit(f"rknn-toolkit2 {name} returned {ret} for the {build} build")
+        built = time.time() - started
+        outputs = []
+        for frame in frames:
+            out = rknn.inference(inputs=[frame[None]], data_format=["nhwc"])
+            if out is None:
+                raise SystemExit(f"simulator inference returned None ({build} build)")
+            outputs.append([np.asarray(o, np.float32) for o in out])
+        rknn.release()
+        count = len(outputs[0])
+        np.savez(Path(spec["out_dir"]) / f"{build}.npz", **{f"f{i}_o{j}": outputs[i][j] for i in range(len(outputs)) for j in range(count)})
+        results[build] = {"outputs": count, "build_seconds": round(built, 1)}
+    from importlib.metadata import version
+
+    results["toolkit"] = version("rknn-toolkit2")
+    Path(spec["out_dir"], "worker.json").write_text(json.dumps(results))
+
+
+# --------------------------------------------------------------------------- driver (Coral env)
+
+
+def driver(args: argparse.Namespace) -> dict:
+    sys.path.insert(0, str(REPO))
+    import cv2
+
+    from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
+    from coral_inference.demo import random_still
+    from coral_inference.demo.evaluation import Prediction, Truth, mean_average_precision
+    from coral_inference.models import load_package
+    from coral_inference.models.convert import normalisation_for_rknn, plan_rknn_build
+    from coral_inference.models.decoders import decode
+    from coral_inference.models.nms import nms
+    from coral_inference.models.package import InputOverride
+    from coral_inference.models.preprocess import preprocess_image
+
+    package = load_package(args.package)
+    plan = plan_rknn_build(package, target_platform=args.target)
+    head, classes = plan.head, len(package.classes)
+    npu_spec = package.input.model_copy(update=InputOverride(layout="NHWC", dtype="uint8").model_dump(exclude_none=True))
+    env = Path(subprocess.run(["bash", str(REPO / "scripts/rknn-toolkit-env")], check=True, capture_output=True, text=True).stdout.strip())
+    stills = [random_still(args.seed + i, 640, 480) for i in range(args.frames)]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        nhwc, nchw, geometries = [], [], []
+        for still in stills:
+            tensor, geometry = preprocess_image(still.image, npu_spec)
+            nhwc.append(tensor[0])
+            nchw.append(preprocess_image(still.image, package.input)[0])
+            geometries.append(geometry)
+        np.savez(tmp / "frames.npz", nhwc=np.stack(nhwc))
+        calibration = []
+        for i in range(args.calibration):
+            path = tmp / f"calib_{i}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(preprocess_image(random_still(args.seed + 10_000 + i, 640, 480).image, npu_spec)[0][0], cv2.COLOR_RGB2BGR))
+            calibration.append(str(path))
+        (tmp / "dataset.txt").write_text("\n".join(calibration) + "\n")
+        mean, std = normalisation_for_rknn(package.input)
+        spec = {"onnx": str(plan.onnx), "mean_values": mean, "std_values": std, "target_platform": plan.target_platform,
+                "frames": str(tmp / "frames.npz"), "dataset": str(tmp / "dataset.txt"), "out_dir": str(tmp),
+                "builds": ["fp16"] + (["int8"] if args.int8 else [])}
+        (tmp / "spec.json").write_text(json.dumps(spec))
+        subprocess.run([str(env / "bin/python"), __file__, "--worker", "--spec", str(tmp / "spec.json")], check=True)
+        worker_info = json.loads((tmp / "worker.json").read_text())
+        simulated = {b: np.load(tmp / f"{b}.npz") for b in spec["builds"]}
+        session = OnnxRuntimeBackend().open_session(plan.onnx, model=package.name)
+        reference = [session.run(x) for x in nchw]
+
+        def detections(outputs, geometry):
+            c = decode(outputs, head, classes, confidence=0.4)
+            keep = nms(c.xyxy, c.scores, 0.45, c.class_ids)
+            return Prediction(geometry.to_source(c.xyxy[keep]), c.scores[keep], c.class_ids[keep])
+
+        truths = [Truth(s.xyxy, s.class_ids) for s in stills]
+        ort_predictions = [detections(out, g) for out, g in zip(reference, geometries)]
+        report = {"package": package.name, "onnx": plan.onnx.name, "head": head.type, "frames": len(stills),
+                  "toolkit": worker_info.pop("toolkit"), "target_platform": plan.target_platform,
+                  "onnxruntime_map50": mean_average_precision(ort_predictions, truths, classes)["map"], "builds": {}}
+        for build, data in simulated.items():
+            count = worker_info[build]["outputs"]
+            outputs = [[data[f"f{i}_o{j}"] for j in range(count)] for i in range(len(stills))]
+            diffs, cosines = [], []
+            for sim, ref in zip(outputs, reference):  # per frame, all output tensors together
+                s = np.concatenate([o.reshape(-1) for o in sim]).astype(np.float64)
+                r = np.concatenate([o.reshape(-1) for o in ref]).astype(np.float64)
+                diffs.append(float(np.abs(s - r).max()))
+                cosines.append(float(s @ r / (np.linalg.norm(s) * np.linalg.norm(r) + 1e-12)))
+            predictions = [detections([o.reshape(r.shape) for o, r in zip(sim, ref)], g)
+                           for sim, ref, g in zip(outputs, reference, geometries)]
+            report["builds"][build] = {
+                "build_seconds": worker_info[build]["build_seconds"],
+                "max_abs_diff": max(diffs), "min_cosine": min(cosines),
+                "map50": mean_average_precision(predictions, truths, classes)["map"],
+                "detections": int(sum(len(p.scores) for p in predictions)),
+                "onnxruntime_detections": int(sum(len(p.scores) for p in ort_predictions)),
+            }
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"rknn-toolkit2 {report['toolkit']} simulator, target {report['target_platform']}, "
+        f"{report['package']} ({report['onnx']}, head {report['head']}), {report['frames']} seeded stills; "
+        f"ONNX Runtime mAP@0.5 {report['onnxruntime_map50']:.3f}.",
+        "",
+        "| build | max abs diff vs ONNX Runtime | min cosine | mAP@0.5 | detections (ORT) | build s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for build, r in report["builds"].items():
+        lines.append(f"| {build} | {r['max_abs_diff']:.4f} | {r['min_cosine']:.5f} | {r['map50']:.3f} "
+                     f"| {r['detections']} ({r['onnxruntime_detections']}) | {r['build_seconds']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--package", default="coral-demo")
+    parser.add_argument("--target", default=None, help="SoC (default: the package's convert.rknn.target_platform)")
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--calibration", type=int, default=50, help="Calibration stills for --int8.")
+    parser.add_argument("--seed", type=int, default=31_000)
+    parser.add_argument("--int8", action="store_true", help="Also build and check an int8 model.")
+    parser.add_argument("--json", type=Path, help="Write the report here too.")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    report = driver(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
