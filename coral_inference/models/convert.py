@@ -12,8 +12,11 @@ environment (``scripts/rknn-toolkit-env``), not in the one running Coral.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +27,11 @@ from coral_inference.backends.base import BackendError
 from coral_inference.models.package import HeadSpec, InputSpec, ModelPackage
 
 INSTALL_HINT = (
-    "rknn-toolkit2 is not installed in this Python environment. It is Rockchip's converter "
-    "(Linux x86-64 or aarch64, Python 3.8-3.12) and pins old torch/numpy/onnx releases, so give it "
-    "its own environment: bash scripts/rknn-toolkit-env (creates ~/.cache/coral/rknn-toolkit2), then "
-    "run this command with that environment's python: ~/.cache/coral/rknn-toolkit2/bin/python -m "
-    "coral_inference.cli.main models convert ... — or pip install rknn-toolkit2==2.3.2 in a fresh venv"
+    "rknn-toolkit2 is not installed. It is Rockchip's converter (Linux x86-64 or aarch64, Python "
+    "3.8-3.12) and pins old torch/numpy/onnx releases, so it gets an environment of its own: run "
+    "bash scripts/rknn-toolkit-env (it does pip install rknn-toolkit2==2.3.2 into "
+    "~/.cache/coral/rknn-toolkit2-2.3.2; Coral finds it there, or set CORAL_RKNN_TOOLKIT_PYTHON "
+    "to another environment's python) and run this command again"
 )
 
 
@@ -113,32 +116,81 @@ def plan_rknn_build(
     return RknnBuildPlan(source, out, target, mean, std, quantize, Path(dataset) if dataset else None, head)
 
 
+# Runs inside the toolkit's own environment, which has rknn-toolkit2 but none of Coral's
+# dependencies: plain Python, a JSON plan in, a JSON result out.
+_BUILD_SCRIPT = """
+import json, sys
+from rknn.api import RKNN
+plan = json.loads(sys.argv[1])
+rknn = RKNN(verbose=plan["verbose"])
+steps = [
+    ("config", lambda: rknn.config(mean_values=plan["mean_values"], std_values=plan["std_values"],
+                                   target_platform=plan["target_platform"])),
+    ("load_onnx", lambda: rknn.load_onnx(model=plan["onnx"])),
+    ("build", lambda: rknn.build(do_quantization=plan["quantize"], dataset=plan["dataset"])),
+    ("export_rknn", lambda: rknn.export_rknn(plan["output"])),
+]
+try:
+    for name, step in steps:
+        ret = step()
+        if ret != 0:
+            print(json.dumps({"failed": name, "ret": ret}))
+            sys.exit(3)
+finally:
+    rknn.release()
+print(json.dumps({"failed": None}))
+"""
+
+
+def toolkit_python() -> Path | None:
+    """Python of a separate rknn-toolkit2 environment: ``$CORAL_RKNN_TOOLKIT_PYTHON`` or the newest
+    one ``scripts/rknn-toolkit-env`` built."""
+    explicit = os.environ.get("CORAL_RKNN_TOOLKIT_PYTHON")
+    if explicit:
+        return Path(explicit)
+    cache = Path(os.environ.get("CORAL_CACHE_DIR", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coral"))
+    built = sorted(p for p in cache.glob("rknn-toolkit2-*") if (p / ".coral-complete").exists())
+    return built[-1] / "bin" / "python" if built else None
+
+
 def rknn_toolkit_available() -> bool:
-    return importlib.util.find_spec("rknn") is not None and importlib.util.find_spec("rknn.api") is not None
+    """rknn-toolkit2 importable here, or a separate toolkit environment to run it in."""
+    return importlib.util.find_spec("rknn") is not None or toolkit_python() is not None
 
 
 def build_rknn(plan: RknnBuildPlan, *, verbose: bool = False) -> Path:
     """Run ``config -> load_onnx -> build -> export_rknn``; every return code is checked."""
-    if not rknn_toolkit_available():
+    request = {
+        "verbose": verbose, "mean_values": plan.mean_values, "std_values": plan.std_values,
+        "target_platform": plan.target_platform, "onnx": str(plan.onnx), "quantize": plan.quantize,
+        "dataset": str(plan.dataset) if plan.dataset else None, "output": str(plan.output),
+    }
+    plan.output.parent.mkdir(parents=True, exist_ok=True)
+    if importlib.util.find_spec("rknn") is not None:
+        command = [sys.executable, "-c", _BUILD_SCRIPT, json.dumps(request)]
+    elif (python := toolkit_python()) is not None:
+        command = [str(python), "-c", _BUILD_SCRIPT, json.dumps(request)]
+    else:
         raise ConverterMissingError(INSTALL_HINT)
-    rknn_api = importlib.import_module("rknn.api")
-    rknn = rknn_api.RKNN(verbose=verbose)
-    try:
-        _check(rknn.config(mean_values=plan.mean_values, std_values=plan.std_values,
-                           target_platform=plan.target_platform), "config", plan)
-        _check(rknn.load_onnx(model=str(plan.onnx)), "load_onnx", plan)
-        _check(rknn.build(do_quantization=plan.quantize, dataset=str(plan.dataset) if plan.dataset else None),
-               "build", plan)
-        plan.output.parent.mkdir(parents=True, exist_ok=True)
-        _check(rknn.export_rknn(str(plan.output)), "export_rknn", plan)
-    finally:
-        rknn.release()
+    # A child process either way: the toolkit's native code and logging stay out of this one.
+    done = subprocess.run(command, capture_output=not verbose, text=True)
+    result = _last_json(done.stdout or "")
+    if done.returncode != 0 or result.get("failed"):
+        step, ret = result.get("failed") or "startup", result.get("ret", done.returncode)
+        detail = (done.stderr or "").strip().splitlines()[-1:] if done.stderr else []
+        raise ConversionError(
+            f"rknn-toolkit2 {step} returned {ret} converting {plan.onnx} for {plan.target_platform}"
+            f"{': ' + detail[0] if detail else ''}; rerun with --verbose for the toolkit's log"
+        )
     return plan.output
 
 
-def _check(ret: Any, step: str, plan: RknnBuildPlan) -> None:
-    if ret != 0:
-        raise ConversionError(
-            f"rknn-toolkit2 {step} returned {ret} converting {plan.onnx} for {plan.target_platform}; "
-            f"rerun with --verbose for the toolkit's log"
-        )
+def _last_json(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}

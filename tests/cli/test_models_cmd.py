@@ -8,14 +8,15 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.models.builders import constant_model, encode_yolov8, write_package
 
 
-def coral(*args):
+def coral(*args, env=None):
     return subprocess.run([sys.executable, "-m", "coral_inference.cli.main", "models", *args, "--no-env"],
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})})
 
 
 def test_inspect_json_describes_the_bundled_demo():
@@ -78,11 +79,12 @@ def test_bench_reports_each_stage(tmp_path):
     assert data["skipped"] == []  # the demo has no rknn artifact: rknn is not even tried
 
 
-def test_convert_without_rknn_toolkit_says_how_to_install_it():
-    result = coral("convert", "coral-demo", "--json")
+def test_convert_without_rknn_toolkit_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("CORAL_RKNN_TOOLKIT_PYTHON", raising=False)
+    result = coral("convert", "coral-demo", "--json", env={"CORAL_CACHE_DIR": str(tmp_path)})  # no toolkit env there
     assert result.returncode == 2
     data = json.loads(result.stdout)
-    assert data["converted"] is False and "pip install rknn-toolkit2==2.3.2" in data["error"]
+    assert data["converted"] is False and "bash scripts/rknn-toolkit-env" in data["error"]
     assert data["plan"]["onnx"].endswith("model_yolov8_dfl.onnx") and data["plan"]["head"] == "yolov8_dfl"
     assert data["plan"]["mean_values"] == [[0.0, 0.0, 0.0]] and data["plan"]["std_values"] == [[255.0, 255.0, 255.0]]
 
@@ -91,3 +93,18 @@ def test_missing_package_exits_2_with_the_reason():
     result = coral("inspect", "no-such-package")
     assert result.returncode == 2
     assert "model package 'no-such-package' not found" in result.stderr
+
+
+@pytest.mark.optional
+def test_convert_builds_an_rknn_with_the_toolkit_environment(tmp_path):
+    from coral_inference.models.convert import toolkit_python
+
+    if toolkit_python() is None:
+        pytest.skip("no rknn-toolkit2 environment (bash scripts/rknn-toolkit-env builds one)")
+    result = coral("convert", "coral-demo", "-o", str(tmp_path / "demo.rknn"), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert data["converted"] is True and (tmp_path / "demo.rknn").read_bytes()[:4] == b"RKNN"
+    entry = data["manifest_entry"]
+    assert entry["target_platform"] == "rk3588" and entry["head"]["type"] == "yolov8_dfl"
+    assert entry["input"] == {"layout": "NHWC", "dtype": "uint8"} and len(entry["sha256"]) == 64
