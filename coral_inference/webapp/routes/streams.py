@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Response
@@ -43,7 +44,7 @@ async def camera_snapshot(index: int, streams: StreamService = Depends(stream_se
 
 @router.get("/recordings", response_model=list[Recording], tags=["recordings"], summary="Recordings, newest first")
 async def list_recordings(streams: StreamService = Depends(stream_service)) -> list[dict[str, Any]]:
-    return streams.list_recordings()
+    return await asyncio.to_thread(streams.list_recordings)  # probes durations with PyAV
 
 
 @router.get("/recordings/{path:path}", response_class=FileResponse, tags=["recordings"],

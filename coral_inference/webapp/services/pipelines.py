@@ -182,13 +182,10 @@ class PipelineService:
 
     async def create(self, spec: PipelineSpec) -> dict[str, Any]:
         workflow, workflow_file = self._resolve_workflow(spec)
-        async with self._lock:
-            if self.active_count() >= self.max_pipelines:
-                raise ConflictError(
-                    f"{self.max_pipelines} pipelines are running already (services.pipelines.max_pipelines); "
-                    "terminate one first", code="too_many_pipelines",
-                )
-            source, kind = await self._resolve_source(spec)
+        self._check_capacity()  # before a download, which may take long
+        source, kind = await self._resolve_source(spec)
+        async with self._lock:  # starts are serialised, so the capacity check below holds
+            self._check_capacity()
             record = PipelineRecord(
                 id=uuid.uuid4().hex[:12],
                 name=spec.name or (workflow_file or "inline workflow"),
@@ -206,6 +203,13 @@ class PipelineService:
                 raise InvalidInputError(str(exc.__cause__ or exc), code="pipeline_start_failed") from None
             await self.store.save(record)
         return await self.get(record.id)
+
+    def _check_capacity(self) -> None:
+        if self.active_count() >= self.max_pipelines:
+            raise ConflictError(
+                f"{self.max_pipelines} pipelines are running already (services.pipelines.max_pipelines); "
+                "terminate one first", code="too_many_pipelines",
+            )
 
     async def pause(self, pipeline_id: str) -> dict[str, Any]:
         await self._control(pipeline_id, "pause", "paused")
@@ -345,7 +349,9 @@ class PipelineService:
         if runner is not None:
             status = runner.status()
         else:
-            status = {"id": record.id, "state": record.last_state or "stopped", "frames": 0, "fps": 0.0,
+            # Without a runner only an ending state is still true; anything else stopped with the server.
+            state = record.last_state if record.last_state in ("finished", "failed", "terminated") else "stopped"
+            status = {"id": record.id, "state": state, "frames": 0, "fps": 0.0,
                       "latency_ms": None, "error": record.last_error or self.restore_errors.get(record.id)}
         return {
             **status,
