@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,71 @@ def test_patch_is_refused_outside_its_supported_range(roboflow_registry, monkeyp
     monkeypatch.setattr(patch, "supported", ">=9")
     outcome = patch.enable(None)
     assert outcome.state == "refused" and "outside the patch's supported range >=9" in outcome.reason
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_inference_server_runs_core_model_block_with_coral_id(roboflow_registry, tmp_path):
+    """An inference HTTP server we do not build: the patch, switched on in CORAL_CONFIG, does it."""
+    import base64
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import cv2
+    import httpx
+
+    from coral_inference.demo import random_still
+    from tests.conftest import free_port
+
+    repo = Path(__file__).resolve().parents[2]
+    config = tmp_path / "coral.yaml"
+    config.write_text("patches:\n  coral_model_registry: true\n")
+    port, log = free_port(), tmp_path / "server.log"
+    env = {**os.environ, "WORKFLOWS_PLUGINS": "coral_workflows", "CORAL_CONFIG": str(config),
+           "DISABLE_VERSION_CHECK": "True", "ENABLE_STREAM_API": "False", "PYTHONPATH": str(repo)}
+    env.pop("ROBOFLOW_API_KEY", None)
+    with log.open("w") as sink:
+        server = subprocess.Popen([sys.executable, str(repo / "tests/server/inference_http.py"), str(port)],
+                                  stdout=sink, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "server did not start:\n" + log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        still = random_still(77, 640, 480)
+        encoded = base64.b64encode(cv2.imencode(".png", still.image)[1]).decode()
+        # The Coral block initialises Coral in the server (from CORAL_CONFIG), which applies the patch
+        # before the core block loads its model at run time.
+        workflow = {
+            "version": "1.0",
+            "inputs": [{"type": "WorkflowImage", "name": "image"}],
+            "steps": [
+                {"type": "coral/object_detection_model@v1", "name": "coral", "images": "$inputs.image",
+                 "model": "coral-demo", "confidence": 0.4, "iou_threshold": 0.3},
+                {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "core", "images": "$inputs.image",
+                 "model_id": "coral/coral-demo", "confidence": 0.4, "iou_threshold": 0.3},
+            ],
+            "outputs": [{"type": "JsonField", "name": "coral", "selector": "$steps.coral.predictions"},
+                        {"type": "JsonField", "name": "core", "selector": "$steps.core.predictions"}],
+        }
+        response = httpx.post(f"{url}/workflows/run", timeout=120, json={
+            "specification": workflow, "inputs": {"image": {"type": "base64", "value": encoded}}})
+        assert response.status_code == 200, response.text[:2000] + log.read_text()[-2000:]
+        output = response.json()["outputs"][0]
+
+        def boxes(result):
+            return sorted((p["class"], round(p["x"], 1), round(p["y"], 1), round(p["width"], 1)) for p in result["predictions"])
+
+        assert len(output["core"]["predictions"]) > 0
+        assert boxes(output["core"]) == boxes(output["coral"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
