@@ -269,7 +269,7 @@ def section(results: list[dict], note: str) -> str:
 
 def write_section(path: Path, text: str) -> None:
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END), re.S)
+    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END), re.DOTALL)
     updated = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip() + "\n\n" + text + "\n"
     path.write_text(updated)
 

@@ -10,7 +10,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from coral_inference.cli.common import (
-    ConfigOption, JsonOption, NoEnvOption, SetOption, console, err_console, load_or_exit, print_json,
+    ConfigOption,
+    JsonOption,
+    NoEnvOption,
+    SetOption,
+    console,
+    err_console,
+    load_or_exit,
+    print_json,
 )
 
 app = typer.Typer(help="Inspect, validate, benchmark and convert model packages.", no_args_is_help=True)
@@ -216,7 +223,11 @@ def convert_cmd(
 ) -> None:
     """Build a .rknn from the package's ONNX with rknn-toolkit2 (says how to install it when missing)."""
     from coral_inference.models.convert import (
-        INSTALL_HINT, ConversionError, build_rknn, plan_rknn_build, rknn_toolkit_available,
+        INSTALL_HINT,
+        ConversionError,
+        build_rknn,
+        plan_rknn_build,
+        rknn_toolkit_available,
     )
     from coral_inference.models.package import sha256_of
     from coral_inference.runtime import shutdown

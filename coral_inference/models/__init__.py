@@ -20,7 +20,12 @@ from coral_inference.models.errors import (
     OutputMismatchError,
     PackageNotFoundError,
 )
-from coral_inference.models.package import ModelManifest, ModelPackage, bundled_packages, load_package
+from coral_inference.models.package import (
+    ModelManifest,
+    ModelPackage,
+    bundled_packages,
+    load_package,
+)
 
 __all__ = [
     "ArtifactDownloadError",

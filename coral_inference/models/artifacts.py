@@ -15,7 +15,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from coral_inference.models.errors import ArtifactDownloadError, ArtifactNotFoundError, ChecksumMismatchError
+from coral_inference.models.errors import (
+    ArtifactDownloadError,
+    ArtifactNotFoundError,
+    ChecksumMismatchError,
+)
 from coral_inference.models.package import ModelPackage, sha256_of
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coral" / "artifacts"

@@ -25,7 +25,7 @@ class StageStats:
     p95_ms: float
 
     @classmethod
-    def of(cls, seconds: list[float]) -> "StageStats":
+    def of(cls, seconds: list[float]) -> StageStats:
         ms = np.asarray(seconds, dtype=np.float64) * 1000.0
         return cls(float(ms.mean()), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)))
 

@@ -38,10 +38,10 @@ class Candidates:
         return len(self.scores)
 
     @classmethod
-    def empty(cls) -> "Candidates":
+    def empty(cls) -> Candidates:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
-    def top(self, k: int) -> "Candidates":
+    def top(self, k: int) -> Candidates:
         """The ``k`` highest-scoring candidates (all of them when there are fewer)."""
         if len(self) <= k:
             return self

@@ -63,7 +63,7 @@ class LoadedModel:
 
 def strip_model_id(reference: str) -> str:
     """``coral/<name>`` (the model-id form core Roboflow blocks use) -> ``<name>``."""
-    return reference[len(CORAL_MODEL_ID_PREFIX):] if reference.startswith(CORAL_MODEL_ID_PREFIX) else reference
+    return reference.removeprefix(CORAL_MODEL_ID_PREFIX)
 
 
 def resolve_reference(context: Any, reference: str | Path) -> tuple[ModelPackage, str]:

@@ -98,7 +98,7 @@ class HeadSpec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _anchors_match_strides(self) -> "HeadSpec":
+    def _anchors_match_strides(self) -> HeadSpec:
         if self.type == "yolov5":
             anchors = self.anchors or YOLOV5_DEFAULT_ANCHORS
             if len(anchors) != len(self.strides):
@@ -136,7 +136,7 @@ class ArtifactSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ArtifactSpec":
+    def _one_source(self) -> ArtifactSpec:
         if (self.file is None) == (self.url is None):
             raise ValueError("give exactly one of 'file' (inside the package) or 'url'")
         if self.url is not None and self.sha256 is None:

@@ -49,8 +49,8 @@ def letterbox_geometry(src_hw: tuple[int, int], dst_wh: tuple[int, int]) -> Resi
     src_h, src_w = int(src_hw[0]), int(src_hw[1])
     dst_w, dst_h = dst_wh
     ratio = min(dst_w / src_w, dst_h / src_h)
-    new_w = min(dst_w, max(1, int(round(src_w * ratio))))
-    new_h = min(dst_h, max(1, int(round(src_h * ratio))))
+    new_w = min(dst_w, max(1, round(src_w * ratio)))
+    new_h = min(dst_h, max(1, round(src_h * ratio)))
     return ResizeGeometry(src_w, src_h, new_w, new_h, (dst_w - new_w) // 2, (dst_h - new_h) // 2)
 
 

@@ -23,7 +23,13 @@ from coral_inference.backends.rknn import (
 from coral_inference.models import load_package
 from coral_inference.models.detector import Detector
 from tests.backends.rknn_double import fake_board  # noqa: F401  (fixture)
-from tests.models.builders import constant_model, conv_model, encode_yolov8, encode_yolov8_dfl, write_package
+from tests.models.builders import (
+    constant_model,
+    conv_model,
+    encode_yolov8,
+    encode_yolov8_dfl,
+    write_package,
+)
 
 
 @pytest.fixture

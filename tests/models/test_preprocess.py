@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from coral_inference.models.package import InputSpec
-from coral_inference.models.preprocess import letterbox, letterbox_geometry, preprocess_image, stretch
+from coral_inference.models.preprocess import (
+    letterbox,
+    letterbox_geometry,
+    preprocess_image,
+    stretch,
+)
 
 
 def test_letterbox_centres_the_frame_and_pads_with_the_pad_value():

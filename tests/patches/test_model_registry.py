@@ -48,7 +48,7 @@ def test_off_by_default_and_described(roboflow_registry):
 
 def test_enabled_patch_resolves_coral_ids_and_passes_others_through(roboflow_registry, sentinel_original):
     registry_class, types = roboflow_registry
-    original, calls = sentinel_original
+    _, calls = sentinel_original
     context = coral_inference.init({"patches": {"coral_model_registry": True}})
     assert context.is_patch_enabled("coral_model_registry")
     registry = registry_class(types)

@@ -45,7 +45,7 @@ class FakeBoard:
         self.masks_used: list[int] = []
         self.input_dtypes: set[str] = set()
         self.violations: list[str] = []
-        self.instances: list["RKNNLite"] = []
+        self.instances: list[RKNNLite] = []
 
     # facts, read from the fake filesystem like the real runtime's loader and driver would
     def has_library(self) -> bool:
