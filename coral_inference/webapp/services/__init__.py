@@ -60,6 +60,7 @@ class WebServices:
 
     async def start(self) -> None:
         await self.store.open()
+        await self.pipelines.load()
         registry = self.monitor.metrics_hub.prometheus_registry
         self._collector = WebCollector(self.pipelines.statuses, lambda: self.streams.hub.peer_count, time.time())
         registry.register(self._collector)

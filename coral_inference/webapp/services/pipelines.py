@@ -110,6 +110,9 @@ class PipelineService:
         self._runner_factory = runner_factory
         self._publish = publish
         self._runners: dict[str, PipelineRunner] = {}
+        # Every record, read once at start and written through: requests never wait on SQLite.
+        self._records: dict[str, PipelineRecord] = {}
+        self._to_restore: list[PipelineRecord] = []
         self._seen_states: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self.restored = asyncio.Event()
@@ -117,15 +120,18 @@ class PipelineService:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def load(self) -> None:
+        """Read every persisted pipeline; call once, before serving requests and before ``restore``."""
+        self._records = {record.id: record for record in await self.store.all()}
+        self._to_restore = [r for r in self._records.values() if r.desired_state in ("running", "paused")]
+
     async def restore(self) -> list[str]:
         """Start again every pipeline the operator left running or paused; returns their ids."""
         restored = []
         try:
             if not self.restore_on_start:
                 return restored
-            for record in await self.store.all():
-                if record.desired_state not in ("running", "paused"):
-                    continue
+            for record in self._to_restore:
                 try:
                     await self._launch(record)
                     if record.desired_state == "paused":
@@ -156,7 +162,7 @@ class PipelineService:
             if status["state"] == PipelineState.finished.value:
                 values["desired_state"] = "finished"  # a file that ended is not restarted
             try:
-                await self.store.update(pipeline_id, **values)
+                await self._update(pipeline_id, **values)
             except Exception:  # a dropped row (deleted meanwhile) is not an error of the watcher
                 logger.debug("state sync of %s", pipeline_id, exc_info=True)
 
@@ -202,6 +208,7 @@ class PipelineService:
             except PipelineStartError as exc:
                 raise InvalidInputError(str(exc.__cause__ or exc), code="pipeline_start_failed") from None
             await self.store.save(record)
+            self._records[record.id] = record
         return await self.get(record.id)
 
     def _check_capacity(self) -> None:
@@ -224,7 +231,7 @@ class PipelineService:
         runner = self._runners.get(pipeline_id)
         if runner is not None:
             await asyncio.to_thread(_stop, runner)
-        await self.store.update(pipeline_id, desired_state="terminated")
+        await self._update(pipeline_id, desired_state="terminated")
         await self.sync_states()
         return await self.get(record.id)
 
@@ -235,11 +242,13 @@ class PipelineService:
             await asyncio.to_thread(_stop, runner)
         self._seen_states.pop(pipeline_id, None)
         await self.store.delete(pipeline_id)
+        self._records.pop(pipeline_id, None)
 
     # ------------------------------------------------------------------ queries
 
     async def list(self) -> list[dict[str, Any]]:
-        return [self._describe(record) for record in await self.store.all()]
+        records = sorted(self._records.values(), key=lambda r: r.created_at)
+        return [self._describe(record) for record in records]
 
     async def get(self, pipeline_id: str) -> dict[str, Any]:
         return self._describe(await self._record(pipeline_id))
@@ -336,10 +345,18 @@ class PipelineService:
             getattr(runner, action)()
         except PipelineStateError as exc:
             raise ConflictError(str(exc), code="invalid_pipeline_state") from None
-        await self.store.update(pipeline_id, desired_state=desired)
+        await self._update(pipeline_id, desired_state=desired)
+
+    async def _update(self, pipeline_id: str, **values: Any) -> None:
+        record = self._records.get(pipeline_id)
+        if record is None:
+            return
+        for name, value in values.items():
+            setattr(record, name, value)
+        await self.store.update(pipeline_id, **values)
 
     async def _record(self, pipeline_id: str) -> PipelineRecord:
-        record = await self.store.get(pipeline_id)
+        record = self._records.get(pipeline_id)
         if record is None:
             raise NotFoundError(f"no pipeline with id {pipeline_id!r}", code="pipeline_not_found")
         return record
