@@ -22,13 +22,15 @@ from coral_inference.models.errors import (
 )
 from coral_inference.models.package import ModelPackage, sha256_of
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coral" / "artifacts"
 DOWNLOAD_TIMEOUT_S = 60.0
 _CHUNK = 1 << 16
 
 
 def artifact_cache_dir() -> Path:
-    return Path(os.environ.get("CORAL_ARTIFACT_CACHE", DEFAULT_CACHE_DIR))
+    """``$CORAL_ARTIFACT_CACHE``, else ``$XDG_CACHE_HOME/coral/artifacts`` (``~/.cache/coral/artifacts``)."""
+    if os.environ.get("CORAL_ARTIFACT_CACHE"):
+        return Path(os.environ["CORAL_ARTIFACT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "coral" / "artifacts"
 
 
 def ensure_artifact(
