@@ -192,6 +192,25 @@ def interleaved(a, b, rounds: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ta), np.asarray(tb)
 
 
+def in_blocks(a, b, rounds: int, block: int = 10) -> tuple[float, float]:
+    """Median seconds of ``a()`` and ``b()``, run in alternating blocks of ``block`` calls.
+
+    Two sessions' thread pools spin for a while after each run; alternating call by
+    call makes each session run while the other's threads still spin. Blocks (first
+    call of each dropped) measure each session on its own, alternation keeps load
+    changes fair to both.
+    """
+    ta, tb = [], []
+    for i in range(max(1, rounds // block)):
+        for fn, store in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+            fn()
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                store.append(time.perf_counter() - start)
+    return float(np.median(ta)), float(np.median(tb))
+
+
 def confidence_for_candidates(detector, frame, wanted: int) -> float:
     """The threshold letting about ``wanted`` boxes through on this frame."""
     tensor, _ = detector.prepare(frame)
@@ -222,7 +241,7 @@ def measure(package_ref: str, frame: np.ndarray, rounds: int, candidates: int | 
     # (a) Coral's session object vs the very same InferenceSession called bare: the wrapper's cost.
     raw, wrapped = interleaved(lambda: same.run(None, {feed_name: tensor}), lambda: detector.infer(tensor), rounds)
     # (b) Coral's configured session vs a bare default session: also the options Coral sets.
-    bare_s, coral_s = interleaved(lambda: bare.run(None, {feed_name: tensor}), lambda: detector.infer(tensor), rounds)
+    bare_s, coral_s = in_blocks(lambda: bare.run(None, {feed_name: tensor}), lambda: detector.infer(tensor), rounds)
 
     stages: list[StageTimes] = []
     for _ in range(rounds):
@@ -234,8 +253,7 @@ def measure(package_ref: str, frame: np.ndarray, rounds: int, candidates: int | 
         "model": package.name, "input": f"{package.input.width}x{package.input.height}",
         "frame": f"{frame.shape[1]}x{frame.shape[0]}", "rounds": rounds,
         "wrapper_ratio": float(np.median(wrapped) / np.median(raw)),
-        "bare_ms": float(bare_s.min() * 1e3), "coral_session_ms": float(coral_s.min() * 1e3),
-        "session_ratio": float(coral_s.min() / bare_s.min()),
+        "bare_ms": bare_s * 1e3, "coral_session_ms": coral_s * 1e3, "session_ratio": coral_s / bare_s,
         "preprocess_ms": float(np.median([t.preprocess for t in stages]) * 1e3),
         "inference_ms": float(np.median([t.inference for t in stages]) * 1e3),
         "decode_nms_ms": float(np.median([t.decode for t in stages]) * 1e3),
@@ -252,8 +270,8 @@ def section(results: list[dict], note: str) -> str:
         "",
         note,
         "",
-        "| model | input | frame | Coral `run` / same session bare (median) | bare session ms (min) "
-        "| Coral session ms (min) | Coral / bare session (target ≤ 1.03) | preprocess ms | decode+NMS ms "
+        "| model | input | frame | Coral `run` / same session bare (median) | bare session ms "
+        "| Coral session ms | Coral / bare session (target ≤ 1.03) | preprocess ms | decode+NMS ms "
         "| candidates to NMS | model ms | (pre+post)/model, median per frame (target ≤ 0.15) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -263,7 +281,14 @@ def section(results: list[dict], note: str) -> str:
             f"| {r['coral_session_ms']:.2f} | **{r['session_ratio']:.3f}** | {r['preprocess_ms']:.2f} "
             f"| {r['decode_nms_ms']:.2f} | {r['candidates']:.0f} | {r['inference_ms']:.2f} | **{r['prepost_share']:.3f}** |"
         )
-    lines += ["", SECTION_END]
+    lines += [
+        "",
+        "Preprocessing depends on the frame and input size, decoding on the head and candidates, not on "
+        "the network: the 15 % target is for the YOLOv8n-sized model; the demo detector's share is higher "
+        "only because its 320x320 network costs a fraction of YOLOv8n's.",
+        "",
+        SECTION_END,
+    ]
     return "\n".join(lines)
 
 
@@ -291,9 +316,11 @@ def main() -> None:
 
     note = (
         f"One run on {platform.machine()} ({platform.processor() or 'cpu'}), onnxruntime {onnxruntime.__version__} "
-        f"CPUExecutionProvider, {args.rounds} interleaved rounds; {time.strftime('%Y-%m-%d')}. Session times "
-        "are the fastest of the interleaved runs (the least disturbed by other processes on this shared "
-        "machine); stage times are medians, and the pre/post share is taken per frame from one detect call. "
+        f"CPUExecutionProvider, {args.rounds} runs per side; {time.strftime('%Y-%m-%d')}. Coral's `run` is "
+        "compared with the same InferenceSession called bare (call by call, interleaved) and with a separate "
+        "default session (alternating blocks of 10 calls, medians: two sessions' spinning thread pools "
+        "disturb each other call by call); stage times are medians, the pre/post share is taken per frame "
+        "from one detect call. The 2-core machine was shared with other jobs. "
         "YOLOv8n: untrained weights, threshold set so ~100 candidates reach NMS; coral-demo: confidence 0.25."
     )
     text = section(results, note)
