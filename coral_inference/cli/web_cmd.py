@@ -10,6 +10,11 @@ import typer
 
 from coral_inference.cli.common import ConfigOption, NoEnvOption, SetOption, err_console, load_or_exit
 
+# Pipelines share the interpreter with the event loop, so under load the loop can lag by seconds;
+# uvicorn's 5 s keep-alive timer then closes connections that already carry a request.
+KEEP_ALIVE_S = 30
+GRACEFUL_SHUTDOWN_S = 20
+
 app = typer.Typer(help="The web control plane: pipelines, live preview, recordings, metrics, health.",
                   no_args_is_help=True)
 
@@ -44,7 +49,8 @@ def serve(
                 "no API key configured: this run accepts the key "
                 f"[bold]{web_app.state.generated_api_key}[/bold] — make a permanent one with: coral-runtime web hash-key"
             )
-        uvicorn.run(web_app, host=http.host, port=http.port, log_level=log_level, timeout_graceful_shutdown=20)
+        uvicorn.run(web_app, host=http.host, port=http.port, log_level=log_level,
+                    timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     finally:
         shutdown()
 
