@@ -22,8 +22,8 @@ Both come from the same weights; the export checks them against each other with
 ONNX Runtime. Everything is seeded: the same arguments give the same weights on the
 same torch build.
 
-    python scripts/train_demo_detector.py --steps 2500            # the shipped model
-    python scripts/train_demo_detector.py --steps 300 --size 256  # a quick look
+    python scripts/train_demo_detector.py                         # the shipped model
+    python scripts/train_demo_detector.py --steps 350 --out /tmp/quick  # a quick look
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from coral_inference.demo.evaluation import mean_average_precision  # noqa: E402
-from coral_inference.demo.scenes import SHAPE_CLASSES, random_still  # noqa: E402
+from coral_inference.demo.evaluation import mean_average_precision
+from coral_inference.demo.scenes import SHAPE_CLASSES, random_still
 
 STRIDES = (8, 16, 32)
 REG_MAX = 16
@@ -97,7 +97,7 @@ def training_sample(rng: np.random.Generator, size: int):
     if rng.random() < 0.3:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.2))
     if rng.random() < 0.3:
-        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 90))])
+        _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 90))])
         image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     offset = (0.5, 0.5) if rng.random() < 0.7 else tuple(rng.uniform(0, 1, 2))
     canvas, scale, (pad_x, pad_y) = letterbox(image, size, offset)
@@ -170,7 +170,7 @@ class Head(nn.Module):
 
 
 class DemoDetector(nn.Module):
-    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 24, 32, 48, 64)):
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 24, 32, 48, 48)):
         super().__init__()
         w = widths
         self.stem = nn.Sequential(ConvBN(3, w[0], 3, 2), ConvBN(w[0], w[1], 3, 2))
@@ -448,13 +448,13 @@ def export(model: DemoDetector, size: int, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2500, help="optimiser steps (default 2500)")
+    parser.add_argument("--steps", type=int, default=1200, help="optimiser steps (default 1200)")
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--size", type=int, default=320, help="square input size, a multiple of 32")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=1, help="training data and weight init seed")
     parser.add_argument("--eval-seed", type=int, default=900001, help="evaluation stills seed (never trained on)")
-    parser.add_argument("--eval-images", type=int, default=200)
+    parser.add_argument("--eval-images", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the batch producer adds one)")
     parser.add_argument("--name", default="coral-demo")
     parser.add_argument("--out", type=Path, default=REPO / "coral_inference" / "models" / "zoo" / "coral-demo")

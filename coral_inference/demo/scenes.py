@@ -1,8 +1,9 @@
 """Seeded synthetic shape scenes: the demo detector's training data and the demo videos.
 
 A ``Scene`` is a textured background plus a few filled shapes (``SHAPE_CLASSES``) in
-linear motion. Everything is derived from a seed, so the same seed gives the same
-pixels, boxes and counts on every machine. Two kinds of scene:
+linear motion. Everything is derived from a seed: the same seed gives the same boxes
+and counts everywhere, and the same pixels with the same OpenCV build. Two kinds of
+scene:
 
 * ``traffic_scene`` — shapes travel horizontally in lanes across the whole frame, one
   speed per lane, spaced so they never overlap; no shape sits near the counting line at
@@ -143,8 +144,8 @@ class Scene:
         for i, class_id in enumerate(self.class_ids):
             colour = tuple(int(c) for c in self.colours[i])
             if class_id == CIRCLE:
-                centre = tuple(int(round(c * scale)) for c in centres[i])
-                radius = int(round(self.half_sizes[i] * scale))
+                centre = tuple(round(c * scale) for c in centres[i])
+                radius = round(self.half_sizes[i] * scale)
                 cv2.circle(image, centre, radius, colour, -1, cv2.LINE_AA, _SUBPIXEL_BITS)
             else:
                 polygon = np.round(vertices[i, : _VERTEX_COUNT[class_id]] * scale).astype(np.int32)
@@ -468,7 +469,7 @@ def write_demo_video(
         raise ValueError(f"write_demo_video: width and height must be even for H.264 yuv420p, got {width}x{height}")
     import av  # the encoder is only needed here
 
-    frame_count = max(2, int(round(seconds * fps)))
+    frame_count = max(2, round(seconds * fps))
     line_x = width / 2 if line_x is None else float(line_x)
     scene = traffic_scene(seed, width, height, frame_count=frame_count, line_x=line_x)
     crossings, by_class = line_crossings(scene, frame_count, line_x)

@@ -113,3 +113,25 @@ def test_both_head_layouts_give_the_same_detections(detectors):
         np.testing.assert_allclose(score_a[confident_a], score_b[confident_b], atol=1e-4)
         compared += int(confident_a.sum())
     assert compared > 20
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tracked_line_counts_on_a_demo_video_match_its_ground_truth(detectors, tmp_path, seed):
+    """What the acceptance workflow does (detect -> ByteTrack -> line counter), in supervision."""
+    import av
+    import supervision as sv
+
+    truth = write_demo_video(tmp_path / "count.mp4", seconds=20, fps=15, seed=seed)
+    assert min(truth.crossings.values()) > 0  # both directions occur
+    tracker = sv.ByteTrack(frame_rate=15)
+    (x1, y1), (x2, y2) = truth.line
+    line = sv.LineZone(start=sv.Point(x1, y1), end=sv.Point(x2, y2), triggering_anchors=[sv.Position.CENTER])
+    with av.open(str(tmp_path / "count.mp4")) as container:
+        for frame in container.decode(video=0):
+            found = detectors["yolov8"].detect(frame.to_ndarray(format="bgr24"), confidence=0.4)
+            line.trigger(tracker.update_with_detections(found))
+    # supervision counts "in" when a centre crosses a top-to-bottom line from left to right
+    assert (line.in_count, line.out_count) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
+    for direction, per_class in (("left_to_right", line.in_count_per_class), ("right_to_left", line.out_count_per_class)):
+        counted = {SHAPE_CLASSES[int(k)]: v for k, v in per_class.items() if v}
+        assert counted == {k: v for k, v in truth.crossings_by_class[direction].items() if v}
