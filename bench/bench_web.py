@@ -40,14 +40,14 @@ def pipeline_fps(http: httpx.Client, pipeline_id: str, seconds: float) -> float:
     return (end - start) / (time.monotonic() - t0)
 
 
-async def poll(base: str, pipeline_id: str, clients: int, seconds: float) -> dict:
+async def poll(base: str, status_path: str, clients: int, seconds: float) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client_loop(http: httpx.AsyncClient, n: int) -> None:
-        paths = [f"/api/v1/pipelines/{pipeline_id}", "/healthz"]
+        paths = [status_path, "/healthz"]
         i = n
         while time.monotonic() < deadline:
             path = paths[i % 2]
@@ -80,7 +80,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--baseline-seconds", type=float, default=15.0)
     parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument("--idle", action="store_true",
+                        help="No pipeline: the same load on an idle server (the API's own cost).")
     args = parser.parse_args()
+    if args.idle:
+        return idle(args)
 
     from coral_inference.demo.scenes import write_demo_video
 
@@ -102,7 +106,7 @@ def main() -> int:
                 fps_alone = pipeline_fps(http, pid, args.baseline_seconds)
                 loaded: dict = {}
                 load_thread = threading.Thread(
-                    target=lambda: loaded.update(asyncio.run(poll(web.base, pid, args.clients, args.seconds))))
+                    target=lambda: loaded.update(asyncio.run(poll(web.base, f"/api/v1/pipelines/{pid}", args.clients, args.seconds))))
                 load_thread.start()
                 time.sleep(1.0)  # let every client connect before counting frames
                 fps_loaded = pipeline_fps(http, pid, args.seconds - 2.0)
@@ -118,6 +122,22 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if not loaded.get("errors") and state == "running" else 1
+
+
+def idle(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="coral-bench-web-") as tmp:
+        web = WebServer(Path(tmp) / "web", free_port(), "services.pipelines.restore_on_start=false")
+        web.write_workflow("empty.json", {"version": "1.0", "inputs": [], "steps": [], "outputs": []})
+        web.start()
+        try:
+            time.sleep(30)  # the background import of inference is over
+            loaded = asyncio.run(poll(web.base, "/api/v1/pipelines", args.clients, args.seconds))
+        finally:
+            web.stop()
+    result = {"clients": args.clients, "seconds": args.seconds, "pipeline": None,
+              **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in loaded.items()}}
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
