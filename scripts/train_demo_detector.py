@@ -334,7 +334,7 @@ def detection_loss(outputs, targets, anchors: AnchorTable, num_classes: int):
         + log_probs.gather(2, (left + 1)[..., None]).squeeze(2) * weight_right
     ).mean()
     total = loss_cls + 2.0 * loss_iou + 0.5 * loss_dfl
-    return total, {"cls": loss_cls.item(), "iou": float(loss_iou), "dfl": float(loss_dfl)}
+    return total, {"cls": loss_cls.item(), "iou": loss_iou.item(), "dfl": loss_dfl.item()}
 
 
 # ---------------------------------------------------------------------- evaluation
