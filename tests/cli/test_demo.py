@@ -32,7 +32,8 @@ def test_demo_serves_the_dashboard_with_a_running_detection_pipeline(tmp_path, r
         assert "<video" in httpx.get(base + "/", timeout=10).text
         pipelines = httpx.get(base + "/api/v1/pipelines", timeout=10).json()
         assert pipelines[0]["name"] == "demo" and pipelines[0]["frames"] > 0, pipelines
-        assert process.wait(timeout=300) == 0
+        rest = process.communicate(timeout=300)[1]
+        assert process.returncode == 0, (banner + rest)[-3000:]
     finally:
         if process.poll() is None:
             process.kill()
