@@ -1,7 +1,9 @@
 """Coral's Roboflow Workflows plugin: load it with ``WORKFLOWS_PLUGINS=coral_workflows``.
 
 The engine calls ``load_blocks()`` and ``load_kinds()`` when it compiles a
-workflow; only then are the block modules (and so ``inference``) imported.
+workflow; only then are the block modules (and so ``inference``) imported. When
+``CORAL_CONFIG`` is set, that first compilation also initialises Coral, so the
+patches the config enables apply to workflows made only of core blocks too.
 Blocks receive the Coral runtime context through ``REGISTERED_INITIALIZERS``: the
 current ``coral_inference.init()`` context, or, inside an inference server where
 nobody called ``init``, one implicit init from ``CORAL_CONFIG`` / ``CORAL_*``.
@@ -13,9 +15,16 @@ from typing import Any
 
 
 def load_blocks() -> list[type]:
+    import os
+
     from coral_workflows.blocks import load_block_classes
 
-    return load_block_classes()
+    blocks = load_block_classes()
+    if os.environ.get("CORAL_CONFIG"):
+        # A server pointed at a Coral config wants Coral's patches (e.g. coral/<name> ids
+        # in core model blocks) even for a workflow that holds no coral block.
+        _coral_context()
+    return blocks
 
 
 def load_kinds() -> list[Any]:

@@ -24,9 +24,12 @@ def inference_server(tmp_path_factory):
     if compat.inference_info() is None:
         pytest.skip("Roboflow inference is not installed")
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    workdir = tmp_path_factory.mktemp("server")
+    log = workdir / "server.log"
+    config = workdir / "coral.yaml"
+    config.write_text(f"patches:\n  coral_model_registry: true\nstorage:\n  root: {workdir}\n")
     env = {**os.environ, "WORKFLOWS_PLUGINS": "coral_workflows", "DISABLE_VERSION_CHECK": "True",
-           "ENABLE_STREAM_API": "False", "PYTHONPATH": str(REPO)}
+           "ENABLE_STREAM_API": "False", "PYTHONPATH": str(REPO), "CORAL_CONFIG": str(config)}
     env.pop("ROBOFLOW_API_KEY", None)
     with log.open("w") as sink:
         process = subprocess.Popen([sys.executable, str(LAUNCHER), str(port)], stdout=sink, stderr=subprocess.STDOUT, env=env)
@@ -95,3 +98,20 @@ def test_server_reports_an_unknown_coral_block(inference_server):
         "specification": workflow, "inputs": {"image": {"type": "base64", "value": encoded}}})
     assert response.status_code == 400
     assert "coral/object_detection_modle@v1" in response.text
+
+
+def test_server_runs_a_core_model_block_with_a_coral_model_id(inference_server):
+    """No coral block in the workflow: CORAL_CONFIG makes the plugin initialise Coral and its patch."""
+    frame, encoded = still()
+    workflow = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+        "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "detect",
+                   "images": "$inputs.image", "model_id": "coral/coral-demo", "confidence": 0.4, "iou_threshold": 0.45}],
+        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"}],
+    }
+    response = httpx.post(f"{inference_server}/workflows/run", timeout=120, json={
+        "specification": workflow, "inputs": {"image": {"type": "base64", "value": encoded}}})
+    assert response.status_code == 200, response.text[:2000]
+    classes = sorted(p["class"] for p in response.json()["outputs"][0]["predictions"]["predictions"])
+    assert classes and set(classes) <= {"circle", "square", "triangle"}
