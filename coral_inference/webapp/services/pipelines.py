@@ -203,12 +203,13 @@ class PipelineService:
                 parameters=spec.parameters,
                 preview_output=spec.preview_output,
             )
+            self._records[record.id] = record  # before it runs, so the watcher persists even a short run
             try:
                 await self._launch(record)
             except PipelineStartError as exc:
+                self._records.pop(record.id, None)
                 raise InvalidInputError(str(exc.__cause__ or exc), code="pipeline_start_failed") from None
             await self.store.save(record)
-            self._records[record.id] = record
         return await self.get(record.id)
 
     def _check_capacity(self) -> None:
