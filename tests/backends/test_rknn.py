@@ -212,11 +212,14 @@ def test_a_failing_session_releases_the_ones_already_started(conv_package, fake_
     assert all(i.released for i in fake_board.board.instances)
 
 
-def test_without_rknnlite_the_backend_is_unavailable_and_says_how_to_install(conv_package, monkeypatch):
-    monkeypatch.setitem(sys.modules, "rknnlite", None)  # import fails as on a machine without the wheel
-    monkeypatch.setitem(sys.modules, "rknnlite.api", None)
-    with pytest.raises(BackendUnavailableError, match=r"install rknn-toolkit-lite2 on the board"):
-        RknnBackend().prepare_session(conv_package)
+def test_without_rknnlite_the_backend_is_unavailable_and_says_how_to_install(conv_package):
+    # Its own MonkeyPatch: undone before fake_board's teardown, which would otherwise
+    # see the double put back into sys.modules by the shared fixture's undo.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "rknnlite", None)  # import fails as on a machine without the wheel
+        patch.setitem(sys.modules, "rknnlite.api", None)
+        with pytest.raises(BackendUnavailableError, match=r"install rknn-toolkit-lite2 on the board"):
+            RknnBackend().prepare_session(conv_package)
 
 
 def test_probe_reports_the_fake_board(fake_board):  # noqa: F811
