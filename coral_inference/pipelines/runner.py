@@ -300,11 +300,17 @@ class PipelineRunner:
         self._ensure_workflow_plugins()
         pipeline_class = compat.get("InferencePipeline")
         init_parameters: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         if self.context is not None:
             # Plugin blocks resolve "<plugin>.<name>" first: hand them this runner's context
             # rather than whichever one is current in the process.
             for module in self._plugin_modules():
                 init_parameters[f"{module}.coral_context"] = self.context
+            # inference's public route to custom models: core model blocks resolve
+            # coral/<name> ids through this manager, patch or no patch.
+            from coral_inference.models.inference_registry import coral_model_manager
+
+            extra["model_manager"] = coral_model_manager(self.context)
         return pipeline_class.init_with_workflow(
             video_reference=self.source,
             watchdog=self._clock,
@@ -316,6 +322,7 @@ class PipelineRunner:
             max_fps=self.max_fps,
             status_update_handlers=[self._on_status_update],
             workflow_init_parameters=init_parameters or None,
+            **extra,
         )
 
     def _plugin_modules(self) -> list[str]:

@@ -84,6 +84,24 @@ def test_example_workflow_runs_on_the_demo_video(workflow, demo_video, engine_re
         assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count
 
 
+def test_core_model_block_finds_coral_models_without_the_patch(demo_video, engine_ready, tmp_path):
+    """Coral's own pipelines hand inference a model manager that knows coral/<name> ids."""
+    import coral_inference
+    from coral_inference.pipelines.runner import PipelineRunner
+
+    video, truth = demo_video
+    loaded = example_config(tmp_path)
+    config = loaded.descriptor.model_copy(update={"patches": {"coral_model_registry": False}})
+    context = coral_inference.init(config)
+    assert not context.is_patch_enabled("coral_model_registry")
+    results = []
+    workflow = json.loads((EXAMPLES / "workflows" / "core_model_coral_id.json").read_text())
+    runner = PipelineRunner(context, workflow, str(video), on_result=results.append)
+    runner.start()
+    assert runner.join(timeout=300) and runner.status()["state"] == "finished", runner.status()
+    assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count
+
+
 def test_cli_run_writes_results_and_a_summary(demo_video, tmp_path):
     video, truth = demo_video
     output = tmp_path / "results.jsonl"

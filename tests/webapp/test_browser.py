@@ -67,7 +67,10 @@ def test_start_watch_record_and_chart_a_pipeline_from_the_dashboard(browser, ser
     page.wait_for_function("Number(document.querySelector('#chart-cpu').dataset.points) >= 2", timeout=30_000)
 
     # a recording is listed and plays in the player
-    link = page.wait_for_selector("#recordings a.recording", timeout=60_000)
+    # Newest first: the top segment may still be written (a fragmented MP4 has no
+    # duration until it is finished), so play the second, finished one.
+    page.wait_for_function("document.querySelectorAll('#recordings a.recording').length >= 2", timeout=90_000)
+    link = page.query_selector_all("#recordings a.recording")[1]
     link.click()
     page.wait_for_function("document.querySelector('#player').readyState >= 2", timeout=30_000)
     assert page.evaluate("document.querySelector('#player').duration") > 0
