@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,9 @@ def test_schemathesis_finds_no_server_error(tmp_path):
 
 def test_an_installed_web_plugin_is_mounted_and_listed(tmp_path):
     target = tmp_path / "site"
-    fixture = REPO / "tests" / "webapp" / "fixtures" / "coral_web_example"
+    fixture = tmp_path / "src"
+    # setuptools builds in the source tree: build a copy, keep the repository clean
+    shutil.copytree(REPO / "tests" / "webapp" / "fixtures" / "coral_web_example", fixture)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(fixture)], check=True, timeout=300)
     web = WebServer(tmp_path / "web", free_port(), "services.ui.mode=plugin", "services.ui.plugin=example_ui",
