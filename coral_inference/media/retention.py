@@ -118,18 +118,27 @@ def enforce(
     files = scan(folder)
     free = shutil.disk_usage(folder).free if policy.min_free_bytes is not None else None
     doomed = policy.select(files, now=time.time() if now is None else now, free_bytes=free, protected=protected)
+    report.deleted, report.freed_bytes, report.errors = delete_files(doomed)
+    report.remaining_bytes = sum(f.size for f in files) - report.freed_bytes
+    return report
+
+
+def delete_files(doomed: Iterable[RecordingFile]) -> tuple[list[Path], int, list[str]]:
+    """Unlink each file: ``(deleted, bytes freed, errors)``; one already gone is skipped."""
+    deleted: list[Path] = []
+    freed = 0
+    errors: list[str] = []
     for f in doomed:
         try:
             f.path.unlink()
         except FileNotFoundError:
             continue
         except OSError as exc:
-            report.errors.append(f"{f.path}: {exc}")
+            errors.append(f"{f.path}: {exc}")
             continue
-        report.deleted.append(f.path)
-        report.freed_bytes += f.size
-    report.remaining_bytes = sum(f.size for f in files) - report.freed_bytes
-    return report
+        deleted.append(f.path)
+        freed += f.size
+    return deleted, freed, errors
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from coral_inference.media.retention import RecordingFile, RetentionPolicy
+from coral_inference.media.retention import RecordingFile, RetentionPolicy, delete_files
 
 logger = logging.getLogger("coral_inference.webapp.monitor")
 
@@ -191,17 +191,8 @@ class MonitorService:
             probe = next((r for r in self.cleanup_roots if r.exists()), Path("."))
             free = shutil.disk_usage(probe).free
         doomed = self.policy.select(files, now=now, free_bytes=free, protected=protected) if self.policy.active else []
-        deleted, freed, errors = [], 0, []
-        for f in doomed:
-            try:
-                f.path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                errors.append(f"{f.path}: {exc}")
-                continue
-            deleted.append(str(f.path))
-            freed += f.size
+        removed, freed, errors = delete_files(doomed)
+        deleted = [str(path) for path in removed]
         report = {"time": now, "deleted": deleted, "freed_bytes": freed, "errors": errors,
                   "remaining_bytes": sum(f.size for f in files) - freed,
                   "quota_bytes": self.policy.max_bytes, "min_free_bytes": self.policy.min_free_bytes}
