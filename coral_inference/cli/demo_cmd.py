@@ -22,6 +22,7 @@ from coral_inference.cli.common import ConfigOption, NoEnvOption, SetOption, err
 
 DEMO_ROOT = Path("var/coral/demo")
 DEMO_WORKFLOW = "line_counting.json"
+DEMO_FPS = 15
 
 
 def demo_overrides(root: Path, workflows_root: Path, port: int, key_digest: str) -> list[str]:
@@ -75,7 +76,7 @@ def demo(
     if not video.exists():
         err_console.print(f"generating the demo video ({seconds:.0f} s of synthetic traffic) …")
         video.parent.mkdir(parents=True, exist_ok=True)
-        truth = write_demo_video(video.with_suffix(".part.mp4"), seconds=seconds, fps=15, seed=2024)
+        truth = write_demo_video(video.with_suffix(".part.mp4"), seconds=seconds, fps=DEMO_FPS, seed=2024)
         video.with_suffix(".part.mp4").rename(video)
         truth.save(video.with_suffix(".json"))
     # The demo's pipeline list starts empty each time: the database is the demo's own.
@@ -99,7 +100,9 @@ def _drive(server: Any, url: str, key: str, video: Path, once: bool, started: fl
             return
         time.sleep(0.1)
     headers = {"X-API-Key": key}
-    spec = {"name": "demo", "workflow_file": DEMO_WORKFLOW, "source": str(video), "preview_output": "annotated"}
+    # max_fps at the video's own rate: the file plays like a live camera, not as fast as the CPU allows.
+    spec = {"name": "demo", "workflow_file": DEMO_WORKFLOW, "source": str(video), "preview_output": "annotated",
+            "max_fps": DEMO_FPS}
     with httpx.Client(base_url=f"{url}api/v1", headers=headers, timeout=120) as client:
         passes = 0
         while not server.should_exit:
@@ -113,7 +116,7 @@ def _drive(server: Any, url: str, key: str, video: Path, once: bool, started: fl
             if passes == 0:
                 _wait_for_frames(client, pipeline_id, server)
                 err_console.print(
-                    f"\n[bold]Coral demo[/bold] — dashboard with live detections: [bold]{url}[/bold]  "
+                    f"\n[bold]Coral demo[/bold] — dashboard with live detections: [bold]{url}#key={key}[/bold]  "
                     f"(ready in {time.monotonic() - started:.0f} s)\n"
                     f"  API key for this run: {key}  (API docs: {url}docs, metrics: {url}metrics)\n"
                     f"  recordings: {video.parent.parent / 'recordings'}   Ctrl-C stops.\n")

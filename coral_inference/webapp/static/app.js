@@ -100,9 +100,11 @@ async function refreshPipelines() {
     row.addEventListener("click", () => select(p.id));
     return row;
   }));
-  if (!state.selected) {
+  // Follow a running pipeline when none is selected or the selected one is gone.
+  if (!state.selected || !pipelines.some((p) => p.id === state.selected)) {
     const live = pipelines.find((p) => p.state === "running");
     if (live) select(live.id);
+    else if (state.selected) { disconnect(); state.selected = null; }
   }
 }
 
@@ -266,6 +268,14 @@ async function tick() {
 
 $("start-form").addEventListener("submit", startPipeline);
 $("key-form").addEventListener("submit", useKey);
+// A link like http://box:9100/#key=… (the demo prints one) signs in once; the fragment
+// never reaches the server and is removed from the address bar.
+const linkedKey = new URLSearchParams(location.hash.slice(1)).get("key");
+if (linkedKey) {
+  history.replaceState(null, "", location.pathname + location.search);
+  $("api-key").value = linkedKey;
+  useKey(new Event("submit"));
+}
 loadWorkflows();
 tick();
 setInterval(tick, 2000);
