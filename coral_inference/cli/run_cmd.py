@@ -44,7 +44,7 @@ def run(
     from coral_inference.pipelines.runner import PipelineRunner, PipelineStartError
     from coral_inference.results import to_jsonable
     from coral_inference.runtime import init, shutdown
-    from coral_inference.workflow_check import InvalidWorkflowError, check_workflow
+    from coral_inference.workflow_check import InvalidWorkflowError, structural_problems
 
     loaded = load_or_exit(config, set_, no_env)
     definition = read_workflow(workflow)
@@ -61,18 +61,16 @@ def run(
                                    "outputs": to_jsonable(result.outputs)}) + "\n")
 
     try:
-        try:
-            check_workflow(definition, plugins=context.config.plugins.workflows)
-        except InvalidWorkflowError as exc:
-            err_console.print(f"{workflow}: invalid workflow definition", markup=False)
-            for problem in exc.problems:
-                typer.echo(f"  {problem}", err=True)
-            raise typer.Exit(2) from None
+        problems = structural_problems(definition)
+        if problems:
+            _print_problems(workflow, problems)
         runner = PipelineRunner(context, definition, video, max_fps=max_fps, workflows_parameters=parameters,
                                 on_result=on_result)
         try:
             runner.start()
         except PipelineStartError as exc:
+            if isinstance(exc.__cause__, InvalidWorkflowError):
+                _print_problems(workflow, exc.__cause__.problems)
             err_console.print(str(exc), markup=False)
             raise typer.Exit(1) from None
         running_since = time.time()
@@ -100,6 +98,13 @@ def run(
         _print_summary(summary)
     if status.get("state") == "failed":
         raise typer.Exit(1)
+
+
+def _print_problems(workflow: Path, problems: list[Any]) -> None:
+    err_console.print(f"{workflow}: invalid workflow definition", markup=False)
+    for problem in problems:
+        typer.echo(f"  {problem}", err=True)
+    raise typer.Exit(2)
 
 
 def _progress(status: dict[str, Any]) -> Table:

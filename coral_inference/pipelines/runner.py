@@ -180,11 +180,16 @@ class PipelineRunner:
             self._pipeline = self._build_pipeline()
             self._pipeline.start(use_main_thread=False)
         except Exception as exc:
-            self._fail(f"{type(exc).__name__}: {exc}")
+            from coral_inference.workflow_check import InvalidWorkflowError, explain_engine_error
+
+            # A definition error is told by step and field, not as the engine's raw exception.
+            problems = explain_engine_error(self.workflow, exc)
+            cause: Exception = InvalidWorkflowError(problems) if problems else exc
+            self._fail(f"{type(cause).__name__}: {cause}")
             self._done.set()
             raise PipelineStartError(
-                f"pipeline {self.pipeline_id} on source {self.source!r} did not start: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"pipeline {self.pipeline_id} on source {self.source!r} did not start: {type(cause).__name__}: {cause}"
+            ) from cause
         with self._lock:
             if self._state is PipelineState.starting:
                 self._state = PipelineState.running

@@ -147,3 +147,19 @@ def test_notebook_executes_without_errors(tmp_path):
     assert os.environ.get("WORKFLOWS_PLUGINS") == env_before  # the kernel is its own process
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert any(name in printed for name in ("circle", "square", "triangle"))
+
+
+def test_web_api_names_the_step_and_field_of_a_bad_workflow(demo_video, engine_ready, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from coral_inference.webapp import create_web_app
+    from tests.webapp.support import HEADERS, web_config
+
+    video, _ = demo_video
+    workflow = json.loads((EXAMPLES / "workflows" / "preview.json").read_text())
+    workflow["steps"][1]["predictions"] = "$steps.detector.predictions"  # no step is called 'detector'
+    with TestClient(create_web_app(web_config(tmp_path))) as client:
+        response = client.post("/api/v1/pipelines", headers=HEADERS, json={"workflow": workflow, "source": str(video)})
+    assert response.status_code == 422, response.text
+    message = response.json()["message"]
+    assert "step 'boxes', field 'predictions': Workflow references '$steps.detector'" in message
