@@ -26,6 +26,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from types import ModuleType
@@ -134,7 +135,7 @@ def require_inference() -> InferenceInfo:
 def load_inference_core() -> ModuleType:
     """Import ``inference.core`` once, offline, before any engine module."""
     with _lock:
-        if "inference.core" not in importlib.sys.modules:
+        if "inference.core" not in sys.modules:
             require_inference()
             for name, value in OFFLINE_DEFAULTS.items():
                 os.environ.setdefault(name, value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -117,26 +116,18 @@ def plugins_list(
 def _workflow_plugin(module_name: str) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
+    from coral_inference.manifests import block_manifests
+
     dist = (packages_distributions().get(module_name.split(".")[0]) or [None])[0]
     try:
         dist_version = version(dist) if dist else None
     except PackageNotFoundError:
         dist_version = None
     try:
-        module = importlib.import_module(module_name)
-        classes = module.load_blocks()
+        manifests = block_manifests(module_name)
     except Exception as exc:
         return {"module": module_name, "distribution": dist, "version": dist_version, "error": f"{type(exc).__name__}: {exc}"}
-    blocks = []
-    for cls in classes:
-        manifest = cls.get_manifest()
-        schema = manifest.model_json_schema()
-        extra = manifest.model_config.get("json_schema_extra") or {}
-        blocks.append({
-            "type": schema["properties"]["type"].get("const") or schema["properties"]["type"].get("enum", ["?"])[0],
-            "name": extra.get("name", cls.__name__),
-            "version": extra.get("version", "v1"),
-        })
+    blocks = [{"type": m["type"], "name": m["name"], "version": m["version"]} for m in manifests.values()]
     return {"module": module_name, "distribution": dist, "version": dist_version, "blocks": blocks}
 
 

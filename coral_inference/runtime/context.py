@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from coral_inference import compat
 from coral_inference.backends.base import BackendAdapter
@@ -13,11 +13,8 @@ from coral_inference.backends.registry import BackendRegistry
 from coral_inference.config.loader import LoadedConfig
 from coral_inference.config.schema import RuntimeDescriptor
 from coral_inference.patches.registry import PatchSet
-from coral_inference.plugins import WEB_PLUGINS_GROUP, PluginRecord
+from coral_inference.plugins import PluginRecord
 from coral_inference.runtime.platform import PlatformInfo
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 
 class RuntimeContext:

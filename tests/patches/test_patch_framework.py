@@ -1,6 +1,5 @@
 """Patches are version-gated, check their targets, and restore the exact originals."""
 
-import pytest
 
 from coral_inference.patches import Patch, PatchSet
 from tests.patches import fake_target
