@@ -135,6 +135,7 @@ def test_cli_run_names_the_step_and_field_of_a_bad_workflow(demo_video, tmp_path
     assert out.returncode == 2
     assert ("step 'detect', field 'type': unknown block type 'coral/object_detection_modle@v1'; "
             "did you mean 'coral/object_detection_model@v1'?") in out.stderr
+    assert "step 'boxes', field 'predictions': Field required" in out.stderr
 
 
 def test_notebook_executes_without_errors(tmp_path):
