@@ -28,7 +28,7 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
-    if _is_detections(value):
+    if is_detections(value):
         return detections_to_list(value)
     if isinstance(value, np.ndarray):
         if value.ndim == 3 and value.dtype == np.uint8:
@@ -58,5 +58,6 @@ def detections_to_list(detections: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _is_detections(value: Any) -> bool:
+def is_detections(value: Any) -> bool:
+    """A ``supervision.Detections`` (checked by shape, so supervision need not be imported)."""
     return type(value).__name__ == "Detections" and hasattr(value, "xyxy")

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from coral_inference.results import is_detections
+
 logger = logging.getLogger("coral_inference.pipelines")
 
 # Seconds of history behind the fps / latency figures of ``status()``.
@@ -85,7 +87,7 @@ class PipelineResult:
 
     def detections_count(self) -> int:
         """Detections across every ``sv.Detections`` output of this frame."""
-        return sum(len(v) for v in self.outputs.values() if _is_detections(v))
+        return sum(len(v) for v in self.outputs.values() if is_detections(v))
 
 
 def parse_source(source: str | int) -> str | int:
@@ -486,10 +488,6 @@ def redact_source(source: str | int) -> str | int:
         scheme, rest = source.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return source
-
-
-def _is_detections(value: Any) -> bool:
-    return type(value).__name__ == "Detections" and hasattr(value, "xyxy")
 
 
 def _as_bgr(value: Any) -> np.ndarray | None:
