@@ -6,7 +6,10 @@ workflow; only then are the block modules (and so ``inference``) imported. When
 patches the config enables apply to workflows made only of core blocks too.
 Blocks receive the Coral runtime context through ``REGISTERED_INITIALIZERS``: the
 current ``coral_inference.init()`` context, or, inside an inference server where
-nobody called ``init``, one implicit init from ``CORAL_CONFIG`` / ``CORAL_*``.
+nobody called ``init``, one implicit init from ``CORAL_CONFIG`` / ``CORAL_*``
+(``coral_inference.server.plugin``): a bad config fails only the steps that need
+Coral, with its file and dotted path, and inside a stream-manager pipeline process
+the pipeline's identity and clean shutdown are attached.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ def load_blocks() -> list[type]:
     blocks = load_block_classes()
     if os.environ.get("CORAL_CONFIG"):
         # A server pointed at a Coral config wants Coral's patches (e.g. coral/<name> ids
-        # in core model blocks) even for a workflow that holds no coral block.
-        _coral_context()
+        # in core model blocks) even for a workflow that holds no coral block; a bad
+        # config is left to the steps that need Coral.
+        from coral_inference.server.plugin import initialise_for_compilation
+
+        initialise_for_compilation()
     return blocks
 
 
@@ -32,9 +38,9 @@ def load_kinds() -> list[Any]:
 
 
 def _coral_context() -> Any:
-    from coral_inference.runtime import ensure_context
+    from coral_inference.server.plugin import plugin_context
 
-    return ensure_context()
+    return plugin_context()
 
 
 REGISTERED_INITIALIZERS = {"coral_context": _coral_context}

@@ -36,6 +36,10 @@ class UnknownSinkError(MetricsError):
     """A sink name that the configuration (``metrics.sinks``) does not define."""
 
 
+class SinkStartError(MetricsError):
+    """A configured sink that cannot start (e.g. its port is in use); names the sink and the fix."""
+
+
 @dataclass(frozen=True)
 class MetricPoint:
     measurement: str

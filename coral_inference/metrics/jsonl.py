@@ -31,6 +31,7 @@ class JsonLinesSink(QueuedSink):
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(text)
+            # One unbuffered append per batch: lines of several worker processes never interleave.
+            with self.path.open("ab", buffering=0) as fh:
+                fh.write(text.encode("utf-8"))
         self.stats.sent += len(batch)

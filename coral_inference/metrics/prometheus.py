@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from coral_inference.metrics.hub import MetricPoint, SinkStats
+from coral_inference.metrics.hub import MetricPoint, SinkStartError, SinkStats
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_:]")
 
@@ -43,7 +43,14 @@ class PrometheusSink:
         self._lock = threading.Lock()
         self._server = None
         if port is not None:
-            self._server, _ = start_http_server(port, addr=host, registry=registry)
+            try:
+                self._server, _ = start_http_server(port, addr=host, registry=registry)
+            except OSError as exc:
+                raise SinkStartError(
+                    f"metrics sink {name!r}: cannot serve /metrics on {host}:{port}: {exc.strerror or exc}; "
+                    f"choose a free port in metrics.sinks.{name}.port, or remove it and scrape the web app "
+                    "or the inference server's /coral/metrics"
+                ) from exc
 
     def offer(self, point: MetricPoint) -> bool:
         labels_in = {label_name(k): v for k, v in point.tags.items()}

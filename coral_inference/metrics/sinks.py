@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coral_inference.metrics.hub import MetricPoint, SinkStats
+from coral_inference.runtime.process import current_pipeline_identity
 
 logger = logging.getLogger("coral_inference.metrics")
 
@@ -97,11 +98,17 @@ def build_sink(name: str, cfg: Any, hub: Any, config: Any) -> Any:
         from coral_inference.metrics.influx import InfluxSink
 
         spool = cfg.spool_dir or Path(config.storage.root) / "spool" / name
+        identity = current_pipeline_identity()
+        if identity is not None:  # one spool per pipeline worker: no two processes share files
+            spool = Path(spool) / identity.key
         return InfluxSink(name, cfg, spool_dir=spool)
     if cfg.type == "prometheus":
         from coral_inference.metrics.prometheus import PrometheusSink
 
-        return PrometheusSink(name, hub.prometheus_registry, port=cfg.port, host=cfg.host)
+        # A pipeline worker exports its series to the serving process instead of
+        # opening the port itself (one port, many processes: coral_inference.server).
+        port = None if current_pipeline_identity() is not None else cfg.port
+        return PrometheusSink(name, hub.prometheus_registry, port=port, host=cfg.host)
     if cfg.type == "jsonl":
         from coral_inference.metrics.jsonl import JsonLinesSink
 

@@ -78,14 +78,20 @@ class Detector:
         allowed = self.class_ids_for(class_filter)
         if allowed is not None and allowed.size == 0:
             return self._detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
-        candidates = decode(outputs, self.head, len(self.package.classes), confidence, allowed)
+        candidates = decode(
+            outputs, self.head, len(self.package.classes), confidence, allowed,
+            input_size=(self.input_spec.width, self.input_spec.height),
+        )
         candidates = candidates.top(max_candidates)
         if times is not None:
             times.candidates = len(candidates)
-        keep = nms(
-            candidates.xyxy, candidates.scores, iou,
-            class_ids=None if agnostic else candidates.class_ids, max_detections=max_detections,
-        )
+        if self.head.needs_nms:
+            keep = nms(
+                candidates.xyxy, candidates.scores, iou,
+                class_ids=None if agnostic else candidates.class_ids, max_detections=max_detections,
+            )
+        else:  # end-to-end heads: the model already chose its boxes
+            keep = np.argsort(-candidates.scores, kind="stable")[:max_detections]
         xyxy = geometry.to_source(candidates.xyxy[keep])
         return self._detections(xyxy, candidates.scores[keep], candidates.class_ids[keep])
 

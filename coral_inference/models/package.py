@@ -80,12 +80,24 @@ class InputOverride(_Strict):
 class HeadSpec(_Strict):
     """How the raw outputs are decoded into boxes."""
 
-    type: Literal["yolov8", "yolov8_dfl", "yolov5"] = Field(
+    type: Literal["yolov8", "yolov8_dfl", "yolov5", "end2end", "yolov5_single"] = Field(
         ...,
         description=(
-            "yolov8: one [1, 4+nc, N] output (Ultralytics YOLOv8/11, cx cy w h in input pixels); "
-            "yolov8_dfl: nine outputs, per stride box DFL [1, 4*reg_max, H, W], class scores [1, nc, H, W], "
-            "score sum [1, 1, H, W] (rknn_model_zoo); yolov5: three anchor heads [1, 3*(5+nc), H, W]."
+            "yolov8: one [1, 4+nc, N] output (Ultralytics YOLOv5u/8/11/26, cx cy w h in input pixels); "
+            "yolov8_dfl: nine outputs, per stride box DFL [1, 4*reg_max, H, W] (reg_max 1: raw distances, "
+            "YOLO26), class scores [1, nc, H, W], score sum [1, 1, H, W] (rknn_model_zoo); "
+            "yolov5: three anchor heads [1, 3*(5+nc), H, W]; "
+            "end2end: one [1, K, 6] output x1 y1 x2 y2 score class, already filtered (YOLOv10, YOLO26, "
+            "Ultralytics nms=True exports; no NMS is run); "
+            "yolov5_single: one [1, N, 5+nc] output cx cy w h objectness class scores (classic YOLOv5 "
+            "export, Roboflow YOLOv5), score = objectness * class."
+        ),
+    )
+    box_units: Literal["pixels", "normalized"] = Field(
+        "pixels",
+        description=(
+            "Units of decoded box coordinates: input pixels, or 0-1 fractions of the input size "
+            "(Ultralytics int8 RKNN builds)."
         ),
     )
     strides: list[int] = Field(default_factory=lambda: [8, 16, 32], description="Strides of the output grids.")
@@ -111,6 +123,11 @@ class HeadSpec(_Strict):
     @property
     def anchor_pairs(self) -> list[list[float]]:
         return self.anchors or YOLOV5_DEFAULT_ANCHORS
+
+    @property
+    def needs_nms(self) -> bool:
+        """False for heads whose output is already the final, filtered set of boxes."""
+        return self.type != "end2end"
 
 
 class ArtifactSpec(_Strict):

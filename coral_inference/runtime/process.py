@@ -17,6 +17,8 @@ Nothing here runs at import.
 from __future__ import annotations
 
 import atexit
+import multiprocessing
+import multiprocessing.util
 import re
 import signal
 import threading
@@ -90,9 +92,13 @@ def pipeline_key(source: object | None = None) -> str:
 def install_exit_shutdown(extra: Callable[[], None] | None = None) -> None:
     """Shut Coral down (recordings finalised, metrics flushed) when this process ends.
 
-    Covers a normal exit (``atexit``) and SIGTERM/SIGINT (the stream manager and
-    Coral's supervisor terminate workers with SIGTERM). The previous signal handler
-    is chained after the shutdown. Idempotent; call from the main thread.
+    Covers a normal exit (``atexit``; in a ``multiprocessing`` child, whose exit skips
+    ``atexit``, a ``multiprocessing.util.Finalize`` hook) and SIGTERM/SIGINT. When the
+    process already installed its own Python handler for a signal (the stream
+    manager's worker stops its pipeline on SIGTERM and then returns from ``run``),
+    that handler alone runs and the shutdown follows at exit, after the pipeline
+    drained; otherwise the shutdown runs first and the default action follows.
+    The shutdown runs once. Idempotent; call from the main thread.
     """
     global _exit_hook_installed
     with _lock:
@@ -100,9 +106,14 @@ def install_exit_shutdown(extra: Callable[[], None] | None = None) -> None:
             return
         _exit_hook_installed = True
 
+    done = threading.Event()
+
     def _shutdown() -> None:
         from coral_inference.runtime import shutdown  # runtime/__init__ imports this module
 
+        if done.is_set():
+            return
+        done.set()
         if extra is not None:
             try:
                 extra()
@@ -111,10 +122,16 @@ def install_exit_shutdown(extra: Callable[[], None] | None = None) -> None:
         shutdown()
 
     atexit.register(_shutdown)
+    if multiprocessing.parent_process() is not None:
+        # A multiprocessing child ends with os._exit after run(): atexit never runs there.
+        multiprocessing.util.Finalize(None, _shutdown, exitpriority=100)
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(signum)
 
         def _handler(received: int, frame: FrameType | None, _previous: object = previous) -> None:
+            if callable(_previous) and _previous is not signal.default_int_handler:
+                _previous(received, frame)  # the process's own graceful stop; shutdown at exit
+                return
             _shutdown()
             if callable(_previous):
                 _previous(received, frame)

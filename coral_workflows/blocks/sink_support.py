@@ -27,6 +27,20 @@ def source_of(image: Any) -> str:
     return str(identifier) if identifier not in (None, "") else "default"
 
 
+def pipeline_source_key(image: Any) -> str:
+    """What recordings folders, metric labels and preview channels are keyed by.
+
+    In a pipeline process with a declared identity (Coral's workers, the stream
+    manager's) the pipeline's key (``coral_inference.runtime.process.pipeline_key``):
+    two pipelines never share a folder, series or channel even though both report
+    source ``0``. Elsewhere (a notebook, ``coral-runtime run``) the source, as before.
+    """
+    from coral_inference.runtime.process import current_pipeline_identity, pipeline_key
+
+    source = source_of(image)
+    return pipeline_key(source) if current_pipeline_identity() is not None else source
+
+
 def media_time_of(image: Any) -> float:
     """Seconds on the frame's own timeline: frame number / fps for files, capture time otherwise."""
     metadata = getattr(image, "video_metadata", None)

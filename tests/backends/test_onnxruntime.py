@@ -122,7 +122,7 @@ def test_download_artifacts_copies_the_verified_file(package, tmp_path):
 
 def test_uint8_nhwc_artifact_input_is_fed_as_declared(tmp_path):
     root = tmp_path / "u8"
-    out = encode_yolov8(np.array([[1, 1, 5, 5]], np.float32), np.array([0]), np.array([0.9]), 1, 4)
+    out = encode_yolov8(np.array([[1, 1, 5, 5]], np.float32), np.array([0]), np.array([0.9]), 1, 6)
     constant_model(root / "model.onnx", [out], input_shape=(1, 16, 16, 3), input_dtype=2)  # TensorProto.UINT8
     write_package(root, classes=["a"], input={"width": 16, "height": 16}, head={"type": "yolov8"},
                   artifacts={"onnxruntime": {"file": "model.onnx", "input": {"layout": "NHWC", "dtype": "uint8"}}})

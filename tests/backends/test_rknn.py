@@ -41,7 +41,7 @@ def conv_package(tmp_path, fake_board):  # noqa: F811
     fake_board.build_rknn(root / "model.onnx", root / "model.rknn", target_platform="rk3588",
                           mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]])
     write_package(
-        root, classes=["a", "b", "c"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
+        root, classes=["a", "b", "c"], input={"width": 64, "height": 64}, head={"type": "yolov8", "strides": [8]},
         artifacts={"onnxruntime": {"file": "model.onnx"}, "rknn": {"file": "model.rknn", "target_platform": "rk3588"}},
     )
     return load_package(root)
@@ -70,7 +70,7 @@ def test_rknn_outputs_match_onnxruntime_on_the_same_frame(conv_package, fake_boa
 def test_rknn_and_onnxruntime_give_the_same_detections(tmp_path, fake_board):  # noqa: F811
     root = tmp_path / "const"
     boxes = np.array([[10, 12, 40, 30], [5, 40, 20, 60]], np.float32)
-    constant_model(root / "model.onnx", [encode_yolov8(boxes, np.array([0, 1]), np.array([0.9, 0.7]), 2, 64)])
+    constant_model(root / "model.onnx", [encode_yolov8(boxes, np.array([0, 1]), np.array([0.9, 0.7]), 2, 84)])
     fake_board.build_rknn(root / "model.onnx", root / "model.rknn")
     write_package(root, classes=["x", "y"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
                   artifacts={"onnxruntime": {"file": "model.onnx"}, "rknn": {"file": "model.rknn"}})
@@ -92,7 +92,7 @@ def test_rknn_artifact_with_its_own_head_decodes_like_the_onnx_one(tmp_path, fak
     """One package: ONNX with the single-output head, .rknn built from the nine-output export."""
     root = tmp_path / "heads"
     boxes, ids, scores = np.array([[10, 12, 40, 30], [60, 70, 120, 120]], np.float32), np.array([0, 1]), np.array([0.9, 0.7])
-    constant_model(root / "single.onnx", [encode_yolov8(boxes, ids, scores, 2, 64)], input_shape=(1, 3, 128, 128))
+    constant_model(root / "single.onnx", [encode_yolov8(boxes, ids, scores, 2, 336)], input_shape=(1, 3, 128, 128))
     constant_model(root / "dfl.onnx", encode_yolov8_dfl(boxes, ids, scores, 2, (128, 128)), input_shape=(1, 3, 128, 128))
     fake_board.build_rknn(root / "dfl.onnx", root / "model.rknn")
     write_package(root, classes=["x", "y"], input={"width": 128, "height": 128}, head={"type": "yolov8"},

@@ -32,7 +32,7 @@ def test_inspect_json_describes_the_bundled_demo():
 def test_validate_passes_the_demo_and_fails_a_wrong_manifest(tmp_path):
     assert coral("validate", "coral-demo").returncode == 0
     root = tmp_path / "pkg"
-    out = encode_yolov8(np.array([[1, 1, 9, 9]], np.float32), np.array([0]), np.array([0.9]), 2, 16)
+    out = encode_yolov8(np.array([[1, 1, 9, 9]], np.float32), np.array([0]), np.array([0.9]), 2, 21)
     constant_model(root / "model.onnx", [out], input_shape=(1, 3, 32, 32))
     write_package(root, classes=["a", "b", "c"], input={"width": 32, "height": 32}, head={"type": "yolov8"},
                   artifacts={"onnxruntime": {"file": "model.onnx"}})  # 3 classes, the model has 2
@@ -41,7 +41,7 @@ def test_validate_passes_the_demo_and_fails_a_wrong_manifest(tmp_path):
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert checks["artifacts.onnxruntime"]["status"] == "ok"
     assert checks["run on onnxruntime"]["status"] == "fail"
-    assert "head yolov8 with 3 classes expects an output [1, 7, N], got [1, 6, 16]" in checks["run on onnxruntime"]["detail"]
+    assert "head yolov8 with 3 classes expects an output [1, 7, N], got [1, 6, 21]" in checks["run on onnxruntime"]["detail"]
 
 
 def test_validate_reports_a_wrong_input_size(tmp_path):
@@ -64,7 +64,7 @@ def test_validate_lists_manifest_problems(tmp_path):
     assert result.returncode == 1
     details = [c["detail"] for c in json.loads(result.stdout)]
     assert any(d.endswith("input.height: required field is missing") for d in details)
-    assert any("head.type: Input should be 'yolov8', 'yolov8_dfl' or 'yolov5'" in d for d in details)
+    assert any("head.type: Input should be 'yolov8', 'yolov8_dfl'" in d for d in details)
 
 
 def test_bench_reports_each_stage(tmp_path):

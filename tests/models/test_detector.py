@@ -19,7 +19,7 @@ SCORES = np.array([0.9, 0.8, 0.7, 0.3], np.float32)
 @pytest.fixture
 def detector(tmp_path):
     root = tmp_path / "pkg"
-    constant_model(root / "model.onnx", [encode_yolov8(BOXES, CLASSES, SCORES, 3, 32)])
+    constant_model(root / "model.onnx", [encode_yolov8(BOXES, CLASSES, SCORES, 3, 84)])
     write_package(root, classes=["person", "car", "bike"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
                   artifacts={"onnxruntime": {"file": "model.onnx"}})
     package = load_package(root)

@@ -17,7 +17,7 @@ BOXES = np.array([[8, 8, 24, 40]], np.float32)
 @pytest.fixture
 def package_dir(tmp_path):
     root = tmp_path / "pkg"
-    constant_model(root / "model.onnx", [encode_yolov8(BOXES, np.array([1]), np.array([0.8]), 2, 64)])
+    constant_model(root / "model.onnx", [encode_yolov8(BOXES, np.array([1]), np.array([0.8]), 2, 84)])
     return write_package(root, classes=["cat", "dog"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
                          artifacts={"onnxruntime": {"file": "model.onnx"}})
 

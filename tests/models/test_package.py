@@ -91,7 +91,7 @@ def test_manifest_problems_are_all_reported(package_dir):
     problems = info.value.problems
     assert "input.width: required field is missing" in problems
     assert "input.colour: unknown field (check the spelling; see docs/models.md)" in problems
-    assert any(p.startswith("head.type: Input should be 'yolov8', 'yolov8_dfl' or 'yolov5'") for p in problems)
+    assert any(p.startswith("head.type: Input should be 'yolov8', 'yolov8_dfl'") for p in problems)
     assert any(p.startswith("classes: class names must be unique; repeated: ['cat']") for p in problems)
 
 

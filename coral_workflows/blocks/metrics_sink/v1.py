@@ -11,11 +11,12 @@ from pydantic import ConfigDict, Field
 
 from coral_inference import compat
 from coral_inference.metrics import MetricsError, get_metrics_hub
+from coral_inference.server.worker import observe_frame
 from coral_workflows.blocks.sink_support import (
     DISABLED_MESSAGE,
     SINK_INIT_PARAMETERS,
+    pipeline_source_key,
     sinks_disabled,
-    source_of,
 )
 
 kinds = compat.kinds()
@@ -43,7 +44,9 @@ numbers (e.g. line-counter outputs) becomes `<field>_<key>`. Anything else is
 rejected with a message naming the field, and the workflow keeps running.
 
 **Tags** label the point (camera, site, zone). The frame's source is added as
-tag `source` when `image` is given.
+tag `source` when `image` is given; in a pipeline process (Coral's web control
+plane, the inference server's stream manager) it is the pipeline's key, so two
+pipelines of one workflow keep separate series.
 
 **Never blocks:** the point is put on each sink's bounded queue; a slow or
 unreachable server costs one queue put. `min_interval_seconds` limits how often a
@@ -140,7 +143,9 @@ class MetricsSinkBlockV1(WorkflowBlock):
     ) -> dict[str, Any]:
         if self._disabled:
             return {"error_status": False, "message": DISABLED_MESSAGE}
-        source = source_of(image) if image is not None else None
+        if image is not None:
+            observe_frame(self._context, image)
+        source = pipeline_source_key(image) if image is not None else None
         key = source or ""
         now = time.monotonic()
         if min_interval_seconds and now - self._last_write.get(key, -1e18) < float(min_interval_seconds):

@@ -14,14 +14,15 @@ from coral_inference.media.recorder import (
     get_recording_service,
 )
 from coral_inference.media.retention import RetentionPolicy
+from coral_inference.server.worker import observe_frame
 from coral_workflows.blocks.sink_support import (
     DISABLED_MESSAGE,
     SINK_INIT_PARAMETERS,
     capture_time_of,
     fps_of,
     media_time_of,
+    pipeline_source_key,
     sinks_disabled,
-    source_of,
 )
 
 kinds = compat.kinds()
@@ -36,7 +37,9 @@ LONG_DESCRIPTION = """
 Record the frames that reach this step as H.264 MP4 files on the device.
 
 **How it works.** Each video source (its `video_identifier`) gets its own folder
-under `output_directory`, which must lie inside the runtime's recordings root
+under `output_directory` — in a pipeline process (Coral's web control plane, the
+inference server's stream manager) the folder is named after the pipeline, so two
+pipelines never share one — which must lie inside the runtime's recordings root
 (`storage.recordings`). Frames are handed to an encoding thread behind a bounded
 queue: `run` never waits for the encoder, and a frame that does not fit is
 dropped and counted. Files are fragmented MP4, so a crash or power cut leaves a
@@ -190,7 +193,8 @@ class VideoRecorderBlockV1(WorkflowBlock):
         if self._disabled:
             return {"error_status": False, "message": DISABLED_MESSAGE, "file": ""}
         service = get_recording_service(self._context)
-        source = source_of(image)
+        source = pipeline_source_key(image)  # the pipeline's own folder, not source "0"
+        observe_frame(self._context, image)
         try:
             options = RecorderOptions.from_config(
                 self._context.config.recording,

@@ -10,12 +10,14 @@ from pydantic import ConfigDict, Field
 
 from coral_inference import compat
 from coral_inference.media.webrtc import get_stream_hub
+from coral_inference.runtime.process import current_pipeline_identity
+from coral_inference.server.worker import observe_frame
 from coral_workflows.blocks.sink_support import (
     DISABLED_MESSAGE,
     SINK_INIT_PARAMETERS,
     capture_time_of,
+    pipeline_source_key,
     sinks_disabled,
-    source_of,
 )
 
 kinds = compat.kinds()
@@ -34,7 +36,10 @@ channel's latest frame, so viewers never slow the pipeline or each other, and a
 channel with no recent frame shows a placeholder.
 
 `channel` may contain `{source}`, replaced by the frame's video source, so one
-workflow running on several cameras gets one channel per camera. `max_fps`
+workflow running on several cameras gets one channel per camera. In a pipeline
+process (Coral's web control plane, the inference server's stream manager)
+`{source}` is the pipeline's key, and a fixed channel name is prefixed with it
+(`<pipeline>.<channel>`), so two pipelines of one workflow never share a channel. `max_fps`
 limits how often frames are published; `overlay` draws the publishing rate and
 the frame's age (capture to publish) in the corner.
 
@@ -112,7 +117,12 @@ class WebRtcPreviewBlockV1(WorkflowBlock):
         return BlockManifest
 
     def run(self, image: Any, channel: str, max_fps: float, overlay: bool) -> dict[str, Any]:
-        name = str(channel).replace("{source}", source_of(image))
+        name = str(channel).replace("{source}", pipeline_source_key(image))
+        identity = current_pipeline_identity()
+        if identity is not None and "{source}" not in str(channel):
+            # A pipeline process: one workflow run by two pipelines gets two channels.
+            name = f"{identity.key}.{name}"
+        observe_frame(self._context, image)
         if self._disabled:
             return {"error_status": False, "message": DISABLED_MESSAGE, "channel": name}
         now = time.monotonic()
