@@ -183,9 +183,12 @@ def decode_yolov8(
 ) -> Candidates:
     """Ultralytics single output ``[1, 4+nc, N]`` (``[1, N, 4+nc]`` is accepted too)."""
     if len(outputs) != 1:
+        shapes = [list(o.shape) for o in outputs]
+        looks = describe_layout(shapes, num_classes, input_size, head.strides if head else (8, 16, 32))
         raise OutputMismatchError(
             f"head yolov8 expects one output [1, {4 + num_classes}, N], the model gave {len(outputs)}: "
-            f"{[list(o.shape) for o in outputs]}; set head.type to the head the model was exported with"
+            f"{shapes}; " + (f"it looks like {looks}" if looks != "no known layout"
+                             else "set head.type to the head the model was exported with")
         )
     raw = np.asarray(outputs[0])
     rows = 4 + num_classes

@@ -111,6 +111,13 @@ def load_model(context: Any, name_or_path: str | Path, backend: str | None = Non
     package, configured = resolve_reference(context, name_or_path)
     adapter = choose_backend(context, package, backend or configured)
     session = adapter.prepare_session(package)
+    try:  # an export whose own metadata contradicts the manifest is refused, never decoded as garbage
+        from coral_inference.models.importing.crosscheck import check_session_metadata
+
+        check_session_metadata(package, adapter.name, session)
+    except Exception:
+        session.close()
+        raise
     detector = Detector(package, session)
     logger.info("model %r loaded on %s (%s)", package.name, adapter.name, package.root)
     return LoadedModel(package, adapter.name, detector, str(name_or_path))

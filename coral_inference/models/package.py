@@ -277,6 +277,11 @@ def resolve_package_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.name in MANIFEST_NAMES:
         return path.parent
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        # A bare Ultralytics export: a package is built from its metadata in Coral's cache (logged).
+        from coral_inference.models.importing import ensure_onnx_package  # imports this module
+
+        return ensure_onnx_package(path)
     if path.is_dir():
         if find_manifest(path) is None:
             raise PackageNotFoundError(

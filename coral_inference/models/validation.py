@@ -9,13 +9,25 @@ before a pipeline starts. Each check says ok / warn / fail / skip and why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from coral_inference.backends.base import BackendAdapter
 from coral_inference.models.artifacts import ensure_artifact
 from coral_inference.models.errors import ModelPackageError, OutputMismatchError
 from coral_inference.models.package import InputSpec, ModelPackage
+
+
+class BackendLookup(Protocol):
+    def get(self, name: str) -> BackendAdapter: ...
+
+
+class BackendHost(Protocol):
+    """What the run checks need: registered backends by name (``RuntimeContext`` is one)."""
+
+    @property
+    def backends(self) -> BackendLookup: ...
 
 
 @dataclass(frozen=True)
@@ -32,8 +44,16 @@ def expected_input_shape(spec: InputSpec) -> list[int]:
     return [1, 3, spec.height, spec.width] if spec.layout == "NCHW" else [1, spec.height, spec.width, 3]
 
 
-def check_package(package: ModelPackage, context: Any = None, *, fetch: bool = False) -> list[Check]:
+def check_package(package: ModelPackage, context: BackendHost | None = None, *, fetch: bool = False) -> list[Check]:
     checks = [Check("manifest", "ok", f"{package.manifest_path}: {len(package.classes)} classes, head {package.head.type}")]
+    source = package.manifest.metadata.get("source")
+    if isinstance(source, dict) and source.get("kind") == "roboflow" and "resize" not in package.input.model_fields_set:
+        checks.append(Check(
+            "input.resize", "warn",
+            "a Roboflow-trained model with no input.resize: Coral's default is letterbox but Roboflow trains with "
+            "'Stretch to' unless the dataset says otherwise; set input.resize (stretch or letterbox) as in the "
+            "model's environment.json PREPROCESSING, or re-import it with coral-runtime models import",
+        ))
     for backend, spec in package.manifest.artifacts.items():
         name = f"artifacts.{backend}"
         if spec.url is not None and not fetch:
@@ -58,7 +78,7 @@ def check_package(package: ModelPackage, context: Any = None, *, fetch: bool = F
     return checks
 
 
-def _run_check(package: ModelPackage, backend: str, context: Any) -> Check:
+def _run_check(package: ModelPackage, backend: str, context: BackendHost) -> Check:
     name = f"run on {backend}"
     try:
         adapter = context.backends.get(backend)
@@ -74,7 +94,15 @@ def _run_check(package: ModelPackage, backend: str, context: Any) -> Check:
     except Exception as exc:
         return Check(name, "fail", f"{type(exc).__name__}: {exc}")
     try:
-        detector = Detector(package, session)
+        from coral_inference.models.importing.crosscheck import metadata_problems, session_metadata
+
+        problems = metadata_problems(package, session_metadata(session), backend)
+        if problems:
+            return Check(name, "fail", "the export's own metadata contradicts the manifest: " + "; ".join(problems))
+        try:
+            detector = Detector(package, session)
+        except OutputMismatchError as exc:
+            return Check(name, "fail", str(exc))
         spec = detector.input_spec
         declared = getattr(session, "input_shape", None)
         expected = expected_input_shape(spec)
@@ -83,7 +111,10 @@ def _run_check(package: ModelPackage, backend: str, context: Any) -> Check:
                                        f"({spec.layout} {spec.width}x{spec.height}); fix 'input' in the manifest")
         frame = np.full((spec.height, spec.width, 3), 114, np.uint8)
         try:
-            detector.detect(frame, confidence=0.99)
+            if detector.head.type == "yolov8_cls":
+                detector.classify(frame)
+            else:
+                detector.detect(frame, confidence=0.99)
         except OutputMismatchError as exc:
             return Check(name, "fail", str(exc))
         except Exception as exc:  # e.g. the runtime rejects the tensor: report, do not crash the CLI
