@@ -31,6 +31,7 @@ def serve(
 
     from coral_inference.runtime import init, shutdown
     from coral_inference.webapp import create_web_app
+    from coral_inference.webapp.auth import is_loopback
 
     overrides = list(set_)
     if host is not None:
@@ -44,6 +45,11 @@ def serve(
         web_app = create_web_app(context=context)
         url = f"http://{'[' + http.host + ']' if ':' in http.host else http.host}:{http.port}/"
         err_console.print(f"Coral control plane on [bold]{url}[/bold] (API: {url}api/v1, docs: {url}docs)")
+        if loaded.descriptor.services.auth.enabled == "off" and not is_loopback(http.host):
+            err_console.print(
+                f"[bold red]WARNING: services.auth.enabled is off on {http.host}: anyone who can reach this "
+                "address can start pipelines, open cameras and read recordings.[/bold red]"
+            )
         if web_app.state.generated_api_key:
             err_console.print(
                 "no API key configured: this run accepts the key "

@@ -206,6 +206,16 @@ class HttpConfig(Section):
         default_factory=list, description="Allowed CORS origins ('*' is refused with credentials)."
     )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host names the control plane answers to besides IP addresses, localhost and this "
+            "machine's hostname; any other Host header is refused (DNS rebinding). '*.example.org' "
+            "matches subdomains; '*' turns the check off (only behind a proxy that checks Host)."
+        ),
+        examples=[["coral-box.lan", "coral.example.org"]],
+    )
+
 
 
 class PipelinesConfig(Section):
@@ -218,7 +228,35 @@ class PipelinesConfig(Section):
     videos_dir: Path = Field(Path("var/coral/videos"), description="Downloaded videos.")
     restore_on_start: bool = Field(True, description="Restart persisted pipelines at start.")
     max_pipelines: int = Field(8, ge=1, description="Pipelines running at once.")
-    download_timeout_s: float = Field(60.0, gt=0, description="Timeout for a remote video.")
+    download_timeout_s: float = Field(
+        60.0, gt=0, description="Deadline for one whole download attempt of a remote video."
+    )
+    max_concurrent_downloads: int = Field(2, ge=1, description="Remote videos downloaded at once.")
+    sources_roots: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Local video files are accepted only inside these folders (and videos_dir); "
+            "empty: videos_dir only."
+        ),
+        examples=[["/srv/videos"]],
+    )
+    devices: list[Union[int, str]] = Field(
+        default_factory=list,
+        description="Cameras pipelines may open: indexes and /dev/video* paths (empty: none).",
+        examples=[[0, "/dev/video2"]],
+    )
+    stream_schemes: list[str] = Field(
+        default_factory=lambda: ["rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt"],
+        description=(
+            "URL schemes live sources may use; tcp is off by default (tcp://...?listen=1 would "
+            "open a listening socket) and listening options are refused for every scheme."
+        ),
+    )
+    allowed_redirect_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts an http(s) source may redirect to (empty: redirects are not followed).",
+        examples=[["cdn.example.org"]],
+    )
     download_retries: int = Field(3, ge=0, description="Retries for a remote video.")
     download_max_bytes: int = Field(
         2 * 1024**3, ge=1, description="Largest remote video accepted."
@@ -293,6 +331,13 @@ class AuthConfig(Section):
         description="sha256 hex digests of accepted API keys (keys are never stored in clear).",
     )
     header: str = Field("X-API-Key", description="Header carrying the key.")
+    session_ttl_s: float = Field(
+        12 * 3600.0, gt=0, description="A browser session ends this long after it was opened."
+    )
+    max_failed_logins: int = Field(
+        10, ge=1, description="Wrong keys accepted from one client per minute; then 429."
+    )
+
 
     @field_validator("api_key_hashes")
     @classmethod

@@ -45,6 +45,8 @@ logger = logging.getLogger("coral_inference.media.webrtc")
 
 VIDEO_TIME_BASE = Fraction(1, 90_000)
 PLACEHOLDER_SIZE = (360, 640)
+MAX_MEDIA_SECTIONS = 8
+MAX_ANSWER_CHARS = 100_000  # the API's SessionDescription.sdp limit
 _host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "coral_webrtc_host_addresses", default=None
 )
@@ -333,6 +335,13 @@ class StreamHub:
                 f"channel {channel!r}: the offer has no video media section; "
                 "add a receive-only video transceiver before creating the offer"
             )
+        sections = sdp.count("\nm=")
+        if sections > MAX_MEDIA_SECTIONS:
+            # Each section costs an answer section (and ICE work): 50 of them made a >100 kB answer.
+            raise InvalidOfferError(
+                f"channel {channel!r}: the offer has {sections} media sections; a viewer needs one video "
+                f"section (at most {MAX_MEDIA_SECTIONS} are answered)"
+            )
         if len(self._peers) >= self.max_peers:
             raise PeerLimitError(
                 f"{len(self._peers)} viewers already connected (services.streams.max_peers={self.max_peers})"
@@ -369,6 +378,12 @@ class StreamHub:
         except Exception as exc:
             await self._drop(peer_id, "invalid offer")
             raise InvalidOfferError(f"channel {channel!r}: cannot answer this offer: {type_name(exc)}: {exc}") from exc
+        if len(pc.localDescription.sdp) > MAX_ANSWER_CHARS:
+            await self._drop(peer_id, "answer too large")  # its viewer slot is free at once, not in 20 s
+            raise InvalidOfferError(
+                f"channel {channel!r}: the answer to this offer would be {len(pc.localDescription.sdp)} characters "
+                f"(at most {MAX_ANSWER_CHARS}); offer one receive-only video section"
+            )
         logger.info("viewer %s joined channel %r (%d peers)", peer_id[:8], channel, len(self._peers))
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "peer_id": peer_id}
 

@@ -20,9 +20,16 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coral_inference.pipelines.sources_policy import SourcePolicy
 from coral_inference.webapp.auth import AuthPolicy
 from coral_inference.webapp.deps import api_key_guard
-from coral_inference.webapp.errors import ApiError
+from coral_inference.webapp.errors import ApiError, internal_error_body
+from coral_inference.webapp.middleware import (
+    REQUEST_ID_HEADER,
+    ControlPlaneGuard,
+    HostPolicy,
+    log_internal_error,
+)
 from coral_inference.webapp.plugins import build_web_plugins
 from coral_inference.webapp.routes import health, monitor, pipelines, streams, system
 from coral_inference.webapp.schemas import ErrorBody
@@ -44,6 +51,9 @@ def create_web_app(config: Any = None, context: Any = None, **service_overrides:
     ``service_overrides`` replace parts of the services in tests (``hub``,
     ``metrics_hub``, ``downloader``, ``runner_factory``).
     """
+    from coral_inference.redaction import install_log_redaction
+
+    install_log_redaction()  # source URLs with user:pass reach httpx's and our logs; the records are cleaned
     owns_context = context is None
     if context is None:
         from coral_inference.runtime import init
@@ -86,6 +96,7 @@ def create_web_app(config: Any = None, context: Any = None, **service_overrides:
     app.state.web_plugins = plugins
     app.state.ui_mode = cfg.ui.mode
     app.state.generated_api_key = auth.generated_key
+    app.state.source_policy = SourcePolicy.from_config(cfg.pipelines)
 
     guard = [Depends(api_key_guard(auth.header))]
     api = APIRouter(prefix=API_PREFIX, dependencies=guard, responses=ERRORS)
@@ -103,6 +114,9 @@ def create_web_app(config: Any = None, context: Any = None, **service_overrides:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials="*" not in origins,
                            allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(BodySizeLimit, max_bytes=cfg.http.max_body_bytes)
+    # Outermost of the user middleware: a refused Host or Origin never reaches CORS, limits or routes.
+    app.add_middleware(ControlPlaneGuard, hosts=HostPolicy(list(cfg.http.allowed_hosts), cfg.http.host),
+                       auth=auth, cors_origins=list(cfg.http.cors_origins))
     return app
 
 
@@ -144,7 +158,10 @@ def _mount_ui(app: FastAPI, ui: Any, plugins: list[Any]) -> None:
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        headers = None
+        if exc.status == 429 and isinstance(exc.details, dict) and "retry_after_s" in exc.details:
+            headers = {"Retry-After": str(int(exc.details["retry_after_s"]) + 1)}
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -160,8 +177,11 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}, status_code=500)
+        # The client learns that it failed and under which id; paths, types and values stay in the log.
+        request_id = getattr(request.state, "request_id", None) or "unknown"
+        log_internal_error(request_id, request.method, request.url.path, exc)
+        return JSONResponse(internal_error_body(request_id), status_code=500,
+                            headers={REQUEST_ID_HEADER: request_id})
 
 
 class BodySizeLimit:

@@ -49,6 +49,7 @@ def api_key_guard(header_name: str):
 
     async def require_api_key(request: Request, key: Optional[str] = Security(header),
                               session: Optional[str] = Security(cookie)) -> None:
-        request.app.state.auth.check(request.method, request.url.path, key, session)
+        client = request.client.host if request.client else "unknown"
+        request.app.state.auth.check(request.method, request.url.path, key, session, client=client)
 
     return require_api_key

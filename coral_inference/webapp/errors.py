@@ -81,6 +81,12 @@ class PayloadTooLargeError(ApiError):
     code = "payload_too_large"
 
 
+def internal_error_body(request_id: str) -> dict[str, Any]:
+    """What a client sees of a failure Coral did not foresee: no type, path or value, just the id to quote."""
+    return {"code": "internal_error", "message": f"internal error (request {request_id}; the server log has the rest)",
+            "request_id": request_id}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {
         "description": description,

@@ -22,7 +22,8 @@ def web_config(root: Path, **services) -> dict:
                           "videos_dir": str(root / "var/videos")},
             "monitoring": {"poll_interval_s": 0.2, "min_free_bytes": 0},
             "auth": {"api_key_hashes": [hash_key(API_KEY)]},
-            "http": {"max_body_bytes": 64 * 1024},
+            # TestClient sends Host: testserver, a name only tests use.
+            "http": {"max_body_bytes": 64 * 1024, "allowed_hosts": ["testserver"]},
         },
     }
     for section, values in services.items():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from coral_inference.webapp.auth import SESSION_COOKIE
 from coral_inference.webapp.deps import health_service
 from coral_inference.webapp.schemas import Liveness, Readiness
 from coral_inference.webapp.services import HealthService
@@ -21,8 +22,13 @@ async def healthz(health: HealthService = Depends(health_service)) -> dict[str, 
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness: every configured check passes",
             responses={503: {"model": Readiness, "description": "A check failed; 'failing' names it"}})
-async def readyz(health: HealthService = Depends(health_service)) -> JSONResponse:
+async def readyz(request: Request, health: HealthService = Depends(health_service)) -> JSONResponse:
+    """Open to probes; where reads need a key, only key holders see which check fails and why."""
     ready, body = await health.ready()
+    auth = request.app.state.auth
+    if auth.reads_need_key and not auth.is_key_holder(request.headers.get(auth.header),
+                                                        request.cookies.get(SESSION_COOKIE)):
+        body = {"status": body["status"], "failing": [], "checks": {}}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import FileResponse
 
+from coral_inference.pipelines.sources_policy import SourceRefusedError
 from coral_inference.webapp.deps import stream_service
+from coral_inference.webapp.errors import InvalidInputError
 from coral_inference.webapp.schemas import Channel, Recording, SessionDescription
 from coral_inference.webapp.services import StreamService
 
@@ -38,7 +40,12 @@ async def channel_snapshot(channel: str, streams: StreamService = Depends(stream
 
 @router.get("/cameras/{index}/snapshot.jpg", response_class=Response, responses=JPEG, tags=["streams"],
             summary="One frame from a local camera")
-async def camera_snapshot(index: int, streams: StreamService = Depends(stream_service)) -> Response:
+async def camera_snapshot(request: Request, index: int, streams: StreamService = Depends(stream_service)) -> Response:
+    """Only cameras listed in services.pipelines.devices are opened."""
+    try:
+        request.app.state.source_policy.check_camera(index)
+    except SourceRefusedError as exc:
+        raise InvalidInputError(str(exc), code=exc.code) from None
     return Response(await streams.camera_snapshot(index), media_type="image/jpeg", headers=NO_STORE)
 
 

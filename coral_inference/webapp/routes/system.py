@@ -44,8 +44,8 @@ session_router = APIRouter(prefix="/auth", tags=["auth"])
 async def open_session(body: SessionRequest, response: Response, request: Request,
                        auth: AuthPolicy = Depends(auth_policy)) -> dict[str, Any]:
     """For what the browser fetches by itself (``<video src>``): the cookie is HttpOnly and SameSite=Strict."""
-    token = auth.open_session(body.api_key)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
+    token = auth.open_session(body.api_key, client=request.client.host if request.client else "unknown")
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", max_age=int(auth.session_ttl_s),
                         secure=request.url.scheme == "https", path="/")
     return {"ok": True, "cookie": SESSION_COOKIE}
 

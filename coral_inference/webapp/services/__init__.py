@@ -33,12 +33,7 @@ class WebServices:
         cfg = context.config.services
         self.context = context
         self.store = PipelineStore(Path(cfg.pipelines.database))
-        downloader = overrides.get("downloader") or VideoDownloader(
-            Path(cfg.pipelines.videos_dir),
-            timeout_s=cfg.pipelines.download_timeout_s,
-            retries=cfg.pipelines.download_retries,
-            max_bytes=cfg.pipelines.download_max_bytes,
-        )
+        downloader = overrides.get("downloader") or VideoDownloader.from_config(cfg.pipelines)
         self.streams = StreamService(context, pipelines=None, hub=overrides.get("hub"))
         self.pipelines = PipelineService(
             context, self.store, downloader,
