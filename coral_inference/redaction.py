@@ -15,11 +15,26 @@ import threading
 from typing import Any
 
 MASK = "***"
-SECRET_PARAMS = ("password", "passwd", "pass", "pwd", "token", "access_token", "api_key", "apikey", "key",
-                 "secret", "auth", "signature", "sig")
-# scheme://userinfo@ — userinfo is anything up to the first @ before the host, without / ? # or spaces.
+SECRET_PARAMS = (
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "secret",
+    "auth",
+    "signature",
+    "sig",
+)
+# scheme://userinfo@ — userinfo runs to the first @ before the host, without / ? # or spaces.
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s'\"]+)@")
-_PARAM = re.compile(r"(?P<head>[?&;](?:" + "|".join(SECRET_PARAMS) + r")=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
+_PARAM = re.compile(
+    r"(?P<head>[?&;](?:" + "|".join(SECRET_PARAMS) + r")=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE
+)
 
 _TRACEBACKS = logging.Formatter()
 _install_lock = threading.Lock()

@@ -41,6 +41,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from coral_inference.config.schema import StreamsConfig
+
 logger = logging.getLogger("coral_inference.media.webrtc")
 
 VIDEO_TIME_BASE = Fraction(1, 90_000)
@@ -196,6 +198,9 @@ class StreamHub:
         self.max_fps = max_fps
         self.idle_after_s = idle_after_s
         self._channels: dict[str, _Channel] = {}
+        # Channels fed from another process's shared memory (pipeline workers), read on demand.
+        self._sources: dict[str, Any] = {}
+        self._source_seq: dict[str, int] = {}
         self._placeholders: dict[tuple[str, tuple[int, int]], np.ndarray] = {}
         self._lock = threading.Lock()
         self._peers: dict[str, _Peer] = {}  # touched on the hub loop only
@@ -207,7 +212,7 @@ class StreamHub:
         self.peers_closed = 0
 
     @classmethod
-    def from_config(cls, streams: Any) -> StreamHub:
+    def from_config(cls, streams: StreamsConfig) -> StreamHub:
         """From ``services.streams`` of the runtime configuration."""
         return cls(
             ice_servers=streams.ice_servers,
@@ -241,8 +246,44 @@ class StreamHub:
             ch.version += 1
             ch.published += 1
 
+    def attach_source(self, channel: str, source: Any) -> None:
+        """Feed ``channel`` from ``source`` (``header()`` and ``read()``, e.g. a worker's shared-memory slot).
+
+        Nothing is copied until a viewer or a snapshot asks for the channel's frame,
+        then once per new frame, whatever the number of viewers.
+        """
+        with self._lock:
+            self._sources[channel] = source
+            self._source_seq.pop(channel, None)
+            self._channels.setdefault(channel, _Channel(channel))
+
+    def detach_source(self, channel: str) -> None:
+        with self._lock:
+            self._sources.pop(channel, None)
+            self._source_seq.pop(channel, None)
+
+    def _pull(self, channel: str) -> None:
+        # Lock held: copy a new frame out of the channel's attached source, if it has one.
+        source = self._sources.get(channel)
+        if source is None:
+            return
+        header = source.header()
+        if header is None or header.seq == 0 or self._source_seq.get(channel) == header.seq:
+            return
+        read = source.read()
+        if read is None:
+            return
+        frame, header = read
+        ch = self._channels.setdefault(channel, _Channel(channel))
+        self._source_seq[channel] = header.seq
+        age = max(0.0, time.time() - header.wall_time)
+        ch.frame, ch.frame_mono, ch.frame_wall = frame, time.monotonic() - age, header.wall_time
+        ch.fps, ch.published = header.fps, header.frames
+        ch.version += 1
+
     def latest_frame(self, channel: str) -> np.ndarray | None:
         with self._lock:
+            self._pull(channel)
             ch = self._channels.get(channel)
             return None if ch is None else ch.frame
 
@@ -252,6 +293,8 @@ class StreamHub:
         for peer in list(self._peers.values()):
             viewers[peer.channel] = viewers.get(peer.channel, 0) + 1
         with self._lock:
+            for name in list(self._sources):
+                self._pull(name)
             rows = []
             for ch in self._channels.values():
                 idle = ch.frame is None or time.monotonic() - ch.frame_mono > self.idle_after_s
@@ -274,6 +317,7 @@ class StreamHub:
 
     def _frame_for_viewer(self, channel: str) -> tuple[np.ndarray, int]:
         with self._lock:
+            self._pull(channel)
             ch = self._channels.get(channel)
             if ch is not None and ch.frame is not None and time.monotonic() - ch.frame_mono <= self.idle_after_s:
                 return ch.frame, ch.version
@@ -458,7 +502,3 @@ class StreamHub:
 def type_name(exc: BaseException) -> str:
     return type(exc).__name__
 
-
-def get_stream_hub(context: Any) -> StreamHub:
-    """The context's stream hub, created on first use and closed at shutdown."""
-    return context.service("coral.media.stream_hub", lambda: StreamHub.from_config(context.config.services.streams))

@@ -33,15 +33,17 @@ SourceKind = Literal["file", "camera", "stream", "download"]
 UNREACHABLE = "cannot be opened (unreachable, refused, not found, or not a video)"
 MAX_CAMERA_INDEX = 63
 SNIFF_BYTES = 512
-# What ffmpeg may use per kind of source: a local file reads only itself (no http/file from a playlist).
+# What ffmpeg may use per kind of source: a local file reads only itself (no URL from a playlist).
 FILE_PROTOCOLS = "file"
-STREAM_PROTOCOLS = "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto,rtmp,rtmps,rtmpt,rtmpts,srt,data"
+STREAM_PROTOCOLS = (
+    "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto,rtmp,rtmps,rtmpt,rtmpts,srt,data"
+)
 _LISTEN_OPTIONS = {"listen", "listen_timeout", "rtsp_flags", "listener"}
 _TEXT_SIGNATURES = (b"#EXTM3U", b"#EXT-X", b"ffconcat", b"[playlist]", b"<?xml", b"v=0", b"file ")
 
 
 class SourceRefusedError(ValueError):
-    """A source the policy does not allow; ``str()`` says which setting admits it (or is generic)."""
+    """A source the policy does not allow; ``str()`` names the setting that would admit it."""
 
     def __init__(self, message: str, *, code: str = "source_not_allowed"):
         super().__init__(message)
@@ -57,7 +59,7 @@ class CheckedSource:
 
     @property
     def capture_options(self) -> str:
-        """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` for opening this source (set it in the reader's process)."""
+        """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` for this source (set in the reader's process)."""
         return capture_options(self.kind)
 
 
@@ -77,8 +79,14 @@ def unreachable(source: str | int) -> str:
 
 
 class SourcePolicy:
-    def __init__(self, *, roots: Iterable[Path], devices: Iterable[int | str], schemes: Iterable[str],
-                 redirect_hosts: Iterable[str] = ()):
+    def __init__(
+        self,
+        *,
+        roots: Iterable[Path],
+        devices: Iterable[int | str],
+        schemes: Iterable[str],
+        redirect_hosts: Iterable[str] = (),
+    ):
         self.roots = [Path(root).expanduser().resolve() for root in roots]
         self.devices = {str(device) for device in devices}
         self.schemes = {scheme.lower().rstrip(":/") for scheme in schemes}
@@ -86,14 +94,18 @@ class SourcePolicy:
 
     @classmethod
     def from_config(cls, pipelines: Any) -> SourcePolicy:
-        """From ``services.pipelines`` (``PipelinesConfig``): sources_roots + videos_dir, devices, schemes."""
-        return cls(roots=[*pipelines.sources_roots, pipelines.videos_dir], devices=pipelines.devices,
-                   schemes=pipelines.stream_schemes, redirect_hosts=pipelines.allowed_redirect_hosts)
+        """From ``services.pipelines``: sources_roots + videos_dir, devices, schemes, redirects."""
+        return cls(
+            roots=[*pipelines.sources_roots, pipelines.videos_dir],
+            devices=pipelines.devices,
+            schemes=pipelines.stream_schemes,
+            redirect_hosts=pipelines.allowed_redirect_hosts,
+        )
 
     # ------------------------------------------------------------------ the one entry point
 
     def check(self, source: str | int, *, download: bool = True) -> CheckedSource:
-        """Admit ``source`` or raise ``SourceRefusedError``; nothing is opened but a local file's first bytes.
+        """Admit ``source`` or raise ``SourceRefusedError``; reads at most a file's first bytes.
 
         ``download``: an http(s) URL is fetched first (kind ``download``) rather than read live.
         """
@@ -103,7 +115,9 @@ class SourcePolicy:
             return self.check_camera(source)
         text = str(source).strip()
         if not text:
-            raise SourceRefusedError("empty video source: give a file, a URL or a camera index", code="invalid_source")
+            raise SourceRefusedError(
+                "empty video source: give a file, a URL or a camera index", code="invalid_source"
+            )
         if text.isdigit():
             return self.check_camera(int(text))
         if "://" in text:
@@ -116,18 +130,20 @@ class SourcePolicy:
 
     def check_camera(self, index: int | str) -> CheckedSource:
         if isinstance(index, int) and not 0 <= index <= MAX_CAMERA_INDEX:
-            raise SourceRefusedError(f"camera index {index} is out of range 0..{MAX_CAMERA_INDEX}",
-                                     code="invalid_camera")
+            raise SourceRefusedError(
+                f"camera index {index} is out of range 0..{MAX_CAMERA_INDEX}", code="invalid_camera"
+            )
         if str(index) not in self.devices:
             listed = sorted(self.devices) or "none"
             raise SourceRefusedError(
-                f"camera {index} is not in services.pipelines.devices (allowed: {listed}); add it there to use it",
+                f"camera {index} is not in services.pipelines.devices (allowed: {listed}); "
+                "add it there to use it",
                 code="camera_not_allowed",
             )
         return CheckedSource(index, "camera")
 
     def check_file(self, text: str) -> Path:
-        """The resolved file inside a root; outside, missing, a folder or a playlist all read alike."""
+        """The resolved file inside a root; outside, missing, a folder, a playlist read alike."""
         refused = SourceRefusedError(
             f"source {text!r} is not a video file under services.pipelines.sources_roots "
             "(or videos_dir); put the file there or add its folder to sources_roots",
@@ -153,17 +169,22 @@ class SourcePolicy:
             query = parse_qsl(parts.query, keep_blank_values=True)
             _ = parts.port  # a bad port raises here, not in the reader
         except ValueError:
-            raise SourceRefusedError(f"source {redact_url(url)!r} is not a valid URL", code="invalid_source") from None
+            raise SourceRefusedError(
+                f"source {redact_url(url)!r} is not a valid URL", code="invalid_source"
+            ) from None
         scheme = parts.scheme.lower()
         if scheme not in self.schemes:
             raise SourceRefusedError(
-                f"source {redact_url(url)!r}: the scheme {scheme!r} is not in services.pipelines.stream_schemes "
-                f"(allowed: {sorted(self.schemes)})", code="scheme_not_allowed",
+                f"source {redact_url(url)!r}: the scheme {scheme!r} is not in "
+                f"services.pipelines.stream_schemes "
+                f"(allowed: {sorted(self.schemes)})",
+                code="scheme_not_allowed",
             )
         if _listens(host, query):
             raise SourceRefusedError(
                 f"source {redact_url(url)!r} would make this box listen for connections; "
-                "give the address of a camera or server to connect to", code="listening_source",
+                "give the address of a camera or server to connect to",
+                code="listening_source",
             )
         if scheme in ("http", "https") and download:
             return CheckedSource(url, "download")
@@ -176,7 +197,9 @@ class SourcePolicy:
         except ValueError:
             return False
         host = (parts.hostname or "").lower().rstrip(".")
-        return parts.scheme.lower() in ("http", "https") and bool(host) and host in self.redirect_hosts
+        return (
+            parts.scheme.lower() in ("http", "https") and bool(host) and host in self.redirect_hosts
+        )
 
     def _inside_roots(self, path: Path) -> bool:
         return any(path == root or root in path.parents for root in self.roots)

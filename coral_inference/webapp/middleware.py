@@ -1,4 +1,4 @@
-"""The control plane's outer guard: request ids, the ``Host`` check, the ``Origin`` check, docs behind the key.
+"""The control plane's outer guard: request ids, ``Host`` and ``Origin`` checks, docs behind keys.
 
 One ASGI layer in front of every route, the UI and the plugins:
 
@@ -44,7 +44,9 @@ DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.jso
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("coral_request_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "coral_request_id", default=None
+)
 
 
 def current_request_id() -> str | None:
@@ -106,7 +108,9 @@ class HostPolicy:
 class ControlPlaneGuard:
     """The ASGI middleware described in the module docstring; wraps the whole app."""
 
-    def __init__(self, app: ASGIApp, *, hosts: HostPolicy, auth: AuthPolicy, cors_origins: list[str]):
+    def __init__(
+        self, app: ASGIApp, *, hosts: HostPolicy, auth: AuthPolicy, cors_origins: list[str]
+    ):
         self.app = app
         self.hosts = hosts
         self.auth = auth
@@ -134,7 +138,9 @@ class ControlPlaneGuard:
                 nonlocal started
                 if message["type"] == "http.response.start":
                     started = True
-                    message["headers"] = _response_headers(message.get("headers") or [], request_id, host)
+                    message["headers"] = _response_headers(
+                        message.get("headers") or [], request_id, host
+                    )
                 await send(message)
 
             try:
@@ -142,11 +148,16 @@ class ControlPlaneGuard:
             except Exception as exc:
                 if started:
                     raise
-                # Answered here rather than by Starlette's outermost handler, which re-raises and makes
+                # Answered here, not by Starlette's outermost handler, which re-raises and makes
                 # uvicorn drop the keep-alive connection the client will reuse.
-                log_internal_error(request_id, scope.get("method", "?"), scope.get("path", "?"), exc)
-                response = JSONResponse(internal_error_body(request_id), status_code=500,
-                                        headers={REQUEST_ID_HEADER: request_id})
+                log_internal_error(
+                    request_id, scope.get("method", "?"), scope.get("path", "?"), exc
+                )
+                response = JSONResponse(
+                    internal_error_body(request_id),
+                    status_code=500,
+                    headers={REQUEST_ID_HEADER: request_id},
+                )
                 await response(scope, _no_receive, send)
         finally:
             request_id_var.reset(token)
@@ -157,22 +168,34 @@ class ControlPlaneGuard:
             return ApiError(
                 f"this server does not answer to the host name {host_name(host or '')!r}; "
                 "add it to services.http.allowed_hosts if it is this box's name",
-                code="host_not_allowed", status=421,
+                code="host_not_allowed",
+                status=421,
             )
         method = scope.get("method", "GET")
         origin = headers.get("origin")
-        if method not in SAFE_METHODS and origin is not None and not self._same_or_allowed(origin, host):
+        if (
+            method not in SAFE_METHODS
+            and origin is not None
+            and not self._same_or_allowed(origin, host)
+        ):
             return ApiError(
                 f"a request from the page at {origin!r} may not change this server "
                 "(only its own pages, or services.http.cors_origins, may)",
-                code="cross_origin_refused", status=403,
+                code="cross_origin_refused",
+                status=403,
             )
         path = scope.get("path", "")
         if path in DOC_PATHS and self.auth.reads_need_key:
             cookies = _cookies(headers.get("cookie", ""))
             try:
-                self.auth.check("GET", path, headers.get(self.auth.header.lower()), cookies.get(SESSION_COOKIE),
-                                client=_client(scope), force=True)
+                self.auth.check(
+                    "GET",
+                    path,
+                    headers.get(self.auth.header.lower()),
+                    cookies.get(SESSION_COOKIE),
+                    client=_client(scope),
+                    force=True,
+                )
             except ApiError as exc:
                 return exc
         return None
@@ -182,7 +205,11 @@ class ControlPlaneGuard:
         if normalized in self.cors_origins:
             return True
         parts = urlsplit(normalized)
-        return bool(host) and parts.scheme in ("http", "https") and parts.netloc == (host or "").lower()
+        return (
+            bool(host)
+            and parts.scheme in ("http", "https")
+            and parts.netloc == (host or "").lower()
+        )
 
 
 def log_internal_error(request_id: str, method: str, path: str, exc: BaseException) -> None:
@@ -191,7 +218,10 @@ def log_internal_error(request_id: str, method: str, path: str, exc: BaseExcepti
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    return {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers") or []}
+    return {
+        key.decode("latin-1").lower(): value.decode("latin-1")
+        for key, value in scope.get("headers") or []
+    }
 
 
 def _cookies(header: str) -> dict[str, str]:
@@ -219,7 +249,7 @@ def _response_headers(headers: Any, request_id: str, host: str) -> list[tuple[by
 
 
 def _path_only(location: bytes, host: str) -> bytes:
-    # Starlette builds redirects (trailing slash, static directories) from the client's Host; keep the path.
+    # Starlette builds redirects (trailing slash, static folders) from the client's Host.
     parts = urlsplit(location.decode("latin-1"))
     if not parts.netloc or parts.netloc.lower() != host.lower():
         return location

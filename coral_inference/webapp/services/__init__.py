@@ -37,7 +37,7 @@ class WebServices:
         self.streams = StreamService(context, pipelines=None, hub=overrides.get("hub"))
         self.pipelines = PipelineService(
             context, self.store, downloader,
-            publish=self.streams.publish,
+            publish=self.streams.publish, frames=self.streams,
             **({"runner_factory": overrides["runner_factory"]} if "runner_factory" in overrides else {}),
         )
         self.streams.pipelines = self.pipelines

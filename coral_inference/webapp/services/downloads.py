@@ -61,9 +61,17 @@ def safe_basename(url: str, default: str = "video.mp4") -> str:
 
 
 class VideoDownloader:
-    def __init__(self, directory: Path, *, timeout_s: float, retries: int, max_bytes: int,
-                 max_concurrent: int = 2, policy: SourcePolicy | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        timeout_s: float,
+        retries: int,
+        max_bytes: int,
+        max_concurrent: int = 2,
+        policy: SourcePolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.directory = Path(directory)
         self.timeout_s = timeout_s
         self.retries = retries
@@ -76,13 +84,18 @@ class VideoDownloader:
 
     @classmethod
     def from_config(cls, pipelines: Any) -> VideoDownloader:
-        """From ``services.pipelines``: videos_dir, deadline, retries, size and concurrency limits, policy."""
-        return cls(Path(pipelines.videos_dir), timeout_s=pipelines.download_timeout_s,
-                   retries=pipelines.download_retries, max_bytes=pipelines.download_max_bytes,
-                   max_concurrent=pipelines.max_concurrent_downloads, policy=SourcePolicy.from_config(pipelines))
+        """From ``services.pipelines``: folder, deadline, retries, limits, source policy."""
+        return cls(
+            Path(pipelines.videos_dir),
+            timeout_s=pipelines.download_timeout_s,
+            retries=pipelines.download_retries,
+            max_bytes=pipelines.download_max_bytes,
+            max_concurrent=pipelines.max_concurrent_downloads,
+            policy=SourcePolicy.from_config(pipelines),
+        )
 
     async def fetch(self, url: str) -> Path:
-        """Download ``url`` and return the local file; raises an ``ApiError`` naming the (redacted) URL."""
+        """Download ``url`` and return the local file; ``ApiError`` naming the (redacted) URL."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrent)
         async with self._slots:
@@ -111,9 +124,19 @@ class VideoDownloader:
                 raise SourceUnavailableError(unreachable(url), code="source_unavailable") from None
             except (httpx.TransportError, _RetryableError, asyncio.TimeoutError) as exc:
                 partial.unlink(missing_ok=True)
-                cause = (f"no complete answer within {self.timeout_s:g} s (services.pipelines.download_timeout_s)"
-                         if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}")
-                logger.warning("download %s failed (attempt %d/%d): %s", shown, attempt + 1, self.retries + 1, cause)
+                cause = (
+                    f"no complete answer within {self.timeout_s:g} s "
+                    "(services.pipelines.download_timeout_s)"
+                    if isinstance(exc, asyncio.TimeoutError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
+                logger.warning(
+                    "download %s failed (attempt %d/%d): %s",
+                    shown,
+                    attempt + 1,
+                    self.retries + 1,
+                    cause,
+                )
                 if attempt < self.retries:
                     await asyncio.sleep(BACKOFF_S * 2**attempt)
             except BaseException:
@@ -122,8 +145,9 @@ class VideoDownloader:
         raise SourceUnavailableError(unreachable(url), code="source_unavailable")
 
     async def _download(self, url: str, partial: Path) -> None:
-        async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False,
-                                     transport=self._transport) as client:
+        async with httpx.AsyncClient(
+            timeout=self.timeout_s, follow_redirects=False, transport=self._transport
+        ) as client:
             current = url
             for _ in range(MAX_REDIRECTS + 1):
                 try:
@@ -137,7 +161,8 @@ class VideoDownloader:
                         if not self.policy.redirect_allowed(location):
                             raise _PermanentError(
                                 f"redirect to {redact_url(location)} refused "
-                                "(not in services.pipelines.allowed_redirect_hosts)")
+                                "(not in services.pipelines.allowed_redirect_hosts)"
+                            )
                         current = location
                         continue
                     await self._save(response, url, partial)
@@ -164,19 +189,23 @@ class VideoDownloader:
                 if len(head) < 64:
                     head += chunk[:64]
                     if _is_playlist(head):
-                        raise _PermanentError("a playlist, not a video (ffmpeg would open the URLs inside it)")
+                        raise _PermanentError(
+                            "a playlist, not a video (ffmpeg would open the URLs inside it)"
+                        )
                 out.write(chunk)
 
     def _too_large(self, url: str, size: int) -> PayloadTooLargeError:
         return PayloadTooLargeError(
-            f"{redact_url(url)} is larger than services.pipelines.download_max_bytes={self.max_bytes} "
-            f"(at least {size} bytes)", code="download_too_large",
+            f"{redact_url(url)} is larger than "
+            f"services.pipelines.download_max_bytes={self.max_bytes} "
+            f"(at least {size} bytes)",
+            code="download_too_large",
         )
 
     # ------------------------------------------------------------------ the files' life
 
     def owns(self, path: str | Path) -> bool:
-        """True for a file this downloader made: directly inside videos_dir, with a download's name."""
+        """True for a file this downloader made: directly in videos_dir, with a download's name."""
         try:
             inside = Path(path).resolve().parent == self.directory.resolve()
         except (OSError, RuntimeError):
@@ -184,7 +213,7 @@ class VideoDownloader:
         return inside and bool(_DOWNLOAD_NAME.match(Path(path).name))
 
     def release(self, path: str | Path) -> bool:
-        """Delete a downloaded video when its pipeline is deleted; paths it did not make are left alone."""
+        """Delete a downloaded video when its pipeline is deleted; other paths are left alone."""
         if not self.owns(path):
             return False
         try:

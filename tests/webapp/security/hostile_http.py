@@ -37,7 +37,9 @@ class HostileHttpServer:
                 if path == "/video.mp4":
                     self._send(200, VIDEO_BYTES)
                 elif path == "/playlist.mp4":
-                    self._send(200, b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/hostname\n")
+                    self._send(
+                        200, b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/hostname\n"
+                    )
                 elif path == "/404.mp4":
                     self._send(404, b"no")
                 elif path == "/loop":
@@ -89,7 +91,9 @@ class HostileHttpServer:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="hostile-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="hostile-http", daemon=True
+        )
 
     def __enter__(self) -> HostileHttpServer:
         self._thread.start()

@@ -1,4 +1,4 @@
-"""Downloads against a misbehaving server on 127.0.0.1 (13.8, 13.9): deadline, bound, redirects, files' life."""
+"""Downloads from a misbehaving server on 127.0.0.1 (13.8, 13.9): deadline, bound, redirects."""
 
 from __future__ import annotations
 
@@ -26,10 +26,20 @@ def _no_backoff(monkeypatch):
     monkeypatch.setattr(downloads, "BACKOFF_S", 0.0)
 
 
-def make(tmp_path, *, timeout_s=1.5, retries=0, max_concurrent=2, redirect_hosts=()) -> VideoDownloader:
-    policy = SourcePolicy(roots=[], devices=[], schemes=["http", "https"], redirect_hosts=redirect_hosts)
-    return VideoDownloader(tmp_path / "videos", timeout_s=timeout_s, retries=retries, max_bytes=10**6,
-                           max_concurrent=max_concurrent, policy=policy)
+def make(
+    tmp_path, *, timeout_s=1.5, retries=0, max_concurrent=2, redirect_hosts=()
+) -> VideoDownloader:
+    policy = SourcePolicy(
+        roots=[], devices=[], schemes=["http", "https"], redirect_hosts=redirect_hosts
+    )
+    return VideoDownloader(
+        tmp_path / "videos",
+        timeout_s=timeout_s,
+        retries=retries,
+        max_bytes=10**6,
+        max_concurrent=max_concurrent,
+        policy=policy,
+    )
 
 
 def fetch(downloader: VideoDownloader, url: str, bound_s: float = 20.0):
@@ -47,14 +57,28 @@ def test_a_slow_drip_ends_at_the_deadline_not_after_the_last_byte(tmp_path, host
 
 def test_downloads_beyond_the_bound_wait_their_turn(tmp_path, hostile):
     downloader = make(tmp_path, timeout_s=1.0, max_concurrent=2)
+    seen: list[int] = []
 
     async def four() -> list:
-        return await asyncio.gather(*(downloader.fetch(f"{hostile.base}/drip.mp4") for _ in range(4)),
-                                    return_exceptions=True)
+        async def sample() -> None:
+            while True:
+                seen.append(downloader.active)
+                await asyncio.sleep(0.02)
 
+        sampler = asyncio.create_task(sample())
+        try:
+            return await asyncio.gather(
+                *(downloader.fetch(f"{hostile.base}/drip.mp4") for _ in range(4)),
+                return_exceptions=True,
+            )
+        finally:
+            sampler.cancel()
+
+    started = time.monotonic()
     results = asyncio.run(asyncio.wait_for(four(), 30))
     assert all(isinstance(r, SourceUnavailableError) for r in results)
-    assert hostile.peak_dripping == 2 and len(hostile.hits) == 4
+    assert max(seen) == 2 and len(hostile.hits) == 4
+    assert time.monotonic() - started >= 2.0  # two rounds of the 1 s deadline, not one
 
 
 def test_closed_404_and_hanging_sources_read_the_same(tmp_path, hostile):

@@ -61,12 +61,17 @@ def test_a_full_database_is_a_500_with_a_request_id_and_nothing_else(config, cap
         raise sqlite3.OperationalError("database or disk is full: /srv/coral/var/pipelines.sqlite3")
 
     caplog.set_level(logging.ERROR)
-    with TestClient(create_web_app(config, runner_factory=FakeRunner), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_web_app(config, runner_factory=FakeRunner), raise_server_exceptions=False
+    ) as client:
         monkeypatch.setattr(client.app.state.services.pipelines, "list", full)
         response = client.get("/api/v1/pipelines", headers={"X-Request-ID": "probe-0001-abcd"})
     assert response.status_code == 500
-    assert response.json() == {"code": "internal_error", "request_id": "probe-0001-abcd",
-                               "message": "internal error (request probe-0001-abcd; the server log has the rest)"}
+    assert response.json() == {
+        "code": "internal_error",
+        "request_id": "probe-0001-abcd",
+        "message": "internal error (request probe-0001-abcd; the server log has the rest)",
+    }
     assert response.headers["x-request-id"] == "probe-0001-abcd"
     record = next(r for r in caplog.records if "probe-0001-abcd" in r.getMessage())
     assert "database or disk is full" in caplog.text and record.exc_info
@@ -74,7 +79,10 @@ def test_a_full_database_is_a_500_with_a_request_id_and_nothing_else(config, cap
 
 def test_every_answer_has_a_request_id_and_a_bad_one_is_replaced(client):
     assert len(client.get("/healthz").headers["x-request-id"]) == 16
-    assert client.get("/healthz", headers={"X-Request-ID": "a b\nc"}).headers["x-request-id"] != "a b\nc"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "a b\nc"}).headers["x-request-id"]
+        != "a b\nc"
+    )
 
 
 def test_an_unknown_host_name_is_refused_in_process_too(client):
@@ -82,9 +90,19 @@ def test_an_unknown_host_name_is_refused_in_process_too(client):
     assert response.status_code == 421 and "allowed_hosts" in response.json()["message"]
 
 
-@pytest.mark.parametrize("host, allowed", [("coral.lan:9100", True), ("cams.coral.lan", True), ("coral.lan.evil", False),
-                                           ("10.1.2.3:80", True), ("[fe80::1]:9100", True), ("x.localhost", True),
-                                           ("localhost.attacker.example", False), ("", False)])
+@pytest.mark.parametrize(
+    "host, allowed",
+    [
+        ("coral.lan:9100", True),
+        ("cams.coral.lan", True),
+        ("coral.lan.evil", False),
+        ("10.1.2.3:80", True),
+        ("[fe80::1]:9100", True),
+        ("x.localhost", True),
+        ("localhost.attacker.example", False),
+        ("", False),
+    ],
+)
 def test_host_policy(host, allowed):
     from coral_inference.webapp.middleware import HostPolicy
 
@@ -94,19 +112,29 @@ def test_host_policy(host, allowed):
 def test_cross_origin_mutations_are_refused_unless_listed(make_client, tmp_path):
     client = make_client(web_config(tmp_path, http={"cors_origins": ["https://ops.example.com"]}))
     body = {"workflow_file": "nope.json", "source": "x.mp4"}
-    evil = client.post("/api/v1/pipelines", json=body, headers={**HEADERS, "Origin": "http://testserver:8080"})
+    evil = client.post(
+        "/api/v1/pipelines", json=body, headers={**HEADERS, "Origin": "http://testserver:8080"}
+    )
     assert evil.status_code == 403
-    listed = client.post("/api/v1/pipelines", json=body, headers={**HEADERS, "Origin": "https://ops.example.com"})
-    own = client.post("/api/v1/pipelines", json=body, headers={**HEADERS, "Origin": "http://testserver"})
+    listed = client.post(
+        "/api/v1/pipelines", json=body, headers={**HEADERS, "Origin": "https://ops.example.com"}
+    )
+    own = client.post(
+        "/api/v1/pipelines", json=body, headers={**HEADERS, "Origin": "http://testserver"}
+    )
     assert listed.status_code != 403 and own.status_code != 403
-    assert client.get("/api/v1/pipelines", headers={"Origin": "http://evil:1"}).status_code == 200  # reads: CORS
+    assert (
+        client.get("/api/v1/pipelines", headers={"Origin": "http://evil:1"}).status_code == 200
+    )  # reads: CORS
 
 
 def test_sessions_expire_after_their_ttl(make_client, tmp_path, monkeypatch):
     from coral_inference.webapp import auth as auth_module
 
     client = make_client(web_config(tmp_path, auth={"session_ttl_s": 60}))
-    token = client.post("/api/v1/auth/session", json={"api_key": HEADERS["X-API-Key"]}).cookies["coral_session"]
+    token = client.post("/api/v1/auth/session", json={"api_key": HEADERS["X-API-Key"]}).cookies[
+        "coral_session"
+    ]
     policy = client.app.state.auth
     assert policy.session_valid(token)
     now = auth_module.time.monotonic()

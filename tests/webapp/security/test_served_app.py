@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from tests.conftest import free_port
 from tests.webapp.server import WebServer
 
-from .hostile_http import VIDEO_BYTES, HostileHttpServer
+from .hostile_http import HostileHttpServer
 
 pytestmark = [pytest.mark.server, pytest.mark.inference, pytest.mark.slow]
 
@@ -42,16 +41,30 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     media = root / "media"
     media.mkdir()
-    web = WebServer(root, free_port(),
-                    "services.auth.api_key_hashes=[]",  # no key configured: the server makes one
-                    f"services.auth.session_ttl_s={SESSION_TTL_S}", f"services.auth.max_failed_logins={MAX_FAILED}",
-                    f"services.pipelines.sources_roots=[{media}]", "services.pipelines.devices=[]",
-                    "services.pipelines.download_timeout_s=3", "services.pipelines.download_retries=0",
-                    "services.streams.offer_timeout_s=10", "services.streams.peer_timeout_s=10")
-    web.write_workflow("blur.json", {
-        "version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}],
-        "steps": [{"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$inputs.image"}],
-        "outputs": [{"type": "JsonField", "name": "preview", "selector": "$steps.blur.image"}]})
+    web = WebServer(
+        root,
+        free_port(),
+        "services.auth.api_key_hashes=[]",  # no key configured: the server makes one
+        f"services.auth.session_ttl_s={SESSION_TTL_S}",
+        f"services.auth.max_failed_logins={MAX_FAILED}",
+        f"services.pipelines.sources_roots=[{media}]",
+        "services.pipelines.devices=[]",
+        "services.pipelines.download_timeout_s=3",
+        "services.pipelines.download_retries=0",
+        "services.streams.offer_timeout_s=10",
+        "services.streams.peer_timeout_s=10",
+    )
+    web.write_workflow(
+        "blur.json",
+        {
+            "version": "1.0",
+            "inputs": [{"type": "WorkflowImage", "name": "image"}],
+            "steps": [
+                {"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$inputs.image"}
+            ],
+            "outputs": [{"type": "JsonField", "name": "preview", "selector": "$steps.blur.image"}],
+        },
+    )
     (root / "workflows" / "loop.json").symlink_to(root / "workflows" / "loop.json")
     web.start()
     yield web
@@ -72,7 +85,7 @@ def http(server):
 
 
 def _no_internals(server: WebServer, response: httpx.Response) -> None:
-    """An error body names no path of the box and no exception type; a 500 says only its request id."""
+    """An error body names no path of the box and no exception type; a 500 only its request id."""
     text = response.text
     assert str(server.root) not in text and "/tmp/" not in text, text
     assert not re.search(r"\b[A-Z][A-Za-z]+(Error|Exception|Redirects)\b", text), text
@@ -87,8 +100,17 @@ def _no_internals(server: WebServer, response: httpx.Response) -> None:
 # ---------------------------------------------------------------- 13.4 DNS rebinding
 
 
-@pytest.mark.parametrize("path", ["/api/v1/recordings", "/api/v1/system/info", "/api/v1/cameras/0/snapshot.jpg",
-                                  "/api/v1/pipelines", "/", "/metrics"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/recordings",
+        "/api/v1/system/info",
+        "/api/v1/cameras/0/snapshot.jpg",
+        "/api/v1/pipelines",
+        "/",
+        "/metrics",
+    ],
+)
 def test_a_rebound_host_name_reads_nothing(server, http, path):
     response = http.get(path, headers={"Host": f"attacker.example:{server.port}"})
     assert response.status_code == 421, (path, response.status_code, response.text[:200])
@@ -97,12 +119,17 @@ def test_a_rebound_host_name_reads_nothing(server, http, path):
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
 def test_loopback_names_and_addresses_are_served(server, http, host):
-    assert http.get("/api/v1/recordings", headers={"Host": f"{host}:{server.port}"}).status_code == 200
+    assert (
+        http.get("/api/v1/recordings", headers={"Host": f"{host}:{server.port}"}).status_code == 200
+    )
 
 
 def test_the_trailing_slash_redirect_carries_only_a_path(server, http):
-    response = http.get("/api/v1/pipelines/?x=1", headers={"Host": f"localhost:{server.port}"},
-                        follow_redirects=False)
+    response = http.get(
+        "/api/v1/pipelines/?x=1",
+        headers={"Host": f"localhost:{server.port}"},
+        follow_redirects=False,
+    )
     assert response.status_code == 307
     assert response.headers["location"] == "/api/v1/pipelines?x=1"
 
@@ -112,28 +139,39 @@ def test_the_trailing_slash_redirect_carries_only_a_path(server, http):
 
 def test_a_499_character_workflow_name_says_nothing_of_the_box(server, http, key):
     name = "a" * 494 + ".json"
-    response = http.post("/api/v1/pipelines", headers={"X-API-Key": key},
-                         json={"workflow_file": name, "source": "clip.mp4"})
+    response = http.post(
+        "/api/v1/pipelines",
+        headers={"X-API-Key": key},
+        json={"workflow_file": name, "source": "clip.mp4"},
+    )
     assert response.status_code in (404, 422, 500), response.text
     _no_internals(server, response)
 
 
 def test_a_symlink_loop_workflow_says_nothing_of_the_box(server, http, key):
-    response = http.post("/api/v1/pipelines", headers={"X-API-Key": key},
-                         json={"workflow_file": "loop.json", "source": "clip.mp4"})
+    response = http.post(
+        "/api/v1/pipelines",
+        headers={"X-API-Key": key},
+        json={"workflow_file": "loop.json", "source": "clip.mp4"},
+    )
     assert response.status_code in (404, 422, 500), response.text
     _no_internals(server, response)
 
 
 @pytest.mark.parametrize("source", ["{base}/loop", "http://[::1"])
 def test_a_redirect_loop_or_a_broken_url_is_the_clients_fault(server, http, key, hostile, source):
-    response = http.post("/api/v1/pipelines", headers={"X-API-Key": key},
-                         json={"workflow_file": "blur.json", "source": source.format(base=hostile.base)})
+    response = http.post(
+        "/api/v1/pipelines",
+        headers={"X-API-Key": key},
+        json={"workflow_file": "blur.json", "source": source.format(base=hostile.base)},
+    )
     assert response.status_code == 422, response.text
     _no_internals(server, response)
 
 
-def test_an_offer_with_too_many_sections_is_refused_and_frees_its_viewer_slot_at_once(server, http, key):
+def test_an_offer_with_too_many_sections_is_refused_and_frees_its_viewer_slot_at_once(
+    server, http, key
+):
     from aiortc import RTCPeerConnection
 
     async def offer(sections: int) -> str:
@@ -147,7 +185,9 @@ def test_an_offer_with_too_many_sections_is_refused_and_frees_its_viewer_slot_at
 
     sdp = asyncio.run(offer(50))
     assert len(sdp) < 100_000  # the request itself is within the API's limits
-    response = http.post("/api/v1/streams/any/webrtc", headers={"X-API-Key": key}, json={"type": "offer", "sdp": sdp})
+    response = http.post(
+        "/api/v1/streams/any/webrtc", headers={"X-API-Key": key}, json={"type": "offer", "sdp": sdp}
+    )
     assert response.status_code == 422, response.text[:300]
     _no_internals(server, response)
     metrics = http.get("/metrics", headers={"X-API-Key": key}).text
@@ -164,10 +204,15 @@ def test_the_generated_key_is_printed_once_and_never_logged(server, key):
     assert "WARNING" not in line and "coral_inference" not in line, line
 
 
-def test_credentials_in_a_source_url_reach_neither_the_answer_nor_the_log(server, http, key, hostile):
+def test_credentials_in_a_source_url_reach_neither_the_answer_nor_the_log(
+    server, http, key, hostile
+):
     source = f"http://operator:S3cretPw@127.0.0.1:{hostile.port}/404.mp4"
-    response = http.post("/api/v1/pipelines", headers={"X-API-Key": key},
-                         json={"workflow_file": "blur.json", "source": source})
+    response = http.post(
+        "/api/v1/pipelines",
+        headers={"X-API-Key": key},
+        json={"workflow_file": "blur.json", "source": source},
+    )
     assert response.status_code == 422, response.text
     assert "S3cretPw" not in response.text and "***@127.0.0.1" in response.text
     time.sleep(0.5)
@@ -185,7 +230,11 @@ def test_the_session_cookie_is_strict_and_expires(server, http, key):
     opened = _session(http, key)
     assert opened.status_code == 200
     cookie = opened.headers["set-cookie"].lower()
-    assert "samesite=strict" in cookie and "httponly" in cookie and f"max-age={SESSION_TTL_S}" in cookie
+    assert (
+        "samesite=strict" in cookie
+        and "httponly" in cookie
+        and f"max-age={SESSION_TTL_S}" in cookie
+    )
     token = opened.cookies["coral_session"]
     mutate = {"Cookie": f"coral_session={token}"}
     assert http.delete("/api/v1/pipelines/nope", headers=mutate).status_code == 404  # signed in
@@ -197,11 +246,17 @@ def test_the_session_cookie_is_strict_and_expires(server, http, key):
 def test_a_page_on_another_port_cannot_ride_the_session_cookie(server, http, key):
     token = _session(http, key).cookies["coral_session"]
     cookie = {"Cookie": f"coral_session={token}"}
-    evil = http.post("/api/v1/pipelines", json={"workflow_file": "blur.json", "source": "x.mp4"},
-                     headers={**cookie, "Origin": f"http://127.0.0.1:{server.port + 1}"})
+    evil = http.post(
+        "/api/v1/pipelines",
+        json={"workflow_file": "blur.json", "source": "x.mp4"},
+        headers={**cookie, "Origin": f"http://127.0.0.1:{server.port + 1}"},
+    )
     assert evil.status_code == 403 and evil.json()["code"] == "cross_origin_refused", evil.text
-    own = http.post("/api/v1/pipelines", json={"workflow_file": "blur.json", "source": "x.mp4"},
-                    headers={**cookie, "Origin": f"http://127.0.0.1:{server.port}"})
+    own = http.post(
+        "/api/v1/pipelines",
+        json={"workflow_file": "blur.json", "source": "x.mp4"},
+        headers={**cookie, "Origin": f"http://127.0.0.1:{server.port}"},
+    )
     assert own.status_code == 422, own.text  # past auth and origin: the source is what is wrong
 
 

@@ -40,8 +40,15 @@ def test_outside_missing_and_escaping_files_read_alike(roots):
     (roots / "media" / "link.mp4").symlink_to(roots / "outside.mp4")
     (roots / "media" / "loop.mp4").symlink_to(roots / "media" / "loop.mp4")
     messages = set()
-    for name in (str(roots / "outside.mp4"), str(roots / "missing.mp4"), "link.mp4", "loop.mp4",
-                 "../outside.mp4", "/etc/passwd", str(roots / "media")):
+    for name in (
+        str(roots / "outside.mp4"),
+        str(roots / "missing.mp4"),
+        "link.mp4",
+        "loop.mp4",
+        "../outside.mp4",
+        "/etc/passwd",
+        str(roots / "media"),
+    ):
         with pytest.raises(SourceRefusedError) as caught:
             policy(roots).check(name)
         assert caught.value.code == "source_not_allowed"
@@ -57,31 +64,59 @@ def test_a_playlist_inside_a_root_is_not_a_video(roots):
             policy(roots).check(name)
 
 
-@pytest.mark.parametrize("source, kind", [(0, "camera"), ("0", "camera"), ("/dev/video2", "camera")])
+@pytest.mark.parametrize(
+    "source, kind", [(0, "camera"), ("0", "camera"), ("/dev/video2", "camera")]
+)
 def test_listed_cameras_are_admitted(roots, source, kind):
     assert policy(roots).check(source).kind == kind
 
 
-@pytest.mark.parametrize("source, code", [(1, "camera_not_allowed"), ("7", "camera_not_allowed"),
-                                          (-1, "invalid_camera"), (99999, "invalid_camera"),
-                                          ("99999", "invalid_camera"), ("/dev/video0", "source_not_allowed")])
+@pytest.mark.parametrize(
+    "source, code",
+    [
+        (1, "camera_not_allowed"),
+        ("7", "camera_not_allowed"),
+        (-1, "invalid_camera"),
+        (99999, "invalid_camera"),
+        ("99999", "invalid_camera"),
+        ("/dev/video0", "source_not_allowed"),
+    ],
+)
 def test_unlisted_or_absurd_cameras_are_refused(roots, source, code):
     with pytest.raises(SourceRefusedError) as caught:
         policy(roots).check(source)
     assert caught.value.code == code
 
 
-@pytest.mark.parametrize("url", ["tcp://127.0.0.1:5000?listen=1", "tcp://0.0.0.0:5000", "udp://@:1234",
-                                 "srt://10.0.0.2:9000?mode=listener", "rtsp://0.0.0.0/x", "udp://[::]:5000",
-                                 "tcp://h:1?listen=2"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "tcp://127.0.0.1:5000?listen=1",
+        "tcp://0.0.0.0:5000",
+        "udp://@:1234",
+        "srt://10.0.0.2:9000?mode=listener",
+        "rtsp://0.0.0.0/x",
+        "udp://[::]:5000",
+        "tcp://h:1?listen=2",
+    ],
+)
 def test_urls_that_would_listen_are_refused(roots, url):
     with pytest.raises(SourceRefusedError) as caught:
         policy(roots).check(url)
     assert caught.value.code == "listening_source"
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "concat:/a|/b", "gopher://h/", "ftp://h/v.mp4",
-                                 "subfile:///etc/passwd", "tcp://127.0.0.1:6379"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "concat:/a|/b",
+        "gopher://h/",
+        "ftp://h/v.mp4",
+        "subfile:///etc/passwd",
+        "tcp://127.0.0.1:6379",
+    ],
+)
 def test_schemes_outside_the_allowlist_are_refused(roots, url):
     strict = policy(roots, schemes=["rtsp", "http", "https"])
     with pytest.raises(SourceRefusedError) as caught:
