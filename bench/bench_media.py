@@ -55,7 +55,6 @@ def bench_metrics_block(runs: int) -> dict:
     import socket
 
     import coral_inference
-    from coral_inference.metrics import get_metrics_hub
     from coral_workflows.blocks.metrics_sink.v1 import MetricsSinkBlockV1
 
     with socket.socket() as s:  # a port nobody listens on: the server is down
@@ -76,7 +75,7 @@ def bench_metrics_block(runs: int) -> dict:
             assert result["error_status"] is False
             if i % 100 == 0:
                 time.sleep(0.001)  # let the sink thread spool, as between real frames
-        stats = get_metrics_hub(context).stats()
+        stats = context.metrics.stats()
         coral_inference.shutdown()
     # The first run builds the hub (imports influxdb-client, opens the spool): not a steady-state cost.
     first_ms, timings_ms = timings[0] * 1000, np.array(timings[1:]) * 1000

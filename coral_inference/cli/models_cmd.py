@@ -19,24 +19,25 @@ from coral_inference.cli.common import (
     load_or_exit,
     print_json,
 )
+from coral_inference.runtime.context import RuntimeContext
 
 app = typer.Typer(help="Inspect, validate, benchmark and convert model packages.", no_args_is_help=True)
 
 PackageArgument = typer.Argument(..., help="Package directory, bundled package name (coral-demo) or config model name.")
 
 
-def _context(config: Optional[Path], set_: list[str], no_env: bool):
+def _context(config: Optional[Path], set_: list[str], no_env: bool) -> RuntimeContext:
     from coral_inference.runtime import init
 
     return init(load_or_exit(config, set_, no_env), source="coral-runtime models")
 
 
-def _package(context: Any, reference: str):
+def _package(context: RuntimeContext, reference: str):
     from coral_inference.models import ModelPackageError
     from coral_inference.models.loaded import resolve_reference
 
     try:
-        return resolve_reference(context, reference)[0]
+        return resolve_reference(context.catalog, reference)[0]
     except ModelPackageError as exc:
         err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
@@ -119,7 +120,7 @@ def validate_cmd(
         try:
             from coral_inference.models.loaded import resolve_reference
 
-            checks = check_package(resolve_reference(context, package)[0], context, fetch=fetch)
+            checks = check_package(resolve_reference(context.catalog, package)[0], context, fetch=fetch)
         except ManifestError as exc:
             checks = [Check("manifest", "fail", f"{exc.path}: {problem}") for problem in exc.problems]
         except Exception as exc:  # a missing package is a failed check, reported the same way

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from coral_inference.config.schema import RecordingConfig
 from coral_inference.media.encoder import EncodedPacket, EncoderSettings, Mp4File, PacketEncoder
 from coral_inference.media.retention import RetentionPolicy, RetentionWorker
 
@@ -76,7 +77,7 @@ class RecorderOptions:
         return self.mode in ("events", "continuous_and_events")
 
     @classmethod
-    def from_config(cls, cfg: Any, **overrides: Any) -> RecorderOptions:
+    def from_config(cls, cfg: RecordingConfig, **overrides: Any) -> RecorderOptions:
         """Defaults from a ``RecordingConfig``; ``overrides`` of None are ignored."""
         encoder_fields = {"codec", "preset", "crf", "keyframe_interval_s", "threads", "width", "height", "fps"}
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -416,7 +417,7 @@ class _RecordingSet:
 class RecordingService:
     """Recorders of a runtime context, inside ``root``, with retention per output folder."""
 
-    def __init__(self, root: Path, defaults: Any):
+    def __init__(self, root: Path, defaults: RecordingConfig):
         self.root = Path(root)
         self.defaults = defaults
         self.retention = RetentionWorker(interval_s=defaults.retention.interval_s)
@@ -469,8 +470,3 @@ class RecordingService:
             rec.close()
         self.retention.close()
 
-
-def get_recording_service(context: Any) -> RecordingService:
-    """The context's recording service, created on first use and closed at shutdown."""
-    cfg = context.config
-    return context.service("coral.media.recordings", lambda: RecordingService(cfg.storage.recordings, cfg.recording))

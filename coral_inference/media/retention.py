@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from coral_inference.config.schema import RetentionConfig
 
 logger = logging.getLogger("coral_inference.media.retention")
 
@@ -39,7 +40,7 @@ class RetentionPolicy:
     min_free_bytes: int | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, **overrides: float | None) -> RetentionPolicy:
+    def from_config(cls, cfg: RetentionConfig, **overrides: float | None) -> RetentionPolicy:
         """From a ``RetentionConfig`` (hours/GB); ``overrides`` use the same field names."""
         values = {name: getattr(cfg, name) for name in ("max_age_hours", "max_gb", "min_free_gb")}
         values.update({k: v for k, v in overrides.items() if v is not None})

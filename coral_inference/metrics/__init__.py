@@ -1,15 +1,14 @@
 """Metrics runtime: one hub per context, sinks for InfluxDB v2, Prometheus and JSON lines.
 
-``get_metrics_hub(context)`` returns the context's ``MetricsHub`` (built from
-``metrics.sinks``, closed at shutdown). ``PipelineMetrics`` turns pipeline
-results into fps, latency, dropped-frame and per-class detection metrics.
-Nothing here imports ``inference``.
+``build_metrics_hub(config.metrics, storage_root=…)`` builds a ``MetricsHub`` and
+its sinks; the runtime context holds one (``context.metrics``) and closes it at
+shutdown. ``PipelineMetrics`` turns pipeline results into fps, latency,
+dropped-frame and per-class detection metrics. Nothing here imports ``inference``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from coral_inference.metrics.factory import build_metrics_hub
 from coral_inference.metrics.hub import (
     InvalidMetricError,
     MetricPoint,
@@ -26,10 +25,5 @@ __all__ = [
     "MetricsHub",
     "PipelineMetrics",
     "UnknownSinkError",
-    "get_metrics_hub",
+    "build_metrics_hub",
 ]
-
-
-def get_metrics_hub(context: Any) -> MetricsHub:
-    """The context's metrics hub, created on first use and closed at shutdown."""
-    return context.service("coral.metrics.hub", lambda: MetricsHub.from_config(context.config))

@@ -134,16 +134,6 @@ class MetricsHub:
         self._closed = False
         self.prometheus_registry.register(_HubCollector(self))
 
-    @classmethod
-    def from_config(cls, config: Any) -> MetricsHub:
-        """Sinks from ``config.metrics.sinks`` (a ``RuntimeDescriptor``)."""
-        from coral_inference.metrics.sinks import build_sink
-
-        hub = cls()
-        for name, sink_cfg in config.metrics.sinks.items():
-            hub.add_sink(build_sink(name, sink_cfg, hub, config))
-        return hub
-
     def add_sink(self, sink: MetricSink) -> None:
         with self._lock:
             if sink.name in self._sinks:

@@ -1,4 +1,4 @@
-"""Sink plumbing shared by the queued sinks, and ``build_sink`` from a sink config.
+"""Sink plumbing shared by the queued sinks (``metrics.factory`` builds them from config).
 
 ``QueuedSink`` is a bounded in-memory queue drained by one worker thread in
 batches (``batch_size`` points or ``flush_interval_s``, whichever first);
@@ -12,11 +12,8 @@ import logging
 import threading
 import time
 from collections import deque
-from pathlib import Path
-from typing import Any
 
 from coral_inference.metrics.hub import MetricPoint, SinkStats
-from coral_inference.runtime.process import current_pipeline_identity
 
 logger = logging.getLogger("coral_inference.metrics")
 
@@ -90,30 +87,6 @@ class QueuedSink:
 
     def closed(self) -> None:
         """Release resources after the worker ended."""
-
-
-def build_sink(name: str, cfg: Any, hub: Any, config: Any) -> Any:
-    """A sink instance for one ``metrics.sinks`` entry."""
-    if cfg.type == "influxdb":
-        from coral_inference.metrics.influx import InfluxSink
-
-        spool = cfg.spool_dir or Path(config.storage.root) / "spool" / name
-        identity = current_pipeline_identity()
-        if identity is not None:  # one spool per pipeline worker: no two processes share files
-            spool = Path(spool) / identity.key
-        return InfluxSink(name, cfg, spool_dir=spool)
-    if cfg.type == "prometheus":
-        from coral_inference.metrics.prometheus import PrometheusSink
-
-        # A pipeline worker exports its series to the serving process instead of
-        # opening the port itself (one port, many processes: coral_inference.server).
-        port = None if current_pipeline_identity() is not None else cfg.port
-        return PrometheusSink(name, hub.prometheus_registry, port=port, host=cfg.host)
-    if cfg.type == "jsonl":
-        from coral_inference.metrics.jsonl import JsonLinesSink
-
-        return JsonLinesSink(name, cfg.path)
-    raise ValueError(f"metrics sink {name!r}: unknown type {cfg.type!r}")
 
 
 def now_ns() -> int:

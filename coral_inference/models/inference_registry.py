@@ -26,31 +26,51 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
+from coral_inference.models.catalog import ModelCatalog
 from coral_inference.models.errors import PackageNotFoundError
-from coral_inference.models.loaded import CORAL_MODEL_ID_PREFIX, resolve_reference, strip_model_id
+from coral_inference.models.loaded import (
+    CORAL_MODEL_ID_PREFIX,
+    LoadedModel,
+    resolve_reference,
+    strip_model_id,
+)
+
+
+class CoralModelHost(Protocol):
+    """What serving Coral packages to inference needs; ``RuntimeContext`` is one."""
+
+    @property
+    def catalog(self) -> ModelCatalog: ...
+
+    @property
+    def inference_model_class(self) -> type:
+        """This host's one ``coral_model_class`` (built by ``build_model_class``)."""
+        ...
+
+    def get_model(self, name: str, backend: str | None = None) -> LoadedModel: ...
 
 DEFAULTS = {"confidence": 0.4, "iou_threshold": 0.3, "max_detections": 300, "max_candidates": 3000}
 
 
-def is_coral_model_id(context: Any, model_id: str) -> bool:
+def is_coral_model_id(context: CoralModelHost, model_id: str) -> bool:
     """True when ``model_id`` is ``coral/<name>`` and ``<name>`` resolves to a Coral package."""
     if not isinstance(model_id, str) or not model_id.startswith(CORAL_MODEL_ID_PREFIX):
         return False
     try:
-        resolve_reference(context, model_id)
+        resolve_reference(context.catalog, model_id)
     except PackageNotFoundError:
         return False
     return True
 
 
-def coral_model_class(context: Any) -> type:
+def coral_model_class(context: CoralModelHost) -> type:
     """The inference ``Model`` class serving Coral packages of ``context`` (one per context)."""
-    return context.service(("inference_model_class",), lambda: _build_model_class(context))
+    return context.inference_model_class
 
 
-def coral_model_registry(context: Any, fallback: Any = "roboflow") -> Any:
+def coral_model_registry(context: CoralModelHost, fallback: Any = "roboflow") -> Any:
     """A ``ModelRegistry`` resolving ``coral/<name>``; other ids go to ``fallback``.
 
     ``fallback`` is ``"roboflow"`` (inference's own ``RoboflowModelRegistry``), another
@@ -85,7 +105,7 @@ def coral_model_registry(context: Any, fallback: Any = "roboflow") -> Any:
     return CoralModelRegistry()
 
 
-def coral_model_manager(context: Any, fallback: Any = "roboflow") -> Any:
+def coral_model_manager(context: CoralModelHost, fallback: Any = "roboflow") -> Any:
     """A ``ModelManager`` over ``coral_model_registry``: pass it where inference takes one.
 
     >>> manager = coral_model_manager(context)  # doctest: +SKIP
@@ -96,7 +116,7 @@ def coral_model_manager(context: Any, fallback: Any = "roboflow") -> Any:
     return compat.get("ModelManager")(model_registry=coral_model_registry(context, fallback))
 
 
-def _build_model_class(context: Any) -> type:
+def build_model_class(context: CoralModelHost) -> type:
     from coral_inference import compat
 
     base = compat.import_module("inference.core.models.base").Model

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from coral_inference.backends.base import BackendUnavailableError
+from coral_inference.backends.base import BackendAdapter, BackendUnavailableError
+from coral_inference.models.catalog import ModelCatalog
 from coral_inference.models.detector import Detector
 from coral_inference.models.package import ModelPackage, load_package
 
@@ -66,18 +67,18 @@ def strip_model_id(reference: str) -> str:
     return reference.removeprefix(CORAL_MODEL_ID_PREFIX)
 
 
-def resolve_reference(context: Any, reference: str | Path) -> tuple[ModelPackage, str]:
+def resolve_reference(catalog: ModelCatalog | None, reference: str | Path) -> tuple[ModelPackage, str]:
     """(package, backend wanted by config) for a config name, a path or a bundled name."""
     name = strip_model_id(str(reference))
-    entry = context.config.models.get(name) if context is not None else None
+    entry = catalog.entries.get(name) if catalog is not None else None
     if entry is not None:
         return load_package(entry.package), entry.backend
     return load_package(name), "auto"
 
 
-def choose_backend(context: Any, package: ModelPackage, requested: str) -> Any:
+def choose_backend(catalog: ModelCatalog, package: ModelPackage, requested: str) -> BackendAdapter:
     """The adapter to run ``package`` on: the named one (checked) or the first fitting one for ``auto``."""
-    registry = context.backends
+    registry = catalog.backends
     if requested != "auto":
         adapter = registry.get(requested)  # UnknownBackendError names the registered ones
         probe = registry.entry(requested).probe or adapter.probe()
@@ -87,7 +88,7 @@ def choose_backend(context: Any, package: ModelPackage, requested: str) -> Any:
             )
         package.artifact(requested)  # ArtifactNotFoundError names the artifacts the package has
         return adapter
-    order = list(context.config.backends.order)
+    order = list(catalog.order)
     names = registry.names()
     available = set(registry.available())
     reasons = []
@@ -106,10 +107,10 @@ def choose_backend(context: Any, package: ModelPackage, requested: str) -> Any:
     )
 
 
-def load_model(context: Any, name_or_path: str | Path, backend: str | None = None) -> LoadedModel:
+def load_model(catalog: ModelCatalog, name_or_path: str | Path, backend: str | None = None) -> LoadedModel:
     """Load (not cached here: ``RuntimeContext.get_model`` caches) a package on a backend."""
-    package, configured = resolve_reference(context, name_or_path)
-    adapter = choose_backend(context, package, backend or configured)
+    package, configured = resolve_reference(catalog, name_or_path)
+    adapter = choose_backend(catalog, package, backend or configured)
     session = adapter.prepare_session(package)
     try:  # an export whose own metadata contradicts the manifest is refused, never decoded as garbage
         from coral_inference.models.importing.crosscheck import check_session_metadata

@@ -431,9 +431,9 @@ class PipelineRunner:
     def _pipeline_metrics(self) -> Any:
         if not self._emit_metrics or self.context is None:
             return None
-        from coral_inference.metrics import PipelineMetrics, get_metrics_hub
+        from coral_inference.metrics import PipelineMetrics
 
-        return PipelineMetrics(get_metrics_hub(self.context), self.pipeline_id)
+        return PipelineMetrics(self.context.metrics, self.pipeline_id)
 
 
 class _InferenceClock:

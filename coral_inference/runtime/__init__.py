@@ -12,25 +12,44 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
 from coral_inference.backends.registry import BackendRegistry
 from coral_inference.config.loader import LoadedConfig, load_config
 from coral_inference.config.schema import RuntimeDescriptor
 from coral_inference.patches.registry import PatchSet
 from coral_inference.plugins import WEB_PLUGINS_GROUP, discover
-from coral_inference.runtime.context import RuntimeContext
+from coral_inference.runtime.context import ContextKey, RuntimeContext
+from coral_inference.runtime.errors import (
+    CoralRuntimeError,
+    RuntimeAlreadyInitialisedError,
+    RuntimeClosedError,
+)
 from coral_inference.runtime.platform import detect_platform
 
-__all__ = ["RuntimeAlreadyInitialisedError", "RuntimeContext", "current_context", "ensure_context", "init", "shutdown"]
+__all__ = [
+    "ContextKey",
+    "CoralRuntimeError",
+    "RuntimeAlreadyInitialisedError",
+    "RuntimeClosedError",
+    "RuntimeContext",
+    "current_context",
+    "ensure_context",
+    "init",
+    "shutdown",
+]
 
 logger = logging.getLogger("coral_inference.runtime")
 _lock = threading.RLock()
-_state: dict[str, Any] = {"context": None, "key": None}
 
 
-class RuntimeAlreadyInitialisedError(RuntimeError):
-    pass
+class _State:
+    """The process's current context and the configuration it was built from."""
+
+    context: RuntimeContext | None = None
+    key: str | None = None
+
+
+_state = _State()
 
 
 ConfigLike = LoadedConfig | RuntimeDescriptor | dict | str | os.PathLike | None
@@ -53,16 +72,16 @@ def init(config: ConfigLike = None, *, source: str = "explicit init()") -> Runti
     loaded = _as_loaded(config)
     key = loaded.descriptor.model_dump_json()
     with _lock:
-        current = _state["context"]
+        current = _state.context
         if current is not None:
-            if _state["key"] == key:
+            if _state.key == key:
                 return current
             raise RuntimeAlreadyInitialisedError(
                 "Coral is already initialised with a different configuration; "
                 "call coral_inference.shutdown() first"
             )
         context = _build(loaded, source)
-        _state.update(context=context, key=key)
+        _state.context, _state.key = context, key
         return context
 
 
@@ -103,7 +122,7 @@ def _build(loaded: LoadedConfig, source: str) -> RuntimeContext:
 
 
 def current_context() -> RuntimeContext | None:
-    return _state["context"]
+    return _state.context
 
 
 def ensure_context() -> RuntimeContext:
@@ -113,7 +132,7 @@ def ensure_context() -> RuntimeContext:
     ``coral_workflows`` without anyone calling ``init``.
     """
     with _lock:
-        context = _state["context"]
+        context = _state.context
         if context is not None:
             return context
         logger.warning(
@@ -126,6 +145,6 @@ def ensure_context() -> RuntimeContext:
 def shutdown() -> list[str]:
     """Undo ``init``: close sessions and services, disable patches. Returns closer errors."""
     with _lock:
-        context = _state["context"]
-        _state.update(context=None, key=None)
+        context = _state.context
+        _state.context, _state.key = None, None
     return context.close() if context is not None else []

@@ -26,22 +26,20 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from coral_inference.runtime.context import ContextKey, RuntimeContext
 from coral_inference.runtime.process import current_pipeline_identity
-
-if TYPE_CHECKING:
-    from coral_inference.runtime.context import RuntimeContext
 
 logger = logging.getLogger("coral_inference.server.metrics")
 
 EXPORT_DIR_ENV = "CORAL_PROMETHEUS_DIR"
-EXPORT_SERVICE = "coral.server.metrics_export"
+EXPORT: ContextKey[WorkerExport] = ContextKey("coral.server.metrics_export")
 SUFFIX = ".prom"
 PIPELINE_LABEL = "pipeline"
 
@@ -99,11 +97,9 @@ def ensure_worker_export(context: RuntimeContext) -> WorkerExport | None:
         return None
     if not any(sink.type == "prometheus" for sink in context.config.metrics.sinks.values()):
         return None
-    from coral_inference.metrics import get_metrics_hub
-
-    hub = get_metrics_hub(context)
+    hub = context.metrics
     directory = export_dir(context.config)
-    return context.service(EXPORT_SERVICE, lambda: WorkerExport(hub.prometheus_registry, directory, identity.key))
+    return context.shared(EXPORT, lambda: WorkerExport(hub.prometheus_registry, directory, identity.key))
 
 
 def _alive(pid: int) -> bool:

@@ -21,21 +21,19 @@ import logging
 import multiprocessing
 import threading
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from coral_inference.runtime.context import ContextKey, RuntimeContext
 from coral_inference.runtime.process import (
     current_pipeline_identity,
     install_exit_shutdown,
     set_pipeline_identity,
 )
 
-if TYPE_CHECKING:
-    from coral_inference.runtime.context import RuntimeContext
-
 logger = logging.getLogger("coral_inference.server.worker")
 
 STREAM_MANAGER_PACKAGES = ("streamvision", "inference")
-OBSERVER_SERVICE = "coral.server.frame_observer"
+OBSERVER: ContextKey[FrameObserver] = ContextKey("coral.server.frame_observer")
 
 _lock = threading.Lock()
 
@@ -82,9 +80,9 @@ class FrameObserver:
     """
 
     def __init__(self, context: RuntimeContext, pipeline_id: str):
-        from coral_inference.metrics import PipelineMetrics, get_metrics_hub
+        from coral_inference.metrics import PipelineMetrics
 
-        self._metrics = PipelineMetrics(get_metrics_hub(context), pipeline_id)
+        self._metrics = PipelineMetrics(context.metrics, pipeline_id)
         self._last: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -108,7 +106,7 @@ class FrameObserver:
         self._metrics.flush()
 
 
-def observe_frame(context: Any, image: Any) -> None:
+def observe_frame(context: RuntimeContext, image: Any) -> None:
     """Called by Coral's sink blocks for every frame; counts it in a stream-manager worker only."""
     identity = current_pipeline_identity()
     if identity is None or stream_manager_pipeline_id() is None:
@@ -117,7 +115,7 @@ def observe_frame(context: Any, image: Any) -> None:
     if config is None or not config.metrics.pipeline_metrics:
         return
     try:
-        observer = context.service(OBSERVER_SERVICE, lambda: FrameObserver(context, identity.pipeline_id))
+        observer = context.shared(OBSERVER, lambda: FrameObserver(context, identity.pipeline_id))
         observer.observe(image)
     except Exception as exc:  # noqa: BLE001 - metrics never break a pipeline
         logger.debug("frame observer: %s", exc)

@@ -9,18 +9,22 @@ sinks obey the same switch as Roboflow's own.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coral_inference.inference_adapter.workflows import WorkflowImageData
 
 DISABLE_SINKS = "workflows_core.disable_sinks"
 SINK_INIT_PARAMETERS = ["coral_context", DISABLE_SINKS]
 DISABLED_MESSAGE = "Sink was disabled by the workflow's disable_sinks setting"
 
 
-def sinks_disabled(init_parameters: dict[str, Any]) -> bool:
+def sinks_disabled(init_parameters: Mapping[str, Any]) -> bool:
     return bool(init_parameters.get(DISABLE_SINKS, False))
 
 
-def source_of(image: Any) -> str:
+def source_of(image: WorkflowImageData) -> str:
     """The frame's ``video_identifier`` (a camera, file or stream), or "default"."""
     metadata = getattr(image, "video_metadata", None)
     identifier = getattr(metadata, "video_identifier", None)
@@ -41,7 +45,7 @@ def pipeline_source_key(image: Any) -> str:
     return pipeline_key(source) if current_pipeline_identity() is not None else source
 
 
-def media_time_of(image: Any) -> float:
+def media_time_of(image: WorkflowImageData) -> float:
     """Seconds on the frame's own timeline: frame number / fps for files, capture time otherwise."""
     metadata = getattr(image, "video_metadata", None)
     if metadata is not None and metadata.comes_from_video_file and metadata.fps:
@@ -50,13 +54,13 @@ def media_time_of(image: Any) -> float:
     return stamp.timestamp() if stamp is not None else time.time()
 
 
-def capture_time_of(image: Any) -> float:
+def capture_time_of(image: WorkflowImageData) -> float:
     """Wall-clock capture time of the frame (now when unknown)."""
     stamp = getattr(getattr(image, "video_metadata", None), "frame_timestamp", None)
     return stamp.timestamp() if stamp is not None else time.time()
 
 
-def fps_of(image: Any) -> float | None:
+def fps_of(image: WorkflowImageData) -> float | None:
     metadata = getattr(image, "video_metadata", None)
     fps = getattr(metadata, "fps", None) or getattr(metadata, "measured_fps", None)
     return float(fps) if fps else None

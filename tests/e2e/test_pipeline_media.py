@@ -104,9 +104,7 @@ def test_detection_recording_metrics_and_preview_in_one_pipeline(
     prom = Prometheus(require_tool("prometheus"), tmp_path / "prom", free_port(), [f"127.0.0.1:{exporter_port}"])
     with vm, prom:
         context = coral_inference.init(runtime_config(tmp_path, vm.url, exporter_port))
-        from coral_inference.media.webrtc import get_stream_hub
-
-        hub = get_stream_hub(context)
+        hub = context.streams
         viewed: dict = {}
 
         def viewer():
@@ -152,9 +150,7 @@ def test_metrics_server_down_for_the_whole_run_gets_every_point_after_replay(
     status = run_pipeline(context, video, results)
     assert status["state"] == "finished" and status["frames"] == truth.frame_count
     assert not any(r.outputs["metrics"]["error_status"] for r in results)  # a down server is not the block's error
-    from coral_inference.metrics import get_metrics_hub
-
-    sink = get_metrics_hub(context).sink("influx")
+    sink = context.metrics.sink("influx")
     wait_until(lambda: sink.stats.queued == 0 and sink.stats.spooled >= truth.frame_count, what="points spooled")
     assert sink.stats.sent == 0 and sink.stats.dropped == 0
     with vm:

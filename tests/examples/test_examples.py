@@ -76,9 +76,7 @@ def test_example_workflow_runs_on_the_demo_video(workflow, demo_video, engine_re
         assert any(seen) and not all(seen), "the demo video has frames with more and with fewer than four triangles"
         assert list((tmp_path / "recordings" / "triangle-events").rglob("*.mp4"))
     elif workflow.stem == "preview":
-        from coral_inference.media.webrtc import get_stream_hub
-
-        assert get_stream_hub(context).latest_frame("preview") is not None
+        assert context.streams.latest_frame("preview") is not None
     elif workflow.stem == "core_model_coral_id":
         assert context.is_patch_enabled("coral_model_registry")
         assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count

@@ -18,7 +18,6 @@ from coral_inference.media.recorder import (
     RecorderOptions,
     RecordingService,
     SourceRecorder,
-    get_recording_service,
     resolve_inside,
     source_folder_name,
 )
@@ -147,7 +146,7 @@ def test_runtime_context_owns_the_service_and_closes_recorders(tmp_path):
     import coral_inference
 
     context = coral_inference.init({"storage": {"root": str(tmp_path), "recordings": str(tmp_path / "rec")}})
-    rec = get_recording_service(context).recorder(".", "cam")
+    rec = context.recordings.recorder(".", "cam")
     record(rec, 15)
     coral_inference.shutdown()
     assert rec.stats.files_finished == 1

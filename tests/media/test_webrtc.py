@@ -20,7 +20,6 @@ from coral_inference.media.webrtc import (
     PeerLimitError,
     StreamHub,
     StreamHubClosedError,
-    get_stream_hub,
 )
 
 from .frames import moving_bar
@@ -169,8 +168,8 @@ def test_context_hub_follows_the_streams_config_and_closes_at_shutdown(loopback_
 
     context = coral_inference.init({"services": {"streams": {"max_peers": 3, "host_addresses": ["127.0.0.1"],
                                                               "ice_servers": [{"urls": ["stun:stun.example.org:3478"]}]}}})
-    hub = get_stream_hub(context)
-    assert get_stream_hub(context) is hub
+    hub = context.streams
+    assert context.streams is hub
     assert hub.max_peers == 3 and hub.host_addresses == ("127.0.0.1",)
     assert hub.ice_servers[0].urls == ["stun:stun.example.org:3478"]
     coral_inference.shutdown()

@@ -17,7 +17,6 @@ from coral_inference.metrics import (
     MetricsHub,
     PipelineMetrics,
     UnknownSinkError,
-    get_metrics_hub,
 )
 from coral_inference.metrics.jsonl import JsonLinesSink
 from coral_inference.metrics.prometheus import PrometheusSink, metric_name
@@ -121,8 +120,8 @@ def test_hub_from_config_builds_named_sinks_and_is_closed_with_the_context(tmp_p
         "storage": {"root": str(tmp_path)},
         "metrics": {"sinks": {"log": {"type": "jsonl", "path": str(tmp_path / "m.jsonl")}, "prom": {"type": "prometheus"}}},
     })
-    hub = get_metrics_hub(context)
-    assert get_metrics_hub(context) is hub
+    hub = context.metrics
+    assert context.metrics is hub
     assert sorted(hub.sink_names) == ["log", "prom"]
     hub.emit("m", {"v": 1}, sinks=["log"])
     coral_inference.shutdown()

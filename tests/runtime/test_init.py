@@ -6,7 +6,14 @@ import pytest
 
 import coral_inference
 from coral_inference.patches import Patch
-from coral_inference.runtime import RuntimeAlreadyInitialisedError, current_context, init, shutdown
+from coral_inference.runtime import (
+    ContextKey,
+    RuntimeAlreadyInitialisedError,
+    RuntimeClosedError,
+    current_context,
+    init,
+    shutdown,
+)
 
 
 def test_init_twice_with_the_same_config_returns_the_same_context():
@@ -36,7 +43,8 @@ def test_shutdown_closes_services_and_disables_patches(tmp_path):
         def close(self):
             closed.append("service")
 
-    assert context.service("s", Service) is context.service("s", Service)
+    key: ContextKey[Service] = ContextKey("s")
+    assert context.shared(key, Service) is context.shared(key, Service)
     target = tmp_path  # any object with a writable attribute
     patch = Patch("test_shutdown_patch", supported=">=0", replacements={"pathlib:PurePath.coral_marker": lambda old, ctx: "patched"})
     import pathlib
@@ -50,8 +58,8 @@ def test_shutdown_closes_services_and_disables_patches(tmp_path):
         assert closed == ["service"]
         assert pathlib.PurePath.coral_marker == "original"
         assert not patch.is_enabled and context.closed
-        with pytest.raises(RuntimeError, match="shut down"):
-            context.service("s", Service)
+        with pytest.raises(RuntimeClosedError, match="shut down"):
+            context.shared(key, Service)
     finally:
         del pathlib.PurePath.coral_marker
     assert target.exists()

@@ -166,7 +166,7 @@ def test_a_prometheus_port_in_use_is_a_clear_sink_error_and_workers_never_open_i
     from prometheus_client import CollectorRegistry
 
     from coral_inference.config.schema import RuntimeDescriptor
-    from coral_inference.metrics import MetricsHub
+    from coral_inference.metrics import build_metrics_hub
     from coral_inference.metrics.hub import SinkStartError
     from coral_inference.metrics.prometheus import PrometheusSink
 
@@ -179,7 +179,8 @@ def test_a_prometheus_port_in_use_is_a_clear_sink_error_and_workers_never_open_i
         config = RuntimeDescriptor.model_validate({"metrics": {"sinks": {"prom": {"type": "prometheus", "port": port}}}})
         coral_process.set_pipeline_identity("pipe-a")
         try:
-            hub = MetricsHub.from_config(config)  # a worker: series go to the export dir, no port
+            # a worker: series go to the export dir, no port
+            hub = build_metrics_hub(config.metrics, storage_root=config.storage.root, worker_key="pipe-a")
             hub.emit("people", {"in": 1})
             hub.close()
         finally:

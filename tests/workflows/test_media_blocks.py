@@ -112,12 +112,10 @@ def test_metrics_sink_counts_detections_per_class_and_zeroes_vanished_classes(en
 
 
 def test_preview_publishes_to_the_source_channel(engine):
-    from coral_inference.media.webrtc import get_stream_hub
-
     ee = engine([{"type": "coral/webrtc_preview@v1", "name": "p", "image": "$inputs.image", "channel": "cam-{source}", "overlay": True}])
     result = ee.run(runtime_parameters={"image": IMAGE})[0]["p"]
     assert result == {"error_status": False, "message": "published", "channel": "cam-image"}
-    frame = get_stream_hub(engine.context).latest_frame("cam-image")
+    frame = engine.context.streams.latest_frame("cam-image")
     assert frame.shape == IMAGE.shape and frame.any()  # the overlay was drawn on a copy
     assert not IMAGE.any()
 

@@ -99,9 +99,7 @@ class MonitorService:
     @property
     def metrics_hub(self) -> Any:
         if self._metrics_hub is None:
-            from coral_inference.metrics import get_metrics_hub
-
-            self._metrics_hub = get_metrics_hub(self.context)
+            self._metrics_hub = self.context.metrics
         return self._metrics_hub
 
     # ------------------------------------------------------------------ sampling

@@ -49,9 +49,7 @@ class StreamService:
     @property
     def hub(self) -> Any:
         if self._hub is None:
-            from coral_inference.media.webrtc import get_stream_hub
-
-            self._hub = get_stream_hub(self.context)
+            self._hub = self.context.streams
         return self._hub
 
     def publish(self, channel: str, frame_bgr: np.ndarray) -> None:

@@ -1,3 +1,5 @@
+# pyright: reportInvalidTypeForm=false
+# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
 """``coral/metrics_sink@v1``: send named fields and tags to the configured metric sinks."""
 
 from __future__ import annotations
@@ -9,8 +11,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from coral_inference import compat
-from coral_inference.metrics import MetricsError, get_metrics_hub
+from coral_inference.inference_adapter.workflows import (
+    BlockResult,
+    OutputDefinition,
+    Selector,
+    WorkflowBlock,
+    WorkflowBlockManifest,
+    WorkflowImageData,
+    kinds,
+)
+from coral_inference.metrics import MetricsError
+from coral_inference.results import is_detections
+from coral_inference.runtime.context import RuntimeContext
 from coral_inference.server.worker import observe_frame
 from coral_workflows.blocks.sink_support import (
     DISABLED_MESSAGE,
@@ -19,11 +31,6 @@ from coral_workflows.blocks.sink_support import (
     sinks_disabled,
 )
 
-kinds = compat.kinds()
-Selector = kinds.Selector
-WorkflowBlock = compat.get("WorkflowBlock")
-WorkflowBlockManifest = compat.get("WorkflowBlockManifest")
-OutputDefinition = compat.get("OutputDefinition")
 
 FIELD_KINDS = [
     kinds.INTEGER_KIND, kinds.FLOAT_KIND, kinds.FLOAT_ZERO_TO_ONE_KIND, kinds.BOOLEAN_KIND,
@@ -97,7 +104,7 @@ class BlockManifest(WorkflowBlockManifest):
     )
 
     @classmethod
-    def describe_outputs(cls) -> list:
+    def describe_outputs(cls) -> list[OutputDefinition]:
         return [
             OutputDefinition(name="error_status", kind=[kinds.BOOLEAN_KIND]),
             OutputDefinition(name="message", kind=[kinds.STRING_KIND]),
@@ -108,19 +115,15 @@ class BlockManifest(WorkflowBlockManifest):
         return ">=1.3.0,<2.0.0"
 
 
-def _is_detections(value: Any) -> bool:
-    return hasattr(value, "xyxy") and isinstance(getattr(value, "data", None), Mapping)
-
-
 class MetricsSinkBlockV1(WorkflowBlock):
-    def __init__(self, coral_context: Any, **engine_parameters: Any):
+    def __init__(self, coral_context: RuntimeContext, **engine_parameters: Any):
         self._context = coral_context
         self._disabled = sinks_disabled(engine_parameters)
         self._last_write: dict[str, float] = {}
         self._seen_classes: dict[tuple[str, str], set[str]] = {}
         if not self._disabled:
             try:  # build the hub (client imports, spool scan) at compile time, not on the first frame
-                get_metrics_hub(coral_context)
+                _ = coral_context.metrics
             except Exception:  # reported by the first run instead
                 pass
 
@@ -129,7 +132,7 @@ class MetricsSinkBlockV1(WorkflowBlock):
         return list(SINK_INIT_PARAMETERS)
 
     @classmethod
-    def get_manifest(cls) -> type:
+    def get_manifest(cls) -> type[WorkflowBlockManifest]:
         return BlockManifest
 
     def run(
@@ -137,10 +140,10 @@ class MetricsSinkBlockV1(WorkflowBlock):
         measurement: str,
         fields: dict[str, Any],
         tags: dict[str, Any],
-        image: Any,
+        image: WorkflowImageData | None,
         sinks: list[str],
         min_interval_seconds: float,
-    ) -> dict[str, Any]:
+    ) -> BlockResult:
         if self._disabled:
             return {"error_status": False, "message": DISABLED_MESSAGE}
         if image is not None:
@@ -153,7 +156,7 @@ class MetricsSinkBlockV1(WorkflowBlock):
         try:
             values = self._flatten(fields, key)
             all_tags = {**tags, **({"source": source} if source is not None else {})}
-            get_metrics_hub(self._context).emit(measurement, values, all_tags, sinks or None)
+            self._context.metrics.emit(measurement, values, all_tags, sinks or None)
         except MetricsError as exc:
             return {"error_status": True, "message": str(exc)}
         self._last_write[key] = now
@@ -163,7 +166,7 @@ class MetricsSinkBlockV1(WorkflowBlock):
         """Detections to per-class counts, dicts to ``<field>_<key>``; scalars pass through."""
         values: dict[str, Any] = {}
         for name, value in fields.items():
-            if _is_detections(value):
+            if is_detections(value):
                 values[name] = len(value)
                 names = value.data.get("class_name")
                 unique, counts = (np.unique(np.asarray(names).astype(str), return_counts=True)

@@ -1,23 +1,30 @@
+# pyright: reportInvalidTypeForm=false
+# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
 """``coral/object_detection_model@v1``: run a Coral model package on the NPU or ONNX Runtime."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, List, Literal, Optional, Union
+from typing import List, Literal, Optional, Union
 
 import numpy as np
+import supervision as sv
 from pydantic import ConfigDict, Field, PositiveInt
 
-from coral_inference import compat
+from coral_inference.inference_adapter.workflows import (
+    Batch,
+    BlockResult,
+    OutputDefinition,
+    Selector,
+    WorkflowBlock,
+    WorkflowBlockManifest,
+    WorkflowImageData,
+    attach_parents_coordinates_to_batch_of_sv_detections,
+    attach_prediction_type_info_to_sv_detections_batch,
+    kinds,
+)
 from coral_inference.models.loaded import CORAL_MODEL_ID_PREFIX
-
-kinds = compat.kinds()
-Selector = kinds.Selector
-WorkflowBlock = compat.get("WorkflowBlock")
-WorkflowBlockManifest = compat.get("WorkflowBlockManifest")
-OutputDefinition = compat.get("OutputDefinition")
-attach_prediction_type = compat.get("attach_prediction_type_info_to_sv_detections_batch")
-attach_parents_coordinates = compat.get("attach_parents_coordinates_to_batch_of_sv_detections")
+from coral_inference.runtime.context import RuntimeContext
 
 LONG_DESCRIPTION = """
 Detect objects with a **Coral model package** running on the edge box itself:
@@ -103,7 +110,7 @@ class BlockManifest(WorkflowBlockManifest):
         return ["images"]
 
     @classmethod
-    def describe_outputs(cls) -> list:
+    def describe_outputs(cls) -> List[OutputDefinition]:
         return [
             OutputDefinition(name="inference_id", kind=[kinds.INFERENCE_ID_KIND]),
             OutputDefinition(name="predictions", kind=[kinds.OBJECT_DETECTION_PREDICTION_KIND]),
@@ -118,7 +125,7 @@ class BlockManifest(WorkflowBlockManifest):
 class CoralObjectDetectionModelBlockV1(WorkflowBlock):
     """Validates inputs, asks the Coral runtime for the model, shapes Workflows predictions."""
 
-    def __init__(self, coral_context: Any):
+    def __init__(self, coral_context: RuntimeContext):
         self._context = coral_context
 
     @classmethod
@@ -126,12 +133,12 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
         return ["coral_context"]
 
     @classmethod
-    def get_manifest(cls) -> type:
+    def get_manifest(cls) -> type[WorkflowBlockManifest]:
         return BlockManifest
 
     def run(
         self,
-        images: Any,
+        images: Batch[WorkflowImageData],
         model: str,
         backend: str,
         confidence: float,
@@ -139,9 +146,9 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
         class_filter: Optional[List[str]],
         max_detections: int,
         class_agnostic_nms: bool,
-    ) -> list[dict[str, Any]]:
+    ) -> BlockResult:
         loaded = self._context.get_model(model, backend=None if backend == "auto" else backend)
-        batch = loaded.detect_batch(
+        batch: list[sv.Detections] = loaded.detect_batch(
             [image.numpy_image for image in images],
             confidence=confidence, iou=iou_threshold, class_filter=class_filter or None,
             max_detections=max_detections, agnostic=bool(class_agnostic_nms),
@@ -154,8 +161,10 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
             detections["inference_id"] = np.array([inference_id] * count, dtype=object)
             detections["image_dimensions"] = np.array([[height, width]] * count, dtype=int).reshape(count, 2)
             detections.metadata["image_dimensions"] = [height, width]
-        batch = attach_prediction_type(predictions=batch, prediction_type="object-detection")
-        batch = attach_parents_coordinates(predictions=batch, images=images)
+        batch = attach_prediction_type_info_to_sv_detections_batch(
+            predictions=batch, prediction_type="object-detection"
+        )
+        batch = attach_parents_coordinates_to_batch_of_sv_detections(predictions=batch, images=images)
         model_id = f"{CORAL_MODEL_ID_PREFIX}{loaded.package.name}"
         return [
             {"inference_id": inference_id, "predictions": detections, "model_id": model_id}

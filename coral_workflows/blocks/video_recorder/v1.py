@@ -1,3 +1,5 @@
+# pyright: reportInvalidTypeForm=false
+# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
 """``coral/video_recorder@v1``: record a video stream as MP4 segments and event clips."""
 
 from __future__ import annotations
@@ -7,13 +9,18 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from coral_inference import compat
-from coral_inference.media.recorder import (
-    OutsideRecordingsRootError,
-    RecorderOptions,
-    get_recording_service,
+from coral_inference.inference_adapter.workflows import (
+    BlockResult,
+    OutputDefinition,
+    Selector,
+    WorkflowBlock,
+    WorkflowBlockManifest,
+    WorkflowImageData,
+    kinds,
 )
+from coral_inference.media.recorder import OutsideRecordingsRootError, RecorderOptions
 from coral_inference.media.retention import RetentionPolicy
+from coral_inference.runtime.context import RuntimeContext
 from coral_inference.server.worker import observe_frame
 from coral_workflows.blocks.sink_support import (
     DISABLED_MESSAGE,
@@ -25,11 +32,6 @@ from coral_workflows.blocks.sink_support import (
     sinks_disabled,
 )
 
-kinds = compat.kinds()
-Selector = kinds.Selector
-WorkflowBlock = compat.get("WorkflowBlock")
-WorkflowBlockManifest = compat.get("WorkflowBlockManifest")
-OutputDefinition = compat.get("OutputDefinition")
 
 logger = logging.getLogger("coral_workflows.video_recorder")
 
@@ -146,7 +148,7 @@ class BlockManifest(WorkflowBlockManifest):
     )
 
     @classmethod
-    def describe_outputs(cls) -> list:
+    def describe_outputs(cls) -> list[OutputDefinition]:
         return [
             OutputDefinition(name="error_status", kind=[kinds.BOOLEAN_KIND]),
             OutputDefinition(name="message", kind=[kinds.STRING_KIND]),
@@ -159,7 +161,7 @@ class BlockManifest(WorkflowBlockManifest):
 
 
 class VideoRecorderBlockV1(WorkflowBlock):
-    def __init__(self, coral_context: Any, **engine_parameters: Any):
+    def __init__(self, coral_context: RuntimeContext, **engine_parameters: Any):
         self._context = coral_context
         self._disabled = sinks_disabled(engine_parameters)
 
@@ -168,12 +170,12 @@ class VideoRecorderBlockV1(WorkflowBlock):
         return list(SINK_INIT_PARAMETERS)
 
     @classmethod
-    def get_manifest(cls) -> type:
+    def get_manifest(cls) -> type[WorkflowBlockManifest]:
         return BlockManifest
 
     def run(
         self,
-        image: Any,
+        image: WorkflowImageData,
         trigger: bool | None,
         mode: str,
         output_directory: str,
@@ -189,10 +191,10 @@ class VideoRecorderBlockV1(WorkflowBlock):
         retention_max_age_hours: float | None,
         retention_max_gb: float | None,
         retention_min_free_gb: float | None,
-    ) -> dict[str, Any]:
+    ) -> BlockResult:
         if self._disabled:
             return {"error_status": False, "message": DISABLED_MESSAGE, "file": ""}
-        service = get_recording_service(self._context)
+        service = self._context.recordings
         source = pipeline_source_key(image)  # the pipeline's own folder, not source "0"
         observe_frame(self._context, image)
         try:

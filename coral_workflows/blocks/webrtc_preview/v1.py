@@ -1,3 +1,5 @@
+# pyright: reportInvalidTypeForm=false
+# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
 """``coral/webrtc_preview@v1``: publish frames to a live WebRTC preview channel."""
 
 from __future__ import annotations
@@ -8,8 +10,16 @@ from typing import Any, Literal
 import cv2
 from pydantic import ConfigDict, Field
 
-from coral_inference import compat
-from coral_inference.media.webrtc import get_stream_hub
+from coral_inference.inference_adapter.workflows import (
+    BlockResult,
+    OutputDefinition,
+    Selector,
+    WorkflowBlock,
+    WorkflowBlockManifest,
+    WorkflowImageData,
+    kinds,
+)
+from coral_inference.runtime.context import RuntimeContext
 from coral_inference.runtime.process import current_pipeline_identity
 from coral_inference.server.worker import observe_frame
 from coral_workflows.blocks.sink_support import (
@@ -20,11 +30,6 @@ from coral_workflows.blocks.sink_support import (
     sinks_disabled,
 )
 
-kinds = compat.kinds()
-Selector = kinds.Selector
-WorkflowBlock = compat.get("WorkflowBlock")
-WorkflowBlockManifest = compat.get("WorkflowBlockManifest")
-OutputDefinition = compat.get("OutputDefinition")
 
 LONG_DESCRIPTION = """
 Show the frames that reach this step live in a browser, over WebRTC.
@@ -78,7 +83,7 @@ class BlockManifest(WorkflowBlockManifest):
     )
 
     @classmethod
-    def describe_outputs(cls) -> list:
+    def describe_outputs(cls) -> list[OutputDefinition]:
         return [
             OutputDefinition(name="error_status", kind=[kinds.BOOLEAN_KIND]),
             OutputDefinition(name="message", kind=[kinds.STRING_KIND]),
@@ -102,7 +107,7 @@ def draw_overlay(frame: Any, lines: list[str]) -> Any:
 
 
 class WebRtcPreviewBlockV1(WorkflowBlock):
-    def __init__(self, coral_context: Any, **engine_parameters: Any):
+    def __init__(self, coral_context: RuntimeContext, **engine_parameters: Any):
         self._context = coral_context
         self._disabled = sinks_disabled(engine_parameters)
         self._last_publish: dict[str, float] = {}
@@ -113,10 +118,10 @@ class WebRtcPreviewBlockV1(WorkflowBlock):
         return list(SINK_INIT_PARAMETERS)
 
     @classmethod
-    def get_manifest(cls) -> type:
+    def get_manifest(cls) -> type[WorkflowBlockManifest]:
         return BlockManifest
 
-    def run(self, image: Any, channel: str, max_fps: float, overlay: bool) -> dict[str, Any]:
+    def run(self, image: WorkflowImageData, channel: str, max_fps: float, overlay: bool) -> BlockResult:
         name = str(channel).replace("{source}", pipeline_source_key(image))
         identity = current_pipeline_identity()
         if identity is not None and "{source}" not in str(channel):
@@ -137,7 +142,7 @@ class WebRtcPreviewBlockV1(WorkflowBlock):
             age_ms = max(0.0, time.time() - capture_time_of(image)) * 1000
             frame = draw_overlay(frame, [f"{self._fps.get(name, 0.0):.1f} fps", f"latency {age_ms:.0f} ms"])
         try:
-            get_stream_hub(self._context).publish(name, frame)
+            self._context.streams.publish(name, frame)
         except ValueError as exc:
             return {"error_status": True, "message": str(exc), "channel": name}
         return {"error_status": False, "message": "published", "channel": name}
