@@ -32,9 +32,15 @@ class ProbeResult:
     available: bool
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+    # Devices this backend can run on here, as its options name them (e.g. "CPU", "GPU.0",
+    # "NPU"); empty for a backend without a choice of device. Shown by plugins list and doctor.
+    devices: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"available": self.available, "reason": self.reason, "details": self.details}
+        return {
+            "available": self.available, "reason": self.reason, "details": self.details,
+            "devices": list(self.devices),
+        }
 
 
 @runtime_checkable

@@ -81,6 +81,7 @@ class OnnxRuntimeSession:
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    options_model = OnnxRuntimeOptions  # how any backend declares typed options (registry, config)
 
     def __init__(self, options: OnnxRuntimeOptions | dict[str, Any] | None = None):
         self.options = options if isinstance(options, OnnxRuntimeOptions) else OnnxRuntimeOptions.model_validate(options or {})

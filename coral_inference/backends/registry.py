@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coral_inference.backends.base import BackendAdapter, ProbeResult, UnknownBackendError
+from coral_inference.config.backend_options import options_model_of
 from coral_inference.plugins import BACKENDS_GROUP, PluginRecord, discover
 
 BackendFactory = Callable[..., BackendAdapter]
@@ -29,7 +30,7 @@ class BackendEntry:
     def as_dict(self) -> dict[str, Any]:
         probe = self.probe.as_dict() if self.probe else None
         if self.error:
-            probe = {"available": False, "reason": self.error, "details": {}}
+            probe = {"available": False, "reason": self.error, "details": {}, "devices": []}
         return {"name": self.name, "origin": self.origin, **(probe or {})}
 
 
@@ -41,10 +42,18 @@ class BackendRegistry:
         self._entries: dict[str, BackendEntry] = {}
 
     def register(self, name: str, factory: BackendFactory, *, origin: str = "registered in code") -> BackendEntry:
-        """Add (or replace) a backend; the adapter is built now with its options."""
+        """Add (or replace) a backend; the adapter is built now with its options.
+
+        A factory that declares ``options_model`` gets an instance of it (validated
+        here too, for options that did not come through the config loader).
+        """
         entry = BackendEntry(name=name, origin=origin, factory=factory)
         try:
-            adapter = factory(self._options.get(name))
+            options = self._options.get(name)
+            model = options_model_of(factory)
+            if model is not None and not isinstance(options, model):
+                options = model.model_validate(options or {})
+            adapter = factory(options)
             if getattr(adapter, "name", name) != name:
                 raise TypeError(f"adapter reports name {adapter.name!r}, registered as {name!r}")
             entry.adapter = adapter

@@ -153,6 +153,7 @@ class RknnSessionPool:
 
 class RknnBackend:
     name = "rknn"
+    options_model = RknnOptions
     # Filesystem root the facts are read from; tests point it at a fake board.
     system_root = Path("/")
 

@@ -29,7 +29,8 @@ def run_checks(context: RuntimeContext) -> list[Check]:
     checks = [_python(), _inference()]
     for row in context.backends.describe():
         status = "ok" if row.get("available") else "warn"
-        checks.append(Check(f"backend {row['name']}", status, str(row.get("reason")),
+        devices = f" (devices: {', '.join(row['devices'])})" if row.get("devices") else ""
+        checks.append(Check(f"backend {row['name']}", status, f"{row.get('reason')}{devices}",
                             "" if status == "ok" else "only needed on hardware that has it"))
     if not context.backends.available():
         checks[-1].status = "fail"

@@ -64,9 +64,10 @@ def _print_description(d: dict[str, Any]) -> None:
         console.print(f"inference: {inf['distribution']} {inf['version']} ({flag}; engine in {inf['engine_module']})")
     else:
         console.print(f"inference: [yellow]not installed[/yellow] (supported: {inf['supported_range']})")
-    table = Table("backend", "available", "reason", "origin", title="backends")
+    table = Table("backend", "available", "devices", "reason", "origin", title="backends")
     for b in d["backends"]:
-        table.add_row(b["name"], "yes" if b.get("available") else "no", str(b.get("reason")), b["origin"])
+        devices = ", ".join(b.get("devices") or []) or "-"
+        table.add_row(b["name"], "yes" if b.get("available") else "no", devices, str(b.get("reason")), b["origin"])
     console.print(table)
     table = Table("patch", "state", "reason", title="patches")
     for row in d["patches"]:

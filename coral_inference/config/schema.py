@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -67,11 +67,28 @@ class BackendsConfig(Section):
     rknn: RknnOptions = Field(default_factory=RknnOptions)
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Options for third-party backends, by backend name.",
+        description=(
+            "Options of third-party backends, by backend name; a backend that declares an "
+            "options model has its section checked here (see docs/new-backend.md)."
+        ),
     )
     disabled: list[str] = Field(
         default_factory=list, description="Backend names not to register at all."
     )
+
+    @model_validator(mode="after")
+    def _typed_backend_options(self) -> BackendsConfig:
+        if self.options:
+            from coral_inference.config.backend_options import validate_backend_options
+
+            reserved = [n for n, f in type(self).model_fields.items() if n != "options"]
+            checked = validate_backend_options(
+                self.options, reserved=reserved, disabled=self.disabled
+            )
+            if checked != self.options:
+                # Bypass validate_assignment: it would run this validator again.
+                self.__dict__["options"] = checked
+        return self
 
 
 # --------------------------------------------------------------------------- models

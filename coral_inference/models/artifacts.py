@@ -48,11 +48,29 @@ def ensure_artifact(
             )
         if spec.sha256:
             verify_sha256(path, spec.sha256, f"{field}.sha256 in {package.manifest_path}")
+        companion_paths(package, backend)  # each one present and verified
         return path
     dest = (cache_dir or artifact_cache_dir()) / spec.sha256[:16] / spec.filename
     if dest.is_file() and sha256_of(dest) == spec.sha256:
         return dest
     return download(spec.url, dest, spec.sha256, f"{field}.sha256 in {package.manifest_path}", progress=progress)
+
+
+def companion_paths(package: ModelPackage, backend: str) -> list[Path]:
+    """The verified files an in-package artifact needs beside it (``companions``)."""
+    paths = []
+    for index, companion in enumerate(package.artifact(backend).companions):
+        field = f"artifacts.{backend}.companions.{index}"
+        path = (package.root / companion.file).resolve()
+        if not path.is_file():
+            raise ArtifactNotFoundError(
+                f"{path}: companion file named by {field}.file in {package.manifest_path} does not exist; "
+                f"restore the file or fix the manifest"
+            )
+        if companion.sha256:
+            verify_sha256(path, companion.sha256, f"{field}.sha256 in {package.manifest_path}")
+        paths.append(path)
+    return paths
 
 
 def verify_sha256(path: Path, expected: str, where: str) -> None:
@@ -110,7 +128,10 @@ def copy_artifacts(package: ModelPackage, backend: str, dest: Path, *, progress:
     """Place ``backend``'s verified artifact inside ``dest`` (used by ``download_artifacts``)."""
     dest.mkdir(parents=True, exist_ok=True)
     source = ensure_artifact(package, backend, progress=progress)
-    target = dest / source.name
-    if source.resolve() != target.resolve():
-        shutil.copy2(source, target)
-    return [target]
+    copied = []
+    for path in [source, *companion_paths(package, backend)]:
+        target = dest / path.name
+        if path.resolve() != target.resolve():
+            shutil.copy2(path, target)
+        copied.append(target)
+    return copied

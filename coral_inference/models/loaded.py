@@ -20,6 +20,7 @@ import supervision as sv
 from coral_inference.backends.base import BackendAdapter, BackendUnavailableError
 from coral_inference.models.catalog import ModelCatalog
 from coral_inference.models.detector import Detector
+from coral_inference.models.errors import ArtifactNotFoundError
 from coral_inference.models.package import ModelPackage, load_package
 
 logger = logging.getLogger("coral_inference.models")
@@ -86,7 +87,9 @@ def choose_backend(catalog: ModelCatalog, package: ModelPackage, requested: str)
             raise BackendUnavailableError(
                 f"backend {requested!r} cannot run model {package.name!r} here: {probe.reason}"
             )
-        package.artifact(requested)  # ArtifactNotFoundError names the artifacts the package has
+        # The adapter says which artifacts it loads (its own, or any in a format it reads);
+        # ArtifactNotFoundError names the artifacts the package has.
+        _artifacts_for(adapter, requested, package)
         return adapter
     order = list(catalog.order)
     names = registry.names()
@@ -97,14 +100,29 @@ def choose_backend(catalog: ModelCatalog, package: ModelPackage, requested: str)
             continue
         if name not in available:
             reasons.append(f"{name}: {registry.entry(name).as_dict().get('reason') or 'unavailable'}")
-        elif name not in package.backends:
-            reasons.append(f"{name}: package has no artifacts.{name}")
+        elif not _loads_artifact(registry.get(name), name, package):
+            reasons.append(f"{name}: package has no artifacts.{name} (nor one in a format it reads)")
         else:
             return registry.get(name)
     raise BackendUnavailableError(
         f"no backend can run model {package.name!r} ({package.manifest_path}) with backend 'auto': "
         + "; ".join(reasons or ["no backends registered"])
     )
+
+
+def _artifacts_for(adapter: Any, name: str, package: ModelPackage) -> list[Any]:
+    """The artifacts ``adapter`` would load: its ``list_artifacts``, else ``artifacts.<name>``."""
+    lister = getattr(adapter, "list_artifacts", None)
+    if callable(lister):
+        return list(lister(package))
+    return [package.artifact(name)]
+
+
+def _loads_artifact(adapter: Any, name: str, package: ModelPackage) -> bool:
+    try:
+        return bool(_artifacts_for(adapter, name, package))
+    except ArtifactNotFoundError:
+        return False
 
 
 def load_model(catalog: ModelCatalog, name_or_path: str | Path, backend: str | None = None) -> LoadedModel:

@@ -57,7 +57,13 @@ class InputSpec(_Strict):
     scale: float = Field(1 / 255, gt=0, description="Pixel values are multiplied by this first.")
     mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Subtracted after scaling, per channel.")
     std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="Divided by after the mean, per channel.")
-    resize: Literal["letterbox", "stretch"] = Field("letterbox", description="Keep aspect ratio (pad) or stretch.")
+    resize: Literal["letterbox", "stretch", "center-crop"] = Field(
+        "letterbox",
+        description=(
+            "Keep aspect ratio (pad), stretch, or center-crop (shortest side to the input size, then the "
+            "centre: Ultralytics classification)."
+        ),
+    )
     pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
 
     @field_validator("std")
@@ -80,7 +86,11 @@ class InputOverride(_Strict):
 class HeadSpec(_Strict):
     """How the raw outputs are decoded into boxes."""
 
-    type: Literal["yolov8", "yolov8_dfl", "yolov5", "end2end", "yolov5_single"] = Field(
+    type: Literal[
+        "yolov8", "yolov8_dfl", "yolov5", "end2end", "yolov5_single",
+        "yolov8_seg", "yolov8_seg_dfl", "yolov8_pose", "yolov8_pose_dfl", "yolov8_obb", "yolov8_cls",
+        "rfdetr", "rfdetr_seg",
+    ] = Field(
         ...,
         description=(
             "yolov8: one [1, 4+nc, N] output (Ultralytics YOLOv5u/8/11/26, cx cy w h in input pixels); "
@@ -90,8 +100,25 @@ class HeadSpec(_Strict):
             "end2end: one [1, K, 6] output x1 y1 x2 y2 score class, already filtered (YOLOv10, YOLO26, "
             "Ultralytics nms=True exports; no NMS is run); "
             "yolov5_single: one [1, N, 5+nc] output cx cy w h objectness class scores (classic YOLOv5 "
-            "export, Roboflow YOLOv5), score = objectness * class."
+            "export, Roboflow YOLOv5), score = objectness * class. "
+            "Other tasks (docs/models.md): yolov8_seg: [1, 4+nc+nm, N] + prototypes [1, nm, H/4, W/4]; "
+            "yolov8_seg_dfl: per stride box DFL, class scores, score sum, mask coefficients [1, nm, H, W], "
+            "prototypes last (rknn_model_zoo yolov8_seg); yolov8_pose: [1, 4+nc+K*dims, N]; "
+            "yolov8_pose_dfl: per stride [1, 64+nc, H, W] (box DFL ++ class logits) then keypoints "
+            "[1, K, dims, N] (rknn_model_zoo yolov8_pose); yolov8_obb: [1, 4+nc+1, N], angle (radians) last; "
+            "yolov8_cls: [1, nc]; rfdetr: boxes [1, Q, 4] normalised cx cy w h + logits [1, Q, nc(+1)]; "
+            "rfdetr_seg: the same plus masks [1, Q, h, w]."
         ),
+    )
+    activation: Literal["none", "softmax", "sigmoid"] = Field(
+        "none",
+        description=(
+            "Classification (yolov8_cls) only: what Coral applies to the scores. Ultralytics cls exports "
+            "already end in a softmax (none); raw logits take softmax (single-label) or sigmoid (multi-label)."
+        ),
+    )
+    keypoint_dims: Literal[2, 3] = Field(
+        3, description="Values per keypoint in pose outputs: x, y (2) or x, y, confidence (3)."
     )
     box_units: Literal["pixels", "normalized"] = Field(
         "pixels",
@@ -130,6 +157,59 @@ class HeadSpec(_Strict):
         return self.type != "end2end"
 
 
+# Heads of the tasks other than object detection; every other head type decodes boxes.
+TASK_HEADS: dict[str, tuple[str, ...]] = {
+    "instance-segmentation": ("yolov8_seg", "yolov8_seg_dfl", "rfdetr_seg"),
+    "keypoint-detection": ("yolov8_pose", "yolov8_pose_dfl"),
+    "classification": ("yolov8_cls",),
+    "obb": ("yolov8_obb",),
+}
+
+
+def head_task(head_type: str) -> str:
+    """The task a head type decodes (``object-detection`` for every box-only head)."""
+    for task, types in TASK_HEADS.items():
+        if head_type in types:
+            return task
+    return "object-detection"
+
+
+class KeypointsSpec(_Strict):
+    """Keypoint names (model order) and the skeleton's edges as index pairs."""
+
+    names: list[str] = Field(..., min_length=1, description="One name per keypoint, in the model's order.")
+    skeleton: list[tuple[int, int]] = Field(
+        default_factory=list, description="Edges between keypoints, 0-based indices into names."
+    )
+
+    @model_validator(mode="after")
+    def _edges_in_range(self) -> KeypointsSpec:
+        bad = [list(edge) for edge in self.skeleton if not all(0 <= i < len(self.names) for i in edge)]
+        if bad:
+            raise ValueError(f"skeleton edges {bad} index past the {len(self.names)} keypoint names (0-based)")
+        return self
+
+
+def _sha256_hex(value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        value = value.lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(f"{value!r} is not a sha256 hex digest (64 hex characters); compute it with: sha256sum FILE")
+    return value
+
+
+class CompanionFile(_Strict):
+    """A file an artifact needs beside it (the weights of a two-file format, ONNX external data)."""
+
+    file: str = Field(..., description="Path relative to the package directory.")
+    sha256: Optional[str] = Field(None, description="Hex digest, checked whenever present.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: Optional[str]) -> Optional[str]:
+        return _sha256_hex(value)
+
+
 class ArtifactSpec(_Strict):
     """One runtime's model file: a path inside the package or a URL, with its sha256."""
 
@@ -142,15 +222,22 @@ class ArtifactSpec(_Strict):
         None, description="Head of this artifact when it differs (e.g. an RKNN build of the nine-output export)."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific settings.")
+    format: Optional[str] = Field(
+        None,
+        description=(
+            "File format, so every backend that reads it can use it (onnx, rknn, or a runtime's own "
+            "format name); default: the file's suffix."
+        ),
+    )
+    companions: list[CompanionFile] = Field(
+        default_factory=list,
+        description="Files inside the package the artifact needs beside it (e.g. a weights file).",
+    )
 
     @field_validator("sha256")
     @classmethod
     def _hex(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None:
-            value = value.lower()
-            if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-                raise ValueError(f"{value!r} is not a sha256 hex digest (64 hex characters); compute it with: sha256sum FILE")
-        return value
+        return _sha256_hex(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> ArtifactSpec:
@@ -158,7 +245,14 @@ class ArtifactSpec(_Strict):
             raise ValueError("give exactly one of 'file' (inside the package) or 'url'")
         if self.url is not None and self.sha256 is None:
             raise ValueError(f"an artifact fetched from {self.url} needs a sha256 to be verified")
+        if self.url is not None and self.companions:
+            raise ValueError("companions are supported for in-package artifacts ('file') only, not with 'url'")
         return self
+
+    @property
+    def kind(self) -> str:
+        """The file format: ``format``, else the file's suffix, lower case (``onnx``, ``rknn``)."""
+        return (self.format or Path(self.filename).suffix.lstrip(".")).lower()
 
     @property
     def filename(self) -> str:
@@ -182,7 +276,15 @@ class ModelManifest(_Strict):
     """The content of ``coral-model.yaml``."""
 
     name: str = Field(..., min_length=1, description="Package name (how blocks and the CLI refer to it).")
-    task: Literal["object-detection"] = Field("object-detection", description="What the model does.")
+    task: Literal["object-detection", "instance-segmentation", "keypoint-detection", "classification", "obb"] = Field(
+        "object-detection", description="What the model does."
+    )
+    multi_label: bool = Field(
+        False, description="classification: independent (sigmoid) labels instead of one class per image."
+    )
+    keypoints: Optional[KeypointsSpec] = Field(
+        None, description="keypoint-detection: keypoint names (in model order) and skeleton edges."
+    )
     description: str = Field("", description="One line for humans.")
     classes: list[str] = Field(..., min_length=1, description="Class names by class id.")
     input: InputSpec
@@ -190,6 +292,25 @@ class ModelManifest(_Strict):
     artifacts: dict[str, ArtifactSpec] = Field(..., min_length=1, description="Artifacts by backend name.")
     convert: ConvertSpec = Field(default_factory=ConvertSpec, description="Sources for artifacts built on demand.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Provenance: training script, seed, accuracy.")
+
+    @model_validator(mode="after")
+    def _head_fits_task(self) -> ModelManifest:
+        heads = [("head", self.head)] + [
+            (f"artifacts.{name}.head", spec.head) for name, spec in self.artifacts.items() if spec.head is not None
+        ]
+        for field, head in heads:
+            task = head_task(head.type)
+            if task != self.task:
+                fitting = ", ".join(TASK_HEADS.get(self.task, ("yolov8", "yolov8_dfl", "...")))
+                raise ValueError(
+                    f"{field}.type {head.type!r} decodes {task} outputs but task is {self.task!r}; "
+                    f"heads for {self.task}: {fitting}"
+                )
+        if self.task == "keypoint-detection" and self.keypoints is None:
+            raise ValueError("task keypoint-detection needs 'keypoints: {names: [...], skeleton: [[i, j], ...]}'")
+        if self.multi_label and self.task != "classification":
+            raise ValueError(f"multi_label applies to task classification only, not {self.task!r}")
+        return self
 
     @field_validator("classes")
     @classmethod
@@ -237,6 +358,10 @@ class ModelPackage:
                 f"it has: {', '.join(self.manifest.artifacts)}. Add artifacts.{backend} to the manifest "
                 f"or choose another backend"
             ) from None
+
+    def artifacts_of_format(self, kind: str) -> list[str]:
+        """Keys of the artifacts in format ``kind`` (e.g. every ONNX file a backend could compile)."""
+        return [key for key, spec in self.manifest.artifacts.items() if spec.kind == kind.lower()]
 
     def local_artifact_path(self, backend: str) -> Path | None:
         """The in-package file of an artifact (None when it comes from a URL)."""
@@ -320,6 +445,11 @@ def load_package(name_or_path: str | Path) -> ModelPackage:
         raise ManifestError(manifest_path, _explain(exc)) from None
     problems = []
     inside = [(f"artifacts.{backend}.file", spec.file) for backend, spec in manifest.artifacts.items() if spec.file]
+    inside += [
+        (f"artifacts.{backend}.companions.{i}.file", companion.file)
+        for backend, spec in manifest.artifacts.items()
+        for i, companion in enumerate(spec.companions)
+    ]
     if manifest.convert.rknn is not None:
         inside.append(("convert.rknn.onnx", manifest.convert.rknn.onnx))
     for field, relative in inside:
