@@ -278,6 +278,55 @@ class PipelinesConfig(Section):
     download_max_bytes: int = Field(
         2 * 1024**3, ge=1, description="Largest remote video accepted."
     )
+    # Pipeline workers (issue 11): one supervised process per pipeline of the web app.
+    isolation: Literal["process", "thread"] = Field(
+        "process",
+        description=(
+            "'process': every pipeline of the web app runs in its own supervised worker process "
+            "(crash isolation, all CPU cores); 'thread': inside the web process (no isolation)."
+        ),
+    )
+    restart: Literal["never", "on-failure", "always"] = Field(
+        "on-failure",
+        description=(
+            "What the supervisor does when a worker ends without being asked to: 'on-failure' "
+            "restarts crashed or hung workers, 'always' also workers whose source ended."
+        ),
+    )
+    restart_backoff_s: float = Field(
+        1.0, gt=0, description="Wait before the first restart; doubled per restart in a row."
+    )
+    restart_backoff_max_s: float = Field(60.0, gt=0, description="Longest wait between restarts.")
+    restart_max_per_hour: int = Field(
+        10, ge=0, description="Restarts of one pipeline per hour; past it the pipeline stays failed."
+    )
+    heartbeat_timeout_s: float = Field(
+        15.0, gt=0, description="A worker that reports nothing for this long is hung."
+    )
+    stall_timeout_s: float = Field(
+        60.0, ge=0,
+        description="A running worker that delivers no frame for this long is hung (0: never).",
+    )
+    start_timeout_s: float = Field(
+        180.0, gt=0, description="Longest wait for a worker to compile and start its workflow."
+    )
+    stop_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for a worker to stop before it is killed."
+    )
+    reconnect_backoff_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between attempts to open a source that is down."
+    )
+    preview_max_bytes: int = Field(
+        1920 * 1080 * 3, ge=3,
+        description="Shared-memory preview slot per pipeline; larger frames are scaled down.",
+    )
+    npu_core_masks: list[Literal["0", "1", "2", "0_1", "0_1_2"]] = Field(
+        default_factory=lambda: ["0", "1", "2"],
+        description=(
+            "RKNN core masks handed to workers round robin, so pipelines spread over the "
+            "RK3588's NPU cores (a pipeline's own npu_core_mask wins)."
+        ),
+    )
 
 
 class IceServer(Section):

@@ -17,7 +17,6 @@ camera index. The runner owns what ``InferencePipeline`` leaves to the caller:
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from coral_inference.pipelines.status import PipelineState, RunnerStatus, SourceStatus
 from coral_inference.results import is_detections
 
 logger = logging.getLogger("coral_inference.pipelines")
@@ -49,18 +49,19 @@ class PipelineStateError(RuntimeError):
     """A control call that the pipeline's current state does not allow (e.g. resume when running)."""
 
 
-class PipelineState(str, enum.Enum):
-    created = "created"
-    starting = "starting"
-    running = "running"
-    paused = "paused"
-    finished = "finished"  # the source ended (a video file played to its end)
-    failed = "failed"
-    terminated = "terminated"
+# inference's source states while a live stream reconnects after an outage
+RECONNECTING_SOURCE_STATES = ("RESTARTING",)
 
-    @property
-    def active(self) -> bool:
-        return self in (PipelineState.starting, PipelineState.running, PipelineState.paused)
+
+def is_source_unavailable(exc: BaseException | None) -> bool:
+    """True when a start failed because the video source could not be opened (camera down)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ == "SourceConnectionError":
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ class PipelineRunner:
         return self._latest
 
     def status(self) -> dict[str, Any]:
-        """JSON-ready figures: state, frames, fps, latency, drops, detections, error, sources."""
+        """JSON-ready ``RunnerStatus``: state, frames, fps, latency, drops, detections, error, sources."""
         with self._lock:
             now = time.monotonic()
             self._trim_window(now)
@@ -281,23 +282,26 @@ class PipelineRunner:
                 fps = (len(window) - 1) / (window[-1][0] - window[0][0])
             latency_ms = 1000.0 * sum(w[1] for w in window) / len(window) if window else None
             latest = self._latest
-            return {
-                "id": self.pipeline_id,
-                "state": self._state.value,
-                "frames": self._frames,
-                "fps": round(fps, 2),
-                "latency_ms": round(latency_ms, 2) if latency_ms is not None else None,
-                "dropped_frames": self._dropped,
-                "detections": latest.detections_count() if latest is not None else 0,
-                "detections_total": self._detections,
-                "callback_errors": self._callback_errors,
-                "error": self._error,
-                "created_at": _iso(self._created_at),
-                "started_at": _iso(self._started_at),
-                "ended_at": _iso(self._ended_at),
-                "last_frame_id": latest.frame_id if latest is not None else None,
-                "sources": [{"reference": redact_source(self.source), "state": self._source_state}],
-            }
+            state = self._state
+            if state is PipelineState.running and self._source_state in RECONNECTING_SOURCE_STATES:
+                state = PipelineState.reconnecting  # a live source lost mid-stream, being reopened
+            return RunnerStatus(
+                id=self.pipeline_id,
+                state=state,
+                frames=self._frames,
+                fps=round(fps, 2),
+                latency_ms=round(latency_ms, 2) if latency_ms is not None else None,
+                dropped_frames=self._dropped,
+                detections=latest.detections_count() if latest is not None else 0,
+                detections_total=self._detections,
+                callback_errors=self._callback_errors,
+                error=self._error,
+                created_at=_iso(self._created_at),
+                started_at=_iso(self._started_at),
+                ended_at=_iso(self._ended_at),
+                last_frame_id=latest.frame_id if latest is not None else None,
+                sources=[SourceStatus(reference=redact_source(self.source), state=self._source_state)],
+            ).model_dump(mode="json")
 
     # ------------------------------------------------------------------ internals
 

@@ -6,6 +6,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from coral_inference.pipelines.status import PipelineStatus as _PipelineStatus
+from coral_inference.pipelines.status import example_status
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -17,40 +20,18 @@ class ErrorBody(BaseModel):
     details: Optional[Any] = Field(None, description="Validation details, where there are any.")
 
 
-class SourceStatus(Body):
-    reference: Any = Field(..., examples=["videos/entrance.mp4"])
-    state: Optional[str] = Field(None, examples=["RUNNING"])
+class PipelineStatus(_PipelineStatus):
+    """A pipeline's status: the one model the runner, the supervisor and the record share."""
 
-
-class PipelineStatus(Body):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "id": "3f2a9c1b7d4e", "name": "gate camera", "state": "running", "frames": 1200, "fps": 14.9,
-        "latency_ms": 38.2, "detections": 3, "error": None, "source": "rtsp://***@192.168.1.64/stream1",
-        "source_kind": "stream", "desired_state": "running", "preview_channel": "3f2a9c1b7d4e",
-    }]})
-
-    id: str
-    name: str
-    state: Literal["created", "starting", "running", "paused", "finished", "failed", "terminated", "stopped"]
-    frames: int = 0
-    fps: float = 0.0
-    latency_ms: Optional[float] = None
-    detections: int = 0
-    error: Optional[str] = None
-    source: str
-    source_kind: str
-    workflow_file: Optional[str] = None
-    max_fps: Optional[float] = None
-    desired_state: str
-    preview_channel: str
-    sources: list[SourceStatus] = Field(default_factory=list)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [example_status().model_dump(mode="json")]})
 
 
 class PipelineResults(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "pipeline_id": "3f2a9c1b7d4e", "frame_id": 42, "frame_timestamp": "2026-11-22T10:00:00",
-        "outputs": {"count": 2, "predictions": [{"class_name": "person", "confidence": 0.91,
-                                                  "x_min": 10, "y_min": 20, "x_max": 80, "y_max": 200}]},
+        "outputs": {"count": 2, "predictions": [{"class_name": "person", "class_id": 0, "confidence": 0.91,
+                                                  "xyxy": [10.0, 20.0, 80.0, 200.0]}]},
     }]})
 
     pipeline_id: str

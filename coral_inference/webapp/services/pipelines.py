@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,8 +32,11 @@ from coral_inference.pipelines.runner import (
     parse_source,
     redact_source,
 )
+from coral_inference.pipelines.process_runner import WorkerRunner
+from coral_inference.pipelines.status import PipelineStatus, SourceKind
+from coral_inference.pipelines.supervisor import Supervisor, SupervisorSettings
 from coral_inference.results import to_jsonable
-from coral_inference.webapp.errors import ConflictError, InvalidInputError, NotFoundError
+from coral_inference.webapp.errors import ApiError, ConflictError, InvalidInputError, NotFoundError
 from coral_inference.webapp.paths import existing_file_under
 from coral_inference.webapp.services.downloads import VideoDownloader
 from coral_inference.webapp.services.store import PipelineRecord, PipelineStore
@@ -80,6 +83,14 @@ class PipelineSpec(BaseModel):
         description="Workflow output shown in the live preview (default: its first image output, else the input).",
         examples=["annotated"],
     )
+    npu_core_mask: Optional[Literal["0", "1", "2", "0_1", "0_1_2"]] = Field(
+        None, description="RKNN NPU cores of this pipeline's worker (default: spread over services.pipelines."
+                          "npu_core_masks).", examples=["1"],
+    )
+    cpu_affinity: Optional[list[Annotated[int, Field(ge=0, le=1023)]]] = Field(
+        None, min_length=1, max_length=1024, description="CPU cores this pipeline's worker may run on.",
+        examples=[[2, 3]],
+    )
 
     @model_validator(mode="after")
     def _one_workflow(self) -> PipelineSpec:
@@ -97,8 +108,9 @@ class PipelineService:
         store: PipelineStore,
         downloader: VideoDownloader,
         *,
-        runner_factory: Callable[..., PipelineRunner] = PipelineRunner,
+        runner_factory: Callable[..., Any] | None = None,
         publish: Callable[[str, np.ndarray], None] | None = None,
+        frames: Any = None,
     ):
         cfg = context.config.services.pipelines
         self.context = context
@@ -107,16 +119,27 @@ class PipelineService:
         self.workflows_root = Path(cfg.workflows_root)
         self.max_pipelines = cfg.max_pipelines
         self.restore_on_start = cfg.restore_on_start
-        self._runner_factory = runner_factory
+        # Pipelines run in supervised worker processes unless a runner factory is given
+        # (tests) or services.pipelines.isolation is "thread".
+        self.supervisor: Supervisor | None = None
+        if runner_factory is None and cfg.isolation == "process":
+            settings = SupervisorSettings.from_config(cfg, Path(context.config.storage.root) / "pipelines")
+            self.supervisor = Supervisor(settings)
+        self._runner_factory = runner_factory or PipelineRunner
         self._publish = publish
-        self._runners: dict[str, PipelineRunner] = {}
+        self._frames = frames  # StreamService: attach_preview / detach_preview
+        self._runners: dict[str, Any] = {}
+        self._starting: set[str] = set()  # reserved against max_pipelines while their workers start
         # Every record, read once at start and written through: requests never wait on SQLite.
         self._records: dict[str, PipelineRecord] = {}
         self._to_restore: list[PipelineRecord] = []
         self._seen_states: dict[str, str] = {}
-        self._lock = asyncio.Lock()
         self.restored = asyncio.Event()
         self.restore_errors: dict[str, str] = {}
+
+    @property
+    def isolation(self) -> str:
+        return "process" if self.supervisor is not None else "thread"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,25 +149,35 @@ class PipelineService:
         self._to_restore = [r for r in self._records.values() if r.desired_state in ("running", "paused")]
 
     async def restore(self) -> list[str]:
-        """Start again every pipeline the operator left running or paused; returns their ids."""
-        restored = []
+        """Start again every pipeline the operator left running or paused; returns their ids.
+
+        They start side by side: one slow or dead camera does not hold the others back.
+        """
+        restored: list[str] = []
         try:
             if not self.restore_on_start:
                 return restored
-            for record in self._to_restore:
-                try:
-                    await self._launch(record)
-                    if record.desired_state == "paused":
-                        self._runners[record.id].pause()
-                    restored.append(record.id)
-                except Exception as exc:  # one broken pipeline must not keep the others down
-                    self.restore_errors[record.id] = f"{type(exc).__name__}: {exc}"
-                    logger.error("pipeline %s not restored: %s", record.id, exc)
+            outcomes = await asyncio.gather(*(self._restore_one(r) for r in self._to_restore))
+            restored = [r.id for r, ok in zip(self._to_restore, outcomes) if ok]
             if restored:
                 logger.info("restored pipelines: %s", ", ".join(restored))
             return restored
         finally:
             self.restored.set()
+
+    async def _restore_one(self, record: PipelineRecord) -> bool:
+        try:
+            self._starting.add(record.id)
+            await self._launch(record)
+            if record.desired_state == "paused" and self.supervisor is None:
+                await asyncio.to_thread(self._runners[record.id].pause)
+            return True
+        except Exception as exc:  # one broken pipeline must not keep the others down
+            self.restore_errors[record.id] = f"{type(exc).__name__}: {exc}"
+            logger.error("pipeline %s not restored: %s", record.id, exc)
+            return False
+        finally:
+            self._starting.discard(record.id)
 
     async def watch(self) -> None:
         """Persist state changes (a file that ended, a crash) until cancelled."""
@@ -172,45 +205,87 @@ class PipelineService:
         runners = list(self._runners.values())
         self._runners.clear()
         await asyncio.gather(*(asyncio.to_thread(_stop, r) for r in runners))
+        if self.supervisor is not None:
+            await asyncio.to_thread(self.supervisor.close)
 
     async def warm_up(self) -> None:
-        """Import inference's pipeline stack off the event loop, so the first pipeline starts fast."""
+        """Import inference's pipeline stack off the event loop, so the first pipeline starts fast.
+
+        With workers, this starts their forkserver, which imports inference once for all of them;
+        the web process itself never imports inference.
+        """
         from coral_inference import compat
 
-        if self._runner_factory is not PipelineRunner or compat.inference_info() is None:
+        if compat.inference_info() is None:
             return
         try:
-            await asyncio.to_thread(compat.get, "InferencePipeline")
+            if self.supervisor is not None:
+                await asyncio.to_thread(self.supervisor.warm_up)
+            elif self._runner_factory is PipelineRunner:
+                await asyncio.to_thread(compat.get, "InferencePipeline")
         except Exception as exc:  # reported again when a pipeline starts; the app runs without it
             logger.warning("inference could not be imported: %s", exc)
 
     # ------------------------------------------------------------------ commands
 
     async def create(self, spec: PipelineSpec) -> dict[str, Any]:
+        """Persist, then start; all or nothing: a failed write starts nothing, a failed start keeps no row."""
         workflow, workflow_file = self._resolve_workflow(spec)
         self._check_capacity()  # before a download, which may take long
         source, kind = await self._resolve_source(spec)
-        async with self._lock:  # starts are serialised, so the capacity check below holds
-            self._check_capacity()
-            record = PipelineRecord(
-                id=uuid.uuid4().hex[:12],
-                name=spec.name or (workflow_file or "inline workflow"),
-                workflow=workflow,
-                workflow_file=workflow_file,
-                source=str(source),
-                source_kind=kind,
-                max_fps=spec.max_fps,
-                parameters=spec.parameters,
-                preview_output=spec.preview_output,
-            )
+        self._check_capacity()  # no await between this check and the reservation below
+        placement = {k: v for k, v in (("npu_core_mask", spec.npu_core_mask),
+                                       ("cpu_affinity", spec.cpu_affinity)) if v is not None}
+        record = PipelineRecord(
+            id=uuid.uuid4().hex[:12],
+            name=spec.name or (workflow_file or "inline workflow"),
+            workflow=workflow,
+            workflow_file=workflow_file,
+            source=str(source),
+            source_kind=kind,
+            max_fps=spec.max_fps,
+            parameters=spec.parameters,
+            preview_output=spec.preview_output,
+            placement=placement,
+        )
+        self._starting.add(record.id)
+        try:
+            try:
+                await self.store.save(record)
+            except Exception as exc:
+                logger.error("pipeline %s not created: the database write failed: %s", record.id, exc)
+                raise ApiError("the pipeline could not be saved, so it was not started (database write failed)",
+                               code="database_write_failed", status=503) from None
             self._records[record.id] = record  # before it runs, so the watcher persists even a short run
             try:
                 await self._launch(record)
             except PipelineStartError as exc:
-                self._records.pop(record.id, None)
+                deleted = record.id not in self._records
+                await self._forget(record.id)
+                if deleted:
+                    raise ConflictError(f"pipeline {record.id} was deleted while it started",
+                                        code="pipeline_deleted") from None
                 raise InvalidInputError(str(exc.__cause__ or exc), code="pipeline_start_failed") from None
-            await self.store.save(record)
+            except BaseException:
+                await self._forget(record.id)
+                raise
+        finally:
+            self._starting.discard(record.id)
+        if record.id not in self._records:  # deleted while starting: its worker is gone too
+            raise ConflictError(f"pipeline {record.id} was deleted while it started", code="pipeline_deleted")
         return await self.get(record.id)
+
+    async def _forget(self, pipeline_id: str) -> None:
+        runner = self._runners.pop(pipeline_id, None)
+        if runner is not None:
+            await asyncio.to_thread(_stop, runner)
+            self._release(pipeline_id, runner)
+        self._records.pop(pipeline_id, None)
+        self._seen_states.pop(pipeline_id, None)
+        try:
+            await self.store.delete(pipeline_id)
+        except Exception:  # the row stays; it is restored as what it is at the next start
+            logger.exception("pipeline %s: its row could not be removed", pipeline_id)
 
     def _check_capacity(self) -> None:
         if self.active_count() >= self.max_pipelines:
@@ -229,21 +304,22 @@ class PipelineService:
 
     async def terminate(self, pipeline_id: str) -> dict[str, Any]:
         record = await self._record(pipeline_id)
+        await self._update(pipeline_id, desired_state="terminated")
         runner = self._runners.get(pipeline_id)
         if runner is not None:
             await asyncio.to_thread(_stop, runner)
-        await self._update(pipeline_id, desired_state="terminated")
         await self.sync_states()
         return await self.get(record.id)
 
     async def delete(self, pipeline_id: str) -> None:
         await self._record(pipeline_id)
+        self._records.pop(pipeline_id, None)  # gone for the API at once, even while its worker stops
         runner = self._runners.pop(pipeline_id, None)
+        self._seen_states.pop(pipeline_id, None)
         if runner is not None:
             await asyncio.to_thread(_stop, runner)
-        self._seen_states.pop(pipeline_id, None)
+            self._release(pipeline_id, runner)
         await self.store.delete(pipeline_id)
-        self._records.pop(pipeline_id, None)
 
     # ------------------------------------------------------------------ queries
 
@@ -270,6 +346,12 @@ class PipelineService:
     async def latest_image(self, pipeline_id: str) -> np.ndarray:
         record = await self._record(pipeline_id)
         runner = self._runners.get(pipeline_id)
+        frames = runner.frames() if runner is not None and hasattr(runner, "frames") else None
+        if frames is not None:
+            latest = frames.read()
+            if latest is None:
+                raise NotFoundError(f"pipeline {pipeline_id} has produced no frame yet", code="no_frame_yet")
+            return latest[0]
         result = runner.latest_result() if runner is not None else None
         if result is None:
             raise NotFoundError(f"pipeline {pipeline_id} has produced no frame yet", code="no_frame_yet")
@@ -283,7 +365,9 @@ class PipelineService:
         return [runner.status() for runner in list(self._runners.values())]
 
     def active_count(self) -> int:
-        return sum(1 for r in self._runners.values() if r.state.active)
+        """Pipelines that hold a worker or threads, or are reserved while they start."""
+        active = {pid for pid, r in list(self._runners.items()) if r.state.active}
+        return len(active | self._starting)
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """Workflow JSON files under the workflows root, relative paths, for pickers."""
@@ -311,21 +395,42 @@ class PipelineService:
     # ------------------------------------------------------------------ internals
 
     async def _launch(self, record: PipelineRecord) -> None:
-        runner = self._runner_factory(
-            self.context,
-            record.workflow,
-            record.source if record.source_kind != "camera" else int(record.source),
-            pipeline_id=record.id,
-            max_fps=record.max_fps,
-            workflows_parameters=record.parameters,
-            on_result=self._preview_publisher(record.id, record.preview_output),
-        )
+        source = record.source if record.source_kind != "camera" else int(record.source)
+        kwargs: dict[str, Any] = {
+            "pipeline_id": record.id, "max_fps": record.max_fps, "workflows_parameters": record.parameters,
+        }
+        if self.supervisor is not None:
+            runner = WorkerRunner(
+                self.context, record.workflow, source, supervisor=self.supervisor, name=record.name,
+                preview_output=record.preview_output,
+                npu_core_mask=record.placement.get("npu_core_mask"),
+                cpu_affinity=record.placement.get("cpu_affinity"),
+                start_paused=record.desired_state == "paused", **kwargs,
+            )
+        else:
+            runner = self._runner_factory(
+                self.context, record.workflow, source,
+                on_result=self._preview_publisher(record.id, record.preview_output), **kwargs,
+            )
         self._runners[record.id] = runner
         try:
             await asyncio.to_thread(runner.start)
-        except PipelineStartError:
-            self._runners.pop(record.id, None)
+        except BaseException:
+            if self._runners.get(record.id) is runner:
+                self._runners.pop(record.id, None)
             raise
+        if self.supervisor is not None and self._frames is not None and self._runners.get(record.id) is runner:
+            frames = runner.frames()
+            if frames is not None:
+                self._frames.attach_preview(record.id, frames)
+
+    def _release(self, pipeline_id: str, runner: Any) -> None:
+        """A deleted pipeline's preview channel and worker handle are let go."""
+        if self._frames is not None and self.supervisor is not None:
+            self._frames.detach_preview(pipeline_id)
+        forget = getattr(runner, "forget", None)
+        if forget is not None:
+            forget()
 
     def _preview_publisher(self, pipeline_id: str, output: str | None) -> Callable[[Any], None] | None:
         if self._publish is None:
@@ -343,7 +448,7 @@ class PipelineService:
         if runner is None:
             raise ConflictError(f"pipeline {pipeline_id} is not running; start a new one", code="pipeline_not_running")
         try:
-            getattr(runner, action)()
+            await asyncio.to_thread(getattr(runner, action))  # a worker answers over its pipe
         except PipelineStateError as exc:
             raise ConflictError(str(exc), code="invalid_pipeline_state") from None
         await self._update(pipeline_id, desired_state=desired)
@@ -371,7 +476,7 @@ class PipelineService:
             state = record.last_state if record.last_state in ("finished", "failed", "terminated") else "stopped"
             status = {"id": record.id, "state": state, "frames": 0, "fps": 0.0,
                       "latency_ms": None, "error": record.last_error or self.restore_errors.get(record.id)}
-        return {
+        status = {
             **status,
             "name": record.name,
             "workflow_file": record.workflow_file,
@@ -381,6 +486,8 @@ class PipelineService:
             "desired_state": record.desired_state,
             "preview_channel": record.id,
         }
+        status.setdefault("isolation", self.isolation)
+        return PipelineStatus.model_validate(status).model_dump(mode="json")
 
     def _resolve_workflow(self, spec: PipelineSpec) -> tuple[dict[str, Any], str | None]:
         if spec.workflow is not None:

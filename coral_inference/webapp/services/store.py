@@ -7,6 +7,7 @@ the operator left ``running`` or ``paused`` come back at start with their ids.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from coral_inference.pipelines.status import DesiredState, PipelineState, SourceKind
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipelines (
@@ -30,9 +33,12 @@ CREATE TABLE IF NOT EXISTS pipelines (
     last_state TEXT,
     last_error TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    placement TEXT
 )
 """
+# Columns added after the first release: (name, SQL type), added to older databases at open.
+ADDED_COLUMNS = (("placement", "TEXT"),)
 
 
 @dataclass
@@ -41,21 +47,31 @@ class PipelineRecord:
     name: str
     workflow: dict[str, Any]
     source: str  # as the pipeline reads it: a path, a URL or a camera index as text
-    source_kind: str  # file | url | rtsp | camera | stream
+    source_kind: SourceKind
     workflow_file: str | None = None
     max_fps: float | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     preview_output: str | None = None
-    desired_state: str = "running"  # running | paused | terminated
-    last_state: str | None = None
+    desired_state: DesiredState = DesiredState.running
+    last_state: PipelineState | None = None
     last_error: str | None = None
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    placement: dict[str, Any] = field(default_factory=dict)  # npu_core_mask, cpu_affinity
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # States are typed: a value read from the database or set by the service becomes its enum.
+        if name in _ENUM_FIELDS and value is not None and not isinstance(value, _ENUM_FIELDS[name]):
+            value = _ENUM_FIELDS[name](value)
+        super().__setattr__(name, value)
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
         row["workflow"] = json.dumps(self.workflow)
         row["parameters"] = json.dumps(self.parameters)
+        row["placement"] = json.dumps(self.placement)
+        for name in _ENUM_FIELDS:
+            row[name] = row[name].value if row[name] is not None else None
         return row
 
     @classmethod
@@ -63,7 +79,17 @@ class PipelineRecord:
         data = dict(row)
         data["workflow"] = json.loads(data["workflow"])
         data["parameters"] = json.loads(data["parameters"])
+        data["placement"] = json.loads(data.get("placement") or "{}")
+        if data.get("last_state") not in (None, *(s.value for s in PipelineState)):
+            data["last_state"] = None
+        if data.get("source_kind") == "url":  # an early name of downloaded sources
+            data["source_kind"] = "download"
         return cls(**data)
+
+
+_ENUM_FIELDS: dict[str, type[enum.Enum]] = {
+    "source_kind": SourceKind, "desired_state": DesiredState, "last_state": PipelineState,
+}
 
 
 class PipelineStore:
@@ -80,6 +106,11 @@ class PipelineStore:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute(SCHEMA)
+        async with self._db.execute("PRAGMA table_info(pipelines)") as cursor:
+            present = {row[1] for row in await cursor.fetchall()}
+        for name, sql_type in ADDED_COLUMNS:
+            if name not in present:
+                await self._db.execute(f"ALTER TABLE pipelines ADD COLUMN {name} {sql_type}")
         await self._db.commit()
 
     async def close(self) -> None:
@@ -112,6 +143,7 @@ class PipelineStore:
 
     async def update(self, pipeline_id: str, **values: Any) -> None:
         values["updated_at"] = time.time()
+        values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in values.items()}
         assignments = ", ".join(f"{k} = :{k}" for k in values)
         await self.db.execute(f"UPDATE pipelines SET {assignments} WHERE id = :id", {**values, "id": pipeline_id})
         await self.db.commit()

@@ -55,6 +55,13 @@ class StreamService:
     def publish(self, channel: str, frame_bgr: np.ndarray) -> None:
         self.hub.publish(channel, frame_bgr)
 
+    def attach_preview(self, channel: str, source: Any) -> None:
+        """A pipeline worker's shared-memory preview feeds ``channel`` (no JPEG, no pipe)."""
+        self.hub.attach_source(channel, source)
+
+    def detach_preview(self, channel: str) -> None:
+        self.hub.detach_source(channel)
+
     # ------------------------------------------------------------------ WebRTC
 
     async def answer(self, channel: str, sdp: str, type: str = "offer") -> dict[str, str]:

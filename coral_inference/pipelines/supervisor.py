@@ -1,0 +1,642 @@
+"""The pipeline supervisor: one worker process per pipeline, watched, restarted, stopped.
+
+Workers are forked by a ``multiprocessing`` forkserver that preloads inference's
+pipeline stack and Coral's blocks once (``coral_inference.pipelines.zygote``), so a
+pipeline starts in about a second instead of the ~12 s an import of inference costs,
+and its workers share those pages. One supervisor thread watches every worker's pipe
+and process sentinel:
+
+* messages from the worker update its status, latest results and heartbeat;
+* an exit becomes ``last_exit`` (code or signal, reason, the worker's last log lines)
+  and the pipeline's state (``terminated`` when asked for, ``finished`` when its
+  source ended, else ``failed``);
+* the restart policy (``services.pipelines.restart``) brings a failed worker back
+  with the same id after an exponential backoff, at most ``restart_max_per_hour``;
+* a worker that stops reporting (no heartbeat) or stops delivering frames while
+  running (a hung block or decoder) is killed and handled by the same policy;
+* resource figures (RSS, CPU %, threads, open files) are sampled per worker.
+
+Control calls (pause, resume, terminate) go over the pipe and wait for the reply
+with a timeout; terminate escalates to SIGTERM and SIGKILL, so it always completes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coral_inference.pipelines.frames import FrameHeader, FrameSlot
+from coral_inference.pipelines.status import ExitInfo, PipelineState, Placement, ResourceUsage
+from coral_inference.pipelines.worker import EXIT_START_FAILED, WorkerSpec, worker_main
+
+logger = logging.getLogger("coral_inference.pipelines.supervisor")
+
+PRELOAD = ["coral_inference.pipelines.zygote"]
+LOOP_PERIOD_S = 0.2
+RESOURCE_PERIOD_S = 2.0
+LOG_TAIL_LINES = 20
+KILL_GRACE_S = 3.0
+HOUR_S = 3600.0
+
+_context_lock = threading.Lock()
+_mp_context: Any = None
+
+
+class WorkerStartError(RuntimeError):
+    """A worker did not start its pipeline; the message says why."""
+
+
+class WorkerCommandError(RuntimeError):
+    """A control call the worker refused or did not answer in time."""
+
+
+def worker_context() -> Any:
+    """The forkserver context the workers come from, preloading inference once."""
+    global _mp_context
+    with _context_lock:
+        if _mp_context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            _mp_context = context
+        return _mp_context
+
+
+@dataclass
+class SupervisorSettings:
+    restart: str = "on-failure"
+    restart_backoff_s: float = 1.0
+    restart_backoff_max_s: float = 60.0
+    restart_max_per_hour: int = 10
+    heartbeat_timeout_s: float = 15.0
+    stall_timeout_s: float = 60.0
+    start_timeout_s: float = 180.0
+    stop_timeout_s: float = 10.0
+    reconnect_backoff_max_s: float = 30.0
+    preview_max_bytes: int = 1920 * 1080 * 3
+    npu_core_masks: list[str] = field(default_factory=lambda: ["0", "1", "2"])
+    log_dir: Path = Path("var/coral/pipelines")
+    status_interval_s: float = 0.5
+
+    @classmethod
+    def from_config(cls, pipelines: Any, log_dir: Path) -> SupervisorSettings:
+        """From ``services.pipelines`` of the runtime configuration."""
+        return cls(
+            restart=pipelines.restart, restart_backoff_s=pipelines.restart_backoff_s,
+            restart_backoff_max_s=pipelines.restart_backoff_max_s,
+            restart_max_per_hour=pipelines.restart_max_per_hour,
+            heartbeat_timeout_s=pipelines.heartbeat_timeout_s, stall_timeout_s=pipelines.stall_timeout_s,
+            start_timeout_s=pipelines.start_timeout_s, stop_timeout_s=pipelines.stop_timeout_s,
+            reconnect_backoff_max_s=pipelines.reconnect_backoff_max_s,
+            preview_max_bytes=pipelines.preview_max_bytes, npu_core_masks=list(pipelines.npu_core_masks),
+            log_dir=Path(log_dir),
+        )
+
+
+class WorkerHandle:
+    """One pipeline's worker across its restarts; every field is guarded by the supervisor's lock."""
+
+    def __init__(self, supervisor: Supervisor, spec: WorkerSpec):
+        self.supervisor = supervisor
+        self.spec = spec
+        self.pipeline_id = spec.pipeline_id
+        self.state = PipelineState.starting
+        self.desired = "paused" if spec.start_paused else "running"
+        self.process: Any = None
+        self.conn: Connection | None = None
+        self.pid: int | None = None
+        self.slot: FrameSlot | None = None
+        self.last_frame: tuple[np.ndarray, FrameHeader] | None = None  # kept when the slot is released
+        self.status: dict[str, Any] = {"id": spec.pipeline_id, "state": "starting"}
+        self.result: dict[str, Any] | None = None
+        self.restarts = 0
+        self.restart_times: deque[float] = deque()
+        self.last_exit: ExitInfo | None = None
+        self.error: str | None = None
+        self.next_restart_at: float | None = None
+        self.spawned_at = 0.0
+        self.last_message_at = 0.0
+        self.progress_frames = -1
+        self.progress_at = 0.0
+        self.ever_started = False  # reached "started" or "reconnecting" at least once
+        self.stop_requested = False
+        self.kill_reason: str | None = None
+        self.kill_deadline: float | None = None
+        self.resources: ResourceUsage | None = None
+        self._psutil: Any = None
+        self.start_event = threading.Event()
+        self.start_outcome: tuple[str, str] | None = None
+        self.ended = threading.Event()
+        self._replies: dict[int, tuple[threading.Event, list[str | None]]] = {}
+        self._send_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def placement(self) -> Placement:
+        affinity = list(self.spec.cpu_affinity) if self.spec.cpu_affinity else None
+        return Placement(npu_core_mask=self.spec.npu_core_mask, cpu_affinity=affinity)
+
+    def describe(self) -> dict[str, Any]:
+        """The runner-shaped status plus supervision: restarts, last exit, resources, placement."""
+        with self.supervisor.lock:
+            status = dict(self.status)
+            status["state"] = self.state.value
+            if self.state in (PipelineState.failed, PipelineState.restarting) and self.error:
+                status["error"] = self.error
+            status.update(
+                isolation="process", restarts=self.restarts,
+                last_exit=self.last_exit.model_dump(mode="json") if self.last_exit else None,
+                resources=self.resources.model_dump(mode="json") if self.resources and self.alive() else None,
+                placement=self.placement.model_dump(mode="json"),
+            )
+            return status
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.exitcode is None
+
+    def latest_frame(self) -> tuple[np.ndarray, FrameHeader] | None:
+        slot = self.slot
+        if slot is not None:
+            try:
+                read = slot.read()
+            except (ValueError, TypeError):  # released meanwhile
+                read = None
+            if read is not None:
+                return read
+        return self.last_frame
+
+    def frame_header(self) -> FrameHeader | None:
+        slot = self.slot
+        if slot is not None:
+            try:
+                return slot.header()
+            except (ValueError, TypeError):
+                return None
+        return self.last_frame[1] if self.last_frame else None
+
+    # ------------------------------------------------------------------ control (any thread)
+
+    def wait_started(self, timeout: float) -> tuple[str, str]:
+        """``("started"|"reconnecting"|"failed", message)`` once the worker says so; kills it on timeout."""
+        if not self.start_event.wait(timeout):
+            self.supervisor.stop(self, reason=f"did not start within {timeout:g} s "
+                                              "(services.pipelines.start_timeout_s)")
+            return "failed", f"the pipeline did not start within {timeout:g} s"
+        assert self.start_outcome is not None
+        return self.start_outcome
+
+    def command(self, name: str, timeout: float) -> None:
+        """Send ``pause``/``resume`` and wait for the worker's answer."""
+        with self.supervisor.lock:
+            if not self.alive() or self.conn is None:
+                raise WorkerCommandError(f"pipeline {self.pipeline_id} is {self.state.value}, not running")
+            request_id = next(self.supervisor.request_ids)
+            done = threading.Event()
+            answer: list[str | None] = []
+            self._replies[request_id] = (done, answer)
+            conn = self.conn
+        try:
+            self.send(conn, (name, request_id))
+            if not done.wait(timeout):
+                raise WorkerCommandError(f"pipeline {self.pipeline_id} did not answer {name} within {timeout:g} s")
+        finally:
+            with self.supervisor.lock:
+                self._replies.pop(request_id, None)
+        if answer and answer[0]:
+            raise WorkerCommandError(answer[0])
+        with self.supervisor.lock:
+            self.desired = "paused" if name == "pause" else "running"
+
+    def send(self, conn: Connection, message: Any) -> None:
+        with self._send_lock:
+            try:
+                conn.send(message)
+            except (OSError, EOFError, BrokenPipeError, ValueError):
+                pass
+
+    def reply(self, request_id: int, error: str | None) -> None:
+        entry = self._replies.get(request_id)
+        if entry is not None:
+            entry[1].append(error)
+            entry[0].set()
+
+
+class Supervisor:
+    """Starts, watches and stops pipeline workers; one thread watches them all."""
+
+    def __init__(self, settings: SupervisorSettings, *, mp_context: Any = None,
+                 target: Callable[..., None] = worker_main):
+        self.settings = settings
+        self.lock = threading.RLock()
+        self.request_ids = itertools.count(1)
+        self._mp = mp_context
+        self._target = target
+        self._handles: dict[str, WorkerHandle] = {}
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._last_resources = 0.0
+
+    @property
+    def mp(self) -> Any:
+        if self._mp is None:
+            self._mp = worker_context()
+        return self._mp
+
+    # ------------------------------------------------------------------ public
+
+    def warm_up(self) -> None:
+        """Start the forkserver (which imports inference once) before the first pipeline needs it."""
+        process = self.mp.Process(target=_noop, name="coral-worker-warmup")
+        process.start()
+        process.join(600)
+
+    def launch(self, spec: WorkerSpec) -> WorkerHandle:
+        """A worker for ``spec``; returns at once (``WorkerHandle.wait_started`` waits for it)."""
+        with self.lock:
+            if self._closed.is_set():
+                raise WorkerStartError("the pipeline supervisor is closed")
+            if spec.npu_core_mask is None:
+                spec = _with(spec, npu_core_mask=self._next_npu_mask())
+            handle = WorkerHandle(self, spec)
+            old = self._handles.get(spec.pipeline_id)
+            if old is not None and (old.alive() or old.next_restart_at is not None):
+                raise WorkerStartError(f"pipeline {spec.pipeline_id} already has a worker")
+            self._handles[spec.pipeline_id] = handle
+            self._ensure_thread()
+            self._spawn(handle)
+        return handle
+
+    def stop(self, handle: WorkerHandle, *, reason: str | None = None, timeout: float | None = None) -> None:
+        """Stop a worker and keep it stopped; always returns within the stop timeout plus a kill."""
+        timeout = self.settings.stop_timeout_s if timeout is None else timeout
+        with self.lock:
+            handle.desired = "terminated"
+            handle.stop_requested = reason is None
+            if reason is not None:
+                handle.kill_reason = reason
+            handle.next_restart_at = None
+            process, conn = handle.process, handle.conn
+            if process is None or process.exitcode is not None:
+                if handle.state in (PipelineState.restarting, PipelineState.starting):
+                    handle.state = PipelineState.terminated if reason is None else PipelineState.failed
+                    self._finish(handle)
+                return
+        if conn is not None:
+            handle.send(conn, ("terminate", 0))
+        process.join(timeout)
+        if process.exitcode is None:
+            logger.warning("pipeline %s: worker did not stop within %g s; SIGTERM", handle.pipeline_id, timeout)
+            process.terminate()
+            process.join(KILL_GRACE_S)
+        if process.exitcode is None:
+            logger.warning("pipeline %s: worker ignored SIGTERM; SIGKILL", handle.pipeline_id)
+            process.kill()
+            process.join(KILL_GRACE_S)
+        self._reap(handle)
+
+    def forget(self, handle: WorkerHandle) -> None:
+        """Drop a stopped worker's handle (its pipeline was deleted)."""
+        with self.lock:
+            if self._handles.get(handle.pipeline_id) is handle:
+                del self._handles[handle.pipeline_id]
+            handle.last_frame = None
+            self._release(handle)
+
+    def handles(self) -> list[WorkerHandle]:
+        with self.lock:
+            return list(self._handles.values())
+
+    def close(self) -> None:
+        """Stop every worker (in parallel) and the supervisor thread."""
+        handles = self.handles()
+        threads = [threading.Thread(target=self.stop, args=(h,), name=f"coral-stop-{h.pipeline_id}")
+                   for h in handles]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        with self.lock:
+            for handle in self._handles.values():
+                self._release(handle)
+
+    # ------------------------------------------------------------------ spawning (lock held)
+
+    def _next_npu_mask(self) -> str | None:
+        masks = self.settings.npu_core_masks
+        if not masks:
+            return None
+        load = {m: 0 for m in masks}
+        for handle in self._handles.values():
+            if handle.state.active and handle.spec.npu_core_mask in load:
+                load[handle.spec.npu_core_mask] += 1
+        return min(masks, key=lambda m: (load[m], masks.index(m)))
+
+    def _spawn(self, handle: WorkerHandle) -> None:
+        if handle.slot is None:
+            handle.slot = FrameSlot.create(self.settings.preview_max_bytes)
+        log_path = self.settings.log_dir / f"{handle.pipeline_id}.log"
+        spec = _with(handle.spec, frame_slot=handle.slot.name, log_path=str(log_path),
+                     start_paused=handle.desired == "paused",
+                     reconnect_backoff_max_s=self.settings.reconnect_backoff_max_s,
+                     status_interval_s=self.settings.status_interval_s)
+        parent, child = self.mp.Pipe(duplex=True)
+        process = self.mp.Process(target=self._target, args=(child, spec), name=f"coral-pipeline-{handle.pipeline_id}")
+        try:
+            process.start()
+        finally:
+            child.close()
+        now = time.monotonic()
+        handle.process, handle.conn, handle.pid = process, parent, process.pid
+        handle.state = PipelineState.starting
+        handle.status = {**handle.status, "state": "starting"}
+        handle.spawned_at = handle.last_message_at = handle.progress_at = now
+        handle.progress_frames = -1
+        handle.kill_reason = handle.kill_deadline = None
+        handle.stop_requested = False
+        handle.next_restart_at = None
+        handle._psutil = None
+        handle.ended.clear()
+        logger.info("pipeline %s: worker pid %s started", handle.pipeline_id, process.pid)
+
+    # ------------------------------------------------------------------ the watching thread
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="coral-pipeline-supervisor", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            with self.lock:
+                live = [h for h in self._handles.values() if h.process is not None and h.conn is not None]
+            waitables: list[Any] = []
+            for h in live:
+                waitables += [h.conn, h.process.sentinel]
+            try:
+                ready = set(wait(waitables, LOOP_PERIOD_S)) if waitables else set()
+            except (OSError, ValueError):  # a handle closed under us; next round
+                ready = set()
+            if not waitables:
+                self._closed.wait(LOOP_PERIOD_S)
+            for h in live:
+                if h.conn in ready:
+                    self._drain(h)
+                if h.process.sentinel in ready:
+                    self._drain(h)
+                    self._reap(h)
+            try:
+                self._check(time.monotonic())
+            except Exception:  # noqa: BLE001 - the supervisor must keep watching
+                logger.exception("pipeline supervisor check failed")
+
+    def _drain(self, handle: WorkerHandle) -> None:
+        conn = handle.conn
+        if conn is None:
+            return
+        try:
+            while conn.poll():
+                self._on_message(handle, conn.recv())
+        except (EOFError, OSError, ValueError):
+            pass
+
+    def _on_message(self, handle: WorkerHandle, message: Any) -> None:
+        kind = message[0]
+        now = time.monotonic()
+        with self.lock:
+            handle.last_message_at = now
+            if kind == "status":
+                status = message[1]
+                handle.status = status
+                if handle.ever_started and handle.alive():
+                    try:
+                        handle.state = PipelineState(status.get("state", "running"))
+                    except ValueError:
+                        pass
+                frames = int(status.get("frames") or 0)
+                if frames != handle.progress_frames:
+                    handle.progress_frames, handle.progress_at = frames, now
+            elif kind == "result":
+                handle.result = message[1]
+            elif kind == "reply":
+                handle.reply(message[1], message[2])
+            elif kind in ("started", "reconnecting"):
+                handle.ever_started = True
+                handle.error = None
+                handle.state = PipelineState.running if kind == "started" else PipelineState.reconnecting
+                if kind == "started":
+                    handle.status = message[1]
+                    handle.progress_at = now
+                    if handle.desired == "paused":
+                        handle.state = PipelineState.paused
+                else:
+                    handle.status = {**handle.status, "state": "reconnecting", "error": message[1]}
+                self._outcome(handle, kind, "" if kind == "started" else message[1])
+            elif kind == "start_failed":
+                handle.error = message[1]
+                self._outcome(handle, "failed", message[1])
+            elif kind == "hello":
+                handle.pid = message[1]
+
+    def _outcome(self, handle: WorkerHandle, kind: str, message: str) -> None:
+        if handle.start_outcome is None or not handle.start_event.is_set():
+            handle.start_outcome = (kind, message)
+            handle.start_event.set()
+
+    def _reap(self, handle: WorkerHandle) -> None:
+        """Turn an ended worker into an exit record, a state and perhaps a scheduled restart."""
+        with self.lock:
+            process = handle.process
+            if process is None or process.exitcode is None:
+                return
+            code = process.exitcode
+            handle.process = None
+            if handle.conn is not None:
+                handle.conn.close()
+                handle.conn = None
+            handle.resources = None
+            exit_info = _exit_info(code, handle, self.settings.log_dir / f"{handle.pipeline_id}.log")
+            handle.last_exit = exit_info
+            if handle.stop_requested:
+                handle.state = PipelineState.terminated
+            elif handle.kill_reason is None and code == 0:
+                handle.state = PipelineState.finished
+            else:
+                handle.state = PipelineState.failed
+                handle.error = handle.error if code == EXIT_START_FAILED and handle.error else exit_info.reason
+            self._outcome(handle, "failed", handle.error or exit_info.reason)
+            logger.log(logging.INFO if handle.state is not PipelineState.failed else logging.ERROR,
+                       "pipeline %s: worker ended: %s", handle.pipeline_id, exit_info.reason)
+            if self._should_restart(handle, code):
+                self._schedule_restart(handle)
+            else:
+                self._finish(handle)
+
+    def _should_restart(self, handle: WorkerHandle, code: int) -> bool:
+        policy = self.settings.restart
+        if handle.stop_requested or handle.desired == "terminated" or self._closed.is_set():
+            return False
+        if not handle.ever_started or code == EXIT_START_FAILED:
+            return False  # a workflow that cannot start is not retried in a loop
+        if handle.state is PipelineState.failed:
+            return policy in ("on-failure", "always")
+        return policy == "always" and handle.state is PipelineState.finished
+
+    def _schedule_restart(self, handle: WorkerHandle) -> None:
+        now = time.monotonic()
+        while handle.restart_times and now - handle.restart_times[0] > HOUR_S:
+            handle.restart_times.popleft()
+        if len(handle.restart_times) >= self.settings.restart_max_per_hour:
+            handle.error = (f"{handle.error or 'worker ended'}; not restarted: "
+                            f"{self.settings.restart_max_per_hour} restarts in the last hour "
+                            "(services.pipelines.restart_max_per_hour)")
+            handle.state = PipelineState.failed
+            self._finish(handle)
+            return
+        delay = min(self.settings.restart_backoff_s * 2 ** len(handle.restart_times),
+                    self.settings.restart_backoff_max_s)
+        handle.next_restart_at = now + delay
+        handle.state = PipelineState.restarting
+        logger.warning("pipeline %s: restarting in %.1f s (%s)", handle.pipeline_id, delay,
+                       handle.last_exit.reason if handle.last_exit else "")
+
+    def _finish(self, handle: WorkerHandle) -> None:
+        """The worker stays down: keep its last frame, give back the shared memory."""
+        handle.next_restart_at = None
+        latest = handle.latest_frame()
+        if latest is not None:
+            handle.last_frame = latest
+        self._release(handle)
+        handle.ended.set()
+
+    def _release(self, handle: WorkerHandle) -> None:
+        if handle.slot is not None:
+            handle.slot.close()
+            handle.slot = None
+
+    def _check(self, now: float) -> None:
+        settings = self.settings
+        sample = now - self._last_resources >= RESOURCE_PERIOD_S
+        if sample:
+            self._last_resources = now
+        with self.lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            with self.lock:
+                if handle.next_restart_at is not None and now >= handle.next_restart_at:
+                    handle.restarts += 1
+                    handle.restart_times.append(now)
+                    try:
+                        self._spawn(handle)
+                    except Exception as exc:  # noqa: BLE001
+                        handle.error = f"restart failed: {type(exc).__name__}: {exc}"
+                        handle.state = PipelineState.failed
+                        self._finish(handle)
+                    continue
+                process = handle.process
+                if process is None or process.exitcode is not None:
+                    continue
+                if handle.kill_deadline is not None:
+                    if now >= handle.kill_deadline:
+                        process.kill()
+                    continue
+                reason = None
+                if now - handle.last_message_at > settings.heartbeat_timeout_s:
+                    reason = f"hung: no heartbeat for {now - handle.last_message_at:.0f} s"
+                elif (handle.state is PipelineState.starting and not handle.ever_started
+                      and now - handle.spawned_at > settings.start_timeout_s):
+                    reason = f"hung: did not start within {settings.start_timeout_s:g} s"
+                elif (settings.stall_timeout_s and handle.state is PipelineState.running
+                      and handle.desired == "running" and now - handle.progress_at > settings.stall_timeout_s):
+                    reason = f"hung: no frame for {now - handle.progress_at:.0f} s"
+                if reason is not None:
+                    logger.error("pipeline %s: %s; stopping its worker", handle.pipeline_id, reason)
+                    handle.kill_reason = reason
+                    handle.kill_deadline = now + min(settings.stop_timeout_s, 5.0)
+                    if handle.conn is not None:
+                        handle.send(handle.conn, ("terminate", 0))
+                    process.terminate()
+            if sample:
+                self._sample(handle)
+
+    def _sample(self, handle: WorkerHandle) -> None:
+        pid = handle.pid
+        if pid is None or not handle.alive():
+            return
+        try:
+            import psutil
+
+            proc = handle._psutil
+            if proc is None or proc.pid != pid:
+                proc = handle._psutil = psutil.Process(pid)
+                proc.cpu_percent(None)
+            with proc.oneshot():
+                usage = ResourceUsage(pid=pid, rss_bytes=proc.memory_info().rss,
+                                      cpu_percent=round(proc.cpu_percent(None), 1),
+                                      threads=proc.num_threads(), open_files=proc.num_fds())
+        except Exception:  # noqa: BLE001 - the process ended meanwhile
+            return
+        with self.lock:
+            handle.resources = usage
+
+
+def _with(spec: WorkerSpec, **changes: Any) -> WorkerSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+def _exit_info(code: int, handle: WorkerHandle, log_path: Path) -> ExitInfo:
+    signal_name = None
+    if code < 0:
+        try:
+            signal_name = signal.Signals(-code).name
+        except ValueError:
+            signal_name = f"signal {-code}"
+    if handle.stop_requested:
+        reason = "terminated on request"
+    elif handle.kill_reason is not None:
+        reason = f"{handle.kill_reason} (worker stopped, {'killed by ' + signal_name if signal_name else f'exit code {code}'})"
+    elif signal_name is not None:
+        reason = f"worker killed by {signal_name}"
+    elif code == 0:
+        reason = "source ended"
+    elif code == EXIT_START_FAILED:
+        reason = "the workflow did not start"
+    else:
+        reason = f"worker exited with code {code}"
+    return ExitInfo(code=None if signal_name else code, signal=signal_name, reason=reason,
+                    at=datetime.now(timezone.utc).isoformat(), log_tail=_tail(log_path, LOG_TAIL_LINES))
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line[:500] for line in text.splitlines()[-lines:]]
+
+
+def _noop() -> None:
+    pass

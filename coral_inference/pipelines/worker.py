@@ -1,0 +1,314 @@
+"""The pipeline worker: one process runs one ``PipelineRunner`` for the web app's supervisor.
+
+The supervisor (``coral_inference.pipelines.supervisor``) starts this module's
+``worker_main`` in a process forked from a server that already imported
+inference, and talks to it over one ``multiprocessing`` pipe:
+
+* supervisor → worker: ``(command, request_id)`` with command ``pause``,
+  ``resume`` or ``terminate``; the worker answers ``("reply", request_id, error)``;
+* worker → supervisor: ``("hello", pid)``, then ``("started", status)``,
+  ``("reconnecting", message)`` or ``("start_failed", message)``; every
+  ``status_interval_s`` a ``("status", status)`` (also the heartbeat), and the
+  latest results as ``("result", payload)`` at most a few times a second.
+
+The preview frame goes through shared memory (``FrameSlot``), never through the
+pipe. The worker's stdout/stderr go to its own log file, with ``faulthandler`` on,
+so even a native crash leaves its last lines for the supervisor to report.
+
+Before the first frame the worker declares its pipeline identity (recordings,
+metrics and preview channels are keyed by it) and installs the exit shutdown
+(recordings finalised on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+logger = logging.getLogger("coral_inference.pipelines.worker")
+
+RESULT_INTERVAL_S = 0.25
+TERMINATE_JOIN_S = 5.0
+EXIT_FINISHED = 0
+EXIT_FAILED = 1
+EXIT_START_FAILED = 3
+LOG_MAX_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable (sent to the forked process)."""
+
+    pipeline_id: str
+    config: dict[str, Any]  # RuntimeDescriptor as JSON-ready data
+    workflow: dict[str, Any]
+    source: str | int
+    name: str | None = None
+    max_fps: float | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    preview_output: str | None = None
+    frame_slot: str | None = None  # shared-memory name of the preview slot
+    log_path: str | None = None
+    npu_core_mask: str | None = None
+    cpu_affinity: tuple[int, ...] | None = None
+    start_paused: bool = False
+    status_interval_s: float = 0.5
+    reconnect_backoff_s: float = 1.0
+    reconnect_backoff_max_s: float = 30.0
+
+
+def worker_main(conn: Connection, spec: WorkerSpec) -> None:
+    """Entry point of the worker process; never returns (exits with the pipeline's outcome)."""
+    _redirect_output(spec.log_path)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if spec.cpu_affinity:
+        try:
+            os.sched_setaffinity(0, spec.cpu_affinity)
+        except (OSError, AttributeError) as exc:
+            logger.warning("pipeline %s: CPU affinity %s not applied: %s", spec.pipeline_id, spec.cpu_affinity, exc)
+
+    from coral_inference.runtime.process import install_exit_shutdown, set_pipeline_identity
+
+    set_pipeline_identity(spec.pipeline_id, spec.name)
+    worker = _Worker(conn, spec)
+    install_exit_shutdown(extra=worker.stop_pipeline)
+    code = EXIT_FAILED
+    try:
+        code = worker.run()
+    except BaseException:  # noqa: BLE001 - reported through the exit code and the log
+        logger.exception("pipeline %s: worker failed", spec.pipeline_id)
+    finally:
+        from coral_inference.runtime import shutdown
+
+        try:
+            shutdown()  # recordings finalised, metrics flushed
+        except Exception:  # noqa: BLE001
+            logger.exception("pipeline %s: shutdown", spec.pipeline_id)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    # inference's threads may be stuck in a hung block; they must not hold the exit.
+    os._exit(code)
+
+
+def worker_config(spec: WorkerSpec) -> dict[str, Any]:
+    """The runtime configuration of this worker: the app's, with its NPU placement."""
+    config = {**spec.config}
+    mask = spec.npu_core_mask
+    if mask:
+        backends = {**config.get("backends", {})}
+        rknn = {**backends.get("rknn", {})}
+        cores = [c for c in mask.split("_") if c in ("0", "1", "2")]
+        rknn.update(core_mask=mask, pool_cores=cores or ["0"], pool_size=max(1, len(cores)))
+        backends["rknn"] = rknn
+        config["backends"] = backends
+    return config
+
+
+class _Worker:
+    def __init__(self, conn: Connection, spec: WorkerSpec):
+        self.conn = conn
+        self.spec = spec
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._runner: Any = None
+        self._slot: Any = None
+        self._exit_code: int | None = None
+        self._phase = "starting"  # starting | reconnecting | started
+        self._phase_error: str | None = None
+        self._result_sent_frame: int | None = None
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        self._send(("hello", os.getpid()))
+        from coral_inference.pipelines.frames import FrameSlot
+        from coral_inference.runtime import init
+
+        context = init(worker_config(self.spec), source=f"pipeline worker {self.spec.pipeline_id}")
+        if self.spec.frame_slot:
+            self._slot = FrameSlot.attach(self.spec.frame_slot)
+        starter = threading.Thread(target=self._start_loop, args=(context,), name="coral-worker-start",
+                                   daemon=True)
+        starter.start()
+        interval = self.spec.status_interval_s
+        next_status = 0.0
+        next_result = 0.0
+        while self._exit_code is None:
+            try:
+                if self.conn.poll(0.05):
+                    self._handle(self.conn.recv())
+            except (EOFError, OSError):  # the supervisor is gone: stop, do not run unsupervised
+                self.stop_pipeline()
+                return EXIT_FAILED
+            now = time.monotonic()
+            if now >= next_result:
+                next_result = now + RESULT_INTERVAL_S
+                self._send_result()
+            if now >= next_status:
+                next_status = now + interval
+                self._send(("status", self.status()))
+        self._send_result()
+        self._send(("status", self.status()))
+        return self._exit_code
+
+    def _handle(self, message: Any) -> None:
+        command, request_id = message
+        error: str | None = None
+        runner = self._runner
+        try:
+            if command == "terminate":
+                self.stop_pipeline()
+                self._exit_code = EXIT_FINISHED
+            elif command in ("pause", "resume"):
+                if runner is None or self._phase != "started":
+                    raise _StateError(f"pipeline {self.spec.pipeline_id} is {self._phase}, not running")
+                getattr(runner, command)()
+            else:
+                raise _StateError(f"unknown worker command {command!r}")
+        except Exception as exc:  # noqa: BLE001 - answered to the supervisor
+            error = f"{type(exc).__name__}: {exc}"
+        self._send(("reply", request_id, error))
+
+    def stop_pipeline(self) -> None:
+        self._stop.set()
+        runner = self._runner
+        if runner is not None:
+            runner.terminate()
+            if not runner.join(TERMINATE_JOIN_S):
+                logger.warning("pipeline %s: its threads did not stop within %s s (a hung block?)",
+                               self.spec.pipeline_id, TERMINATE_JOIN_S)
+
+    # ------------------------------------------------------------------ starting
+
+    def _start_loop(self, context: Any) -> None:
+        from coral_inference.pipelines.runner import (
+            PipelineRunner,
+            PipelineStartError,
+            is_source_unavailable,
+        )
+
+        spec = self.spec
+        delay = spec.reconnect_backoff_s
+        while not self._stop.is_set():
+            runner = PipelineRunner(
+                context, spec.workflow, spec.source, pipeline_id=spec.pipeline_id, max_fps=spec.max_fps,
+                workflows_parameters=spec.parameters, on_result=self._on_result,
+            )
+            self._runner = runner
+            try:
+                runner.start()
+            except PipelineStartError as exc:
+                cause = exc.__cause__ or exc
+                message = f"{type(cause).__name__}: {cause}"
+                if is_source_unavailable(exc) and not self._stop.is_set():
+                    # A camera that is down: keep trying while the pipeline is wanted running.
+                    first = self._phase != "reconnecting"
+                    self._phase, self._phase_error = "reconnecting", message
+                    if first:
+                        self._send(("reconnecting", message))
+                    logger.warning("pipeline %s: source unavailable, retrying in %.0f s: %s",
+                                   spec.pipeline_id, delay, message)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, spec.reconnect_backoff_max_s)
+                    continue
+                self._send(("start_failed", message))
+                self._exit_code = EXIT_START_FAILED
+                return
+            break
+        else:
+            self._exit_code = EXIT_FINISHED
+            return
+        self._phase, self._phase_error = "started", None
+        self._send(("started", self.status()))
+        if spec.start_paused:
+            try:
+                runner.pause()
+            except Exception:  # noqa: BLE001 - e.g. a very short file that already ended
+                logger.debug("pipeline %s: pause at start", spec.pipeline_id, exc_info=True)
+        runner.join()
+        state = runner.state.value
+        if self._exit_code is None:
+            self._exit_code = EXIT_FAILED if state == "failed" else EXIT_FINISHED
+
+    # ------------------------------------------------------------------ reporting
+
+    def status(self) -> dict[str, Any]:
+        runner = self._runner
+        if runner is None:
+            from coral_inference.pipelines.status import RunnerStatus
+
+            return RunnerStatus(id=self.spec.pipeline_id, state="starting").model_dump(mode="json")
+        status = runner.status()
+        if self._phase == "reconnecting":
+            status.update(state="reconnecting", error=self._phase_error)
+        elif self._phase == "starting" and status["state"] in ("created", "failed"):
+            status["state"] = "starting"
+        return status
+
+    def _on_result(self, result: Any) -> None:
+        slot = self._slot
+        if slot is None:
+            return
+        try:
+            output = self.spec.preview_output
+            try:
+                image = result.image(output)
+            except KeyError:
+                image = result.image()
+            slot.write(image)
+        except Exception:  # noqa: BLE001 - the preview must never stop the pipeline
+            logger.debug("pipeline %s: preview frame not written", self.spec.pipeline_id, exc_info=True)
+
+    def _send_result(self) -> None:
+        runner = self._runner
+        result = runner.latest_result() if runner is not None else None
+        if result is None or result.frame_id == self._result_sent_frame:
+            return
+        from coral_inference.results import to_jsonable
+
+        try:
+            outputs = to_jsonable(result.outputs)
+        except Exception as exc:  # noqa: BLE001
+            outputs = {"error": f"outputs not serialisable: {type(exc).__name__}: {exc}"}
+        self._result_sent_frame = result.frame_id
+        self._send(("result", {"frame_id": result.frame_id,
+                               "frame_timestamp": result.frame_timestamp.isoformat(), "outputs": outputs}))
+
+    def _send(self, message: Any) -> None:
+        with self._send_lock:
+            try:
+                self.conn.send(message)
+            except (OSError, EOFError, BrokenPipeError):
+                pass  # the supervisor is gone; the main loop notices on its next poll
+
+
+class _StateError(RuntimeError):
+    pass
+
+
+def _redirect_output(log_path: str | None) -> None:
+    """fd 1 and 2 into the pipeline's log file (kept short), native crash traces included."""
+    if log_path:
+        try:
+            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+            mode = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            if os.path.exists(log_path) and os.path.getsize(log_path) > LOG_MAX_BYTES:
+                mode |= os.O_TRUNC
+            fd = os.open(log_path, mode, 0o640)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own stdout
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        except OSError:
+            pass
+    faulthandler.enable(file=sys.stderr, all_threads=True)
