@@ -189,6 +189,24 @@ class MetricsHub:
             self._sinks[name].offer(point)
         return point
 
+    def series_tag_values(self, tag: str) -> set[str]:
+        """Values of ``tag`` in series the sinks still export (sinks that keep series: Prometheus)."""
+        found: set[str] = set()
+        for sink in list(self._sinks.values()):
+            values = getattr(sink, "label_values", None)
+            if values is not None:
+                found |= values(tag)
+        return found
+
+    def forget_series(self, tag: str, values: set[str]) -> int:
+        """Drop exported series whose ``tag`` is one of ``values`` (pipelines that no longer exist)."""
+        removed = 0
+        for sink in list(self._sinks.values()):
+            forget = getattr(sink, "forget", None)
+            if forget is not None:
+                removed += forget(tag, values)
+        return removed
+
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per sink: queued, sent, dropped, spooled, errors, last_error."""
         return {name: sink.stats.as_dict() for name, sink in list(self._sinks.items())}

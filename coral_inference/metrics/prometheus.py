@@ -40,6 +40,7 @@ class PrometheusSink:
         self.label_conflicts = 0
         self._metrics: dict[str, tuple[Any, tuple[str, ...], str]] = {}
         self._totals: dict[tuple, float] = {}
+        self._children: dict[str, set[tuple[str, ...]]] = {}  # metric name -> label values exported
         self._lock = threading.Lock()
         self._server = None
         if port is not None:
@@ -71,6 +72,9 @@ class PrometheusSink:
             self.label_conflicts += 1
         values = tuple(labels_in.get(label, "") for label in labels)
         child = metric.labels(*values) if labels else metric
+        if labels:
+            with self._lock:
+                self._children.setdefault(metric_name(point.measurement, field), set()).add(values)
         if kind == "gauge":
             child.set(value)
         elif kind == "histogram":
@@ -94,6 +98,42 @@ class PrometheusSink:
             metric = factory(name.removesuffix("_total") if kind == "counter" else name, doc, labels, registry=self.registry)
             self._metrics[name] = (metric, labels, kind)
             return self._metrics[name]
+
+    def label_values(self, label: str) -> set[str]:
+        """Every value of tag ``label`` in an exported series (e.g. the pipeline ids with series)."""
+        label = label_name(label)
+        found: set[str] = set()
+        with self._lock:
+            for name, children in self._children.items():
+                labels = self._metrics[name][1]
+                if label in labels:
+                    index = labels.index(label)
+                    found.update(values[index] for values in children)
+        return found
+
+    def forget(self, label: str, values: set[str]) -> int:
+        """Remove every series whose tag ``label`` is one of ``values`` (a deleted pipeline's); returns how many.
+
+        Without this a deleted pipeline's last fps and latency stay on /metrics for the life of the process.
+        """
+        label = label_name(label)
+        removed = 0
+        with self._lock:
+            for name, children in self._children.items():
+                metric, labels, _ = self._metrics[name]
+                if label not in labels:
+                    continue
+                index = labels.index(label)
+                for child in [c for c in children if c[index] in values]:
+                    metric.remove(*child)
+                    children.discard(child)
+                    removed += 1
+            for key in list(self._totals):
+                measurement, field, child = key
+                labels = self._metrics[metric_name(measurement, field)][1]
+                if label in labels and child[labels.index(label)] in values:
+                    del self._totals[key]
+        return removed
 
     def close(self) -> None:
         if self._server is not None:

@@ -140,9 +140,19 @@ class MonitorService:
                            "frames": status["frames"]})
         for pid in [p for p in self.pipeline_history if p not in live]:
             del self.pipeline_history[pid]
+        self._forget_series_of_gone_pipelines(live)
         self.last_sample_at = now
         self._emit(host)
         return host
+
+    def _forget_series_of_gone_pipelines(self, live: set[str]) -> None:
+        # A deleted pipeline's fps/latency series would otherwise stay on /metrics with their last values.
+        try:
+            gone = self.metrics_hub.series_tag_values("pipeline_id") - live
+            if gone:
+                self.metrics_hub.forget_series("pipeline_id", gone)
+        except Exception as exc:  # monitoring goes on; the next round tries again
+            logger.warning("stale pipeline series not removed: %s", exc)
 
     def _emit(self, host: dict[str, Any]) -> None:
         if not self.sinks:
