@@ -269,3 +269,64 @@ def _plan_dict(plan: Any) -> dict[str, Any]:
         "mean_values": plan.mean_values, "std_values": plan.std_values, "quantize": plan.quantize,
         "head": plan.head.type,
     }
+
+
+@app.command("import")
+def import_cmd(
+    source: str = typer.Argument(..., help="An .onnx export, an .rknn (with --onnx), an inference cache directory, "
+                                           "or a Roboflow model id (project/version or workspace/project/version)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Package name (default: from the source)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Package directory to write (default: ./NAME)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Class names, one per line (or a YAML names list)."),
+    numbered_classes: bool = typer.Option(False, "--numbered-classes", help="Name classes class0, class1, ... when the model carries none."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="The ONNX an .rknn SOURCE was converted from."),
+    rknn: Optional[Path] = typer.Option(None, "--rknn", help="An .rknn built from this ONNX, added as the rknn artifact."),
+    rknn_box_units: str = typer.Option("pixels", "--rknn-box-units", help="pixels, or normalized for Ultralytics' int8 RKNN builds."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing package directory."),
+    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    json_: bool = JsonOption,
+) -> None:
+    """Build a validated package from a model file or a Roboflow model, in one command."""
+    from coral_inference.models import ModelPackageError
+    from coral_inference.models.importing import import_model
+    from coral_inference.runtime import shutdown
+
+    if rknn_box_units not in ("pixels", "normalized"):
+        err_console.print(f"[red]error:[/red] --rknn-box-units {rknn_box_units!r}: use pixels or normalized")
+        raise typer.Exit(2)
+    context = _context(config, set_, no_env)
+    try:
+        from coral_inference.cli.roboflow_fetch import fetch_roboflow_model
+
+        result = import_model(
+            source, name=name, out=out, classes_file=classes, numbered_classes=numbered_classes, onnx=onnx,
+            rknn=rknn, rknn_box_units=rknn_box_units, force=force, context=context,
+            fetcher=lambda model_id: fetch_roboflow_model(model_id, progress=not json_),
+        )
+    except ModelPackageError as exc:
+        if json_:
+            print_json({"imported": False, "error": str(exc), "type": type(exc).__name__})
+        else:
+            err_console.print(f"[red]cannot import:[/red] {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        shutdown()
+    package = result.package
+    if json_:
+        print_json({"imported": True, **result.as_dict()})
+        return
+    console.print(f"[green]imported[/green] {source} -> {package.root}", highlight=False, soft_wrap=True)
+    console.print(f"  task {getattr(package.manifest, 'task', 'object-detection')}, head {package.head.type}, "
+                  f"input {package.input.width}x{package.input.height} {package.input.resize}, "
+                  f"{len(package.classes)} classes: {', '.join(package.classes[:8])}"
+                  f"{' ...' if len(package.classes) > 8 else ''}", highlight=False, markup=False, soft_wrap=True)
+    for note in result.notes:
+        console.print(f"  note: {note}", highlight=False, markup=False, soft_wrap=True)
+    for check in result.checks:
+        console.print(f"  {check.status:>4} {check.name}: {check.detail}", highlight=False, markup=False, soft_wrap=True)
+    console.print("use it:", highlight=False)
+    console.print(f"  coral-runtime models inspect {package.root}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"  in a workflow: \"model_id\": \"coral/{package.root}\" (or add it to the config's models section)",
+                  highlight=False, markup=False, soft_wrap=True)
+    console.print(f"  for the NPU: coral-runtime models convert {package.root} --target rk3588", highlight=False,
+                  markup=False)

@@ -22,6 +22,14 @@ from coral_inference.models.decoders import decode
 from coral_inference.models.nms import nms
 from coral_inference.models.package import HeadSpec, InputSpec, ModelPackage
 from coral_inference.models.preprocess import ResizeGeometry, preprocess_image
+from coral_inference.models.tasks.postprocess import (
+    TASK_HEAD_TYPES,
+    check_outputs,
+    classify_outputs,
+    postprocess_task,
+    session_output_shapes,
+)
+from coral_inference.models.tasks.results import ClassificationResult
 
 
 @dataclass
@@ -53,6 +61,13 @@ class Detector:
         self._class_names = np.asarray(package.classes)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        shapes = session_output_shapes(session)
+        if shapes is not None:
+            try:  # a package whose outputs do not fit its task head is refused at load
+                check_outputs(package, self.head, self.input_spec, shapes)
+            except Exception:
+                session.close()
+                raise
 
     # ------------------------------------------------------------------ stages
 
@@ -76,6 +91,14 @@ class Detector:
         times: StageTimes | None = None,
     ) -> sv.Detections:
         allowed = self.class_ids_for(class_filter)
+        if self.head.type in TASK_HEAD_TYPES:  # segmentation, keypoints, OBB, RF-DETR: models/tasks/
+            detections, reached = postprocess_task(
+                self.package, self.head, self.input_spec, outputs, geometry, allowed, confidence=confidence,
+                iou=iou, max_detections=max_detections, agnostic=agnostic, max_candidates=max_candidates,
+            )
+            if times is not None:
+                times.candidates = reached
+            return detections
         if allowed is not None and allowed.size == 0:
             return self._detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
         candidates = decode(
@@ -132,6 +155,21 @@ class Detector:
             return [self.detect(frame, **options) for frame in frames]
         pool = self._executor(int(self.session.concurrency))
         return list(pool.map(lambda frame: self.detect(frame, **options), frames))
+
+    def classify(self, frame_bgr: np.ndarray) -> ClassificationResult:
+        """Class probabilities of a classification package (task classification)."""
+        tensor, _ = self.prepare(frame_bgr)
+        return classify_outputs(self.package, self.head, self.input_spec, self.infer(tensor))
+
+    def classify_batch(self, frames: Sequence[np.ndarray]) -> list[ClassificationResult]:
+        workers = min(int(getattr(self.session, "concurrency", 1) or 1), len(frames))
+        if workers <= 1:
+            return [self.classify(frame) for frame in frames]
+        return list(self._executor(int(self.session.concurrency)).map(self.classify, frames))
+
+    @property
+    def task(self) -> str:
+        return self.package.manifest.task
 
     def class_ids_for(self, class_filter: Sequence[str | int] | None) -> np.ndarray | None:
         """Class ids for names (or ids); an unknown name is an error that lists the known ones."""

@@ -57,7 +57,13 @@ class InputSpec(_Strict):
     scale: float = Field(1 / 255, gt=0, description="Pixel values are multiplied by this first.")
     mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Subtracted after scaling, per channel.")
     std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="Divided by after the mean, per channel.")
-    resize: Literal["letterbox", "stretch"] = Field("letterbox", description="Keep aspect ratio (pad) or stretch.")
+    resize: Literal["letterbox", "stretch", "center-crop"] = Field(
+        "letterbox",
+        description=(
+            "Keep aspect ratio (pad), stretch, or center-crop (shortest side to the input size, then the "
+            "centre: Ultralytics classification)."
+        ),
+    )
     pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
 
     @field_validator("std")
@@ -80,7 +86,11 @@ class InputOverride(_Strict):
 class HeadSpec(_Strict):
     """How the raw outputs are decoded into boxes."""
 
-    type: Literal["yolov8", "yolov8_dfl", "yolov5", "end2end", "yolov5_single"] = Field(
+    type: Literal[
+        "yolov8", "yolov8_dfl", "yolov5", "end2end", "yolov5_single",
+        "yolov8_seg", "yolov8_seg_dfl", "yolov8_pose", "yolov8_pose_dfl", "yolov8_obb", "yolov8_cls",
+        "rfdetr", "rfdetr_seg",
+    ] = Field(
         ...,
         description=(
             "yolov8: one [1, 4+nc, N] output (Ultralytics YOLOv5u/8/11/26, cx cy w h in input pixels); "
@@ -90,8 +100,25 @@ class HeadSpec(_Strict):
             "end2end: one [1, K, 6] output x1 y1 x2 y2 score class, already filtered (YOLOv10, YOLO26, "
             "Ultralytics nms=True exports; no NMS is run); "
             "yolov5_single: one [1, N, 5+nc] output cx cy w h objectness class scores (classic YOLOv5 "
-            "export, Roboflow YOLOv5), score = objectness * class."
+            "export, Roboflow YOLOv5), score = objectness * class. "
+            "Other tasks (docs/models.md): yolov8_seg: [1, 4+nc+nm, N] + prototypes [1, nm, H/4, W/4]; "
+            "yolov8_seg_dfl: per stride box DFL, class scores, score sum, mask coefficients [1, nm, H, W], "
+            "prototypes last (rknn_model_zoo yolov8_seg); yolov8_pose: [1, 4+nc+K*dims, N]; "
+            "yolov8_pose_dfl: per stride [1, 64+nc, H, W] (box DFL ++ class logits) then keypoints "
+            "[1, K, dims, N] (rknn_model_zoo yolov8_pose); yolov8_obb: [1, 4+nc+1, N], angle (radians) last; "
+            "yolov8_cls: [1, nc]; rfdetr: boxes [1, Q, 4] normalised cx cy w h + logits [1, Q, nc(+1)]; "
+            "rfdetr_seg: the same plus masks [1, Q, h, w]."
         ),
+    )
+    activation: Literal["none", "softmax", "sigmoid"] = Field(
+        "none",
+        description=(
+            "Classification (yolov8_cls) only: what Coral applies to the scores. Ultralytics cls exports "
+            "already end in a softmax (none); raw logits take softmax (single-label) or sigmoid (multi-label)."
+        ),
+    )
+    keypoint_dims: Literal[2, 3] = Field(
+        3, description="Values per keypoint in pose outputs: x, y (2) or x, y, confidence (3)."
     )
     box_units: Literal["pixels", "normalized"] = Field(
         "pixels",
@@ -128,6 +155,39 @@ class HeadSpec(_Strict):
     def needs_nms(self) -> bool:
         """False for heads whose output is already the final, filtered set of boxes."""
         return self.type != "end2end"
+
+
+# Heads of the tasks other than object detection; every other head type decodes boxes.
+TASK_HEADS: dict[str, tuple[str, ...]] = {
+    "instance-segmentation": ("yolov8_seg", "yolov8_seg_dfl", "rfdetr_seg"),
+    "keypoint-detection": ("yolov8_pose", "yolov8_pose_dfl"),
+    "classification": ("yolov8_cls",),
+    "obb": ("yolov8_obb",),
+}
+
+
+def head_task(head_type: str) -> str:
+    """The task a head type decodes (``object-detection`` for every box-only head)."""
+    for task, types in TASK_HEADS.items():
+        if head_type in types:
+            return task
+    return "object-detection"
+
+
+class KeypointsSpec(_Strict):
+    """Keypoint names (model order) and the skeleton's edges as index pairs."""
+
+    names: list[str] = Field(..., min_length=1, description="One name per keypoint, in the model's order.")
+    skeleton: list[tuple[int, int]] = Field(
+        default_factory=list, description="Edges between keypoints, 0-based indices into names."
+    )
+
+    @model_validator(mode="after")
+    def _edges_in_range(self) -> KeypointsSpec:
+        bad = [list(edge) for edge in self.skeleton if not all(0 <= i < len(self.names) for i in edge)]
+        if bad:
+            raise ValueError(f"skeleton edges {bad} index past the {len(self.names)} keypoint names (0-based)")
+        return self
 
 
 def _sha256_hex(value: Optional[str]) -> Optional[str]:
@@ -216,7 +276,15 @@ class ModelManifest(_Strict):
     """The content of ``coral-model.yaml``."""
 
     name: str = Field(..., min_length=1, description="Package name (how blocks and the CLI refer to it).")
-    task: Literal["object-detection"] = Field("object-detection", description="What the model does.")
+    task: Literal["object-detection", "instance-segmentation", "keypoint-detection", "classification", "obb"] = Field(
+        "object-detection", description="What the model does."
+    )
+    multi_label: bool = Field(
+        False, description="classification: independent (sigmoid) labels instead of one class per image."
+    )
+    keypoints: Optional[KeypointsSpec] = Field(
+        None, description="keypoint-detection: keypoint names (in model order) and skeleton edges."
+    )
     description: str = Field("", description="One line for humans.")
     classes: list[str] = Field(..., min_length=1, description="Class names by class id.")
     input: InputSpec
@@ -224,6 +292,25 @@ class ModelManifest(_Strict):
     artifacts: dict[str, ArtifactSpec] = Field(..., min_length=1, description="Artifacts by backend name.")
     convert: ConvertSpec = Field(default_factory=ConvertSpec, description="Sources for artifacts built on demand.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Provenance: training script, seed, accuracy.")
+
+    @model_validator(mode="after")
+    def _head_fits_task(self) -> ModelManifest:
+        heads = [("head", self.head)] + [
+            (f"artifacts.{name}.head", spec.head) for name, spec in self.artifacts.items() if spec.head is not None
+        ]
+        for field, head in heads:
+            task = head_task(head.type)
+            if task != self.task:
+                fitting = ", ".join(TASK_HEADS.get(self.task, ("yolov8", "yolov8_dfl", "...")))
+                raise ValueError(
+                    f"{field}.type {head.type!r} decodes {task} outputs but task is {self.task!r}; "
+                    f"heads for {self.task}: {fitting}"
+                )
+        if self.task == "keypoint-detection" and self.keypoints is None:
+            raise ValueError("task keypoint-detection needs 'keypoints: {names: [...], skeleton: [[i, j], ...]}'")
+        if self.multi_label and self.task != "classification":
+            raise ValueError(f"multi_label applies to task classification only, not {self.task!r}")
+        return self
 
     @field_validator("classes")
     @classmethod
