@@ -1,6 +1,6 @@
 """Platform detection reads files only."""
 
-from coral_inference.runtime.platform import detect_platform
+from coral_inference.platform import detect_platform
 
 
 def _tree(tmp_path, files):

@@ -18,6 +18,9 @@ import numpy as np
 
 from coral_inference.backends.base import BackendUnavailableError, ProbeResult
 from coral_inference.config.schema import OnnxRuntimeOptions
+from coral_inference.models.artifacts import copy_artifacts, ensure_artifact
+from coral_inference.models.errors import ModelLoadError
+from coral_inference.models.preprocess import preprocess_image
 
 logger = logging.getLogger("coral_inference.backends.onnxruntime")
 
@@ -106,21 +109,15 @@ class OnnxRuntimeBackend:
         return [package.artifact(self.name)]
 
     def download_artifacts(self, package, dest: Path) -> list[Path]:
-        from coral_inference.models.artifacts import copy_artifacts
-
         return copy_artifacts(package, self.name, Path(dest))
 
     def preprocess(self, image: np.ndarray, package) -> np.ndarray:
-        from coral_inference.models.preprocess import preprocess_image
-
         return preprocess_image(image, package.input_for(self.name))[0]
 
     # ------------------------------------------------------------------ sessions
 
     def prepare_session(self, package, options: dict[str, Any] | None = None) -> OnnxRuntimeSession:
         """Load the package's ONNX artifact; ``options`` may override providers and threads."""
-        from coral_inference.models.artifacts import ensure_artifact
-
         probe = self.probe()
         if not probe.available:
             raise BackendUnavailableError(f"onnxruntime cannot run model {package.name!r}: {probe.reason}")
@@ -134,9 +131,7 @@ class OnnxRuntimeBackend:
         self, path: Path, *, model: str, options: dict[str, Any] | None = None, input_spec: Any = None, head: Any = None
     ) -> OnnxRuntimeSession:
         """An ``InferenceSession`` over ``path`` with this backend's providers and threads."""
-        import onnxruntime
-
-        from coral_inference.models.errors import ModelLoadError
+        import onnxruntime  # heavy: loads the runtime's shared libraries
 
         settings = OnnxRuntimeOptions.model_validate({**self.options.model_dump(), **options}) if options else self.options
         session_options = onnxruntime.SessionOptions()

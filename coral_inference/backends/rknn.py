@@ -27,6 +27,10 @@ import numpy as np
 
 from coral_inference.backends.base import BackendError, BackendUnavailableError, ProbeResult
 from coral_inference.config.schema import RknnOptions
+from coral_inference.models.artifacts import copy_artifacts, ensure_artifact
+from coral_inference.models.package import InputOverride
+from coral_inference.models.preprocess import preprocess_image
+from coral_inference.platform import detect_platform
 
 logger = logging.getLogger("coral_inference.backends.rknn")
 
@@ -175,8 +179,6 @@ class RknnBackend:
         return next((f"/{node}" for node in DEVICE_NODES if (self.system_root / node).exists()), None)
 
     def soc(self) -> str | None:
-        from coral_inference.runtime.platform import detect_platform
-
         return detect_platform(root=self.system_root).soc
 
     def probe(self) -> ProbeResult:
@@ -203,18 +205,12 @@ class RknnBackend:
         return [package.artifact(self.name)]
 
     def download_artifacts(self, package, dest: Path) -> list[Path]:
-        from coral_inference.models.artifacts import copy_artifacts
-
         return copy_artifacts(package, self.name, Path(dest))
 
     def input_spec(self, package) -> Any:
-        from coral_inference.models.package import InputOverride
-
         return package.input_for(self.name, InputOverride(layout="NHWC", dtype="uint8"))
 
     def preprocess(self, image: np.ndarray, package) -> np.ndarray:
-        from coral_inference.models.preprocess import preprocess_image
-
         return preprocess_image(image, self.input_spec(package))[0]
 
     # ------------------------------------------------------------------ sessions
@@ -232,8 +228,6 @@ class RknnBackend:
         return [CORE_MASKS[usable[i % len(usable)]] for i in range(settings.pool_size)]
 
     def prepare_session(self, package, options: dict[str, Any] | None = None) -> RknnSessionPool:
-        from coral_inference.models.artifacts import ensure_artifact
-
         settings = RknnOptions.model_validate({**self.options.model_dump(), **options}) if options else self.options
         lite_class = self._lite_class(package.name)
         path = ensure_artifact(package, self.name)

@@ -1,8 +1,10 @@
-"""Errors of model packages, artifacts and decoders; each message names the file, field or value and the fix."""
+"""Errors of model packages, artifacts and decoders; each message names the file, field or value and the fix.
+
+``ModelPackageError`` is the one base of the package-description layer (below the
+backends, which raise ``ModelLoadError`` for an artifact they cannot load).
+"""
 
 from __future__ import annotations
-
-from coral_inference.backends.base import BackendError
 
 
 class ModelPackageError(ValueError):
@@ -34,9 +36,9 @@ class ArtifactDownloadError(ModelPackageError):
     """An artifact URL could not be fetched."""
 
 
-class ModelLoadError(BackendError):
+class ModelLoadError(ModelPackageError, RuntimeError):
     """A backend could not load an artifact (corrupt file, wrong format, unsupported operator)."""
 
 
-class OutputMismatchError(BackendError):
+class OutputMismatchError(ModelPackageError, RuntimeError):
     """The model's output tensors do not match the head the manifest declares."""

@@ -24,7 +24,7 @@ from coral_inference.runtime.errors import (
     RuntimeAlreadyInitialisedError,
     RuntimeClosedError,
 )
-from coral_inference.runtime.platform import detect_platform
+from coral_inference.platform import detect_platform
 
 __all__ = [
     "ContextKey",

@@ -40,7 +40,7 @@ from coral_inference.models.catalog import ModelCatalog
 from coral_inference.patches.registry import PatchSet
 from coral_inference.plugins import PluginRecord
 from coral_inference.runtime.errors import RuntimeClosedError
-from coral_inference.runtime.platform import PlatformInfo
+from coral_inference.platform import PlatformInfo
 from coral_inference.runtime.process import current_pipeline_identity
 
 if TYPE_CHECKING:
