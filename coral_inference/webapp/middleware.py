@@ -117,6 +117,11 @@ class ControlPlaneGuard:
         self.cors_origins = {origin.rstrip("/").lower() for origin in cors_origins if origin != "*"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not self.hosts.allows(_headers(scope).get("host")):
+            await send(
+                {"type": "websocket.close", "code": 1008}
+            )  # policy violation: a rebound name
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -140,3 +140,14 @@ def test_sessions_expire_after_their_ttl(make_client, tmp_path, monkeypatch):
     now = auth_module.time.monotonic()
     monkeypatch.setattr(auth_module.time, "monotonic", lambda: now + 61)
     assert not policy.session_valid(token)
+
+
+def test_a_websocket_from_a_rebound_name_is_closed_as_a_policy_violation(client):
+    from starlette.websockets import WebSocketDisconnect
+
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/api/v1/anything", headers={"Host": "rebind.attacker.example"}),
+    ):
+        pass
+    assert closed.value.code == 1008
