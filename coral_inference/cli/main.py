@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from coral_inference.cli import config_cmd, demo_cmd, docs_cmd, models_cmd, run_cmd, web_cmd
+from coral_inference.cli import config_cmd, demo_cmd, docs_cmd, models_cmd, run_cmd, server_cmd, web_cmd
 from coral_inference.cli.common import (
     ConfigOption, JsonOption, NoEnvOption, SetOption, console, load_or_exit, print_json,
 )
@@ -25,6 +25,7 @@ app.add_typer(models_cmd.app, name="models")
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(web_cmd.app, name="web")
+app.add_typer(server_cmd.app, name="server")
 plugins_app = typer.Typer(help="Installed backends, patches, workflow blocks and web plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
 

@@ -50,9 +50,15 @@ def data_dir(environ: dict[str, str] | None = None) -> Path:
 
 
 def load_server_config(environ: dict[str, str] | None = None) -> LoadedConfig:
-    """``CORAL_CONFIG`` / ``CORAL_*`` as usual, with default storage paths under :func:`data_dir`."""
+    """``CORAL_CONFIG`` / ``CORAL_*`` as usual; storage paths left at their defaults become absolute.
+
+    ``storage.recordings`` and ``storage.results`` default to ``recordings`` and
+    ``results`` under ``storage.root``; ``storage.root`` defaults to :func:`data_dir`.
+    """
     loaded = load_config(environ=environ)
-    base = data_dir(environ)
+    # Under storage.root when the config sets it, else under the data directory.
+    root_set = loaded.source_of("storage.root") != "default"
+    base = Path(loaded.descriptor.storage.root).resolve() if root_set else data_dir(environ)
     overrides = [
         f"{dotted}={base / sub if sub else base}"
         for dotted, sub in STORAGE_DEFAULTS.items()
@@ -77,7 +83,7 @@ def configuration_error(exc: ConfigError) -> Exception:
     where = f"CORAL_CONFIG={source}" if source else "the CORAL_* environment"
     message = (
         f"Coral is not configured correctly ({where}):\n  " + "\n  ".join(exc.problems) +
-        "\nFix it (check with: coral-runtime config check); the next request reads it again, "
+        "\nFix it (check with: coral-runtime config validate); the next request reads it again, "
         "no restart needed."
     )
     return _error_class(public_message=message, context="coral_configuration", inner_error=exc)

@@ -21,6 +21,7 @@ from coral_inference.inference_adapter.workflows import (
 )
 from coral_inference.runtime.context import RuntimeContext
 from coral_inference.runtime.process import current_pipeline_identity
+from coral_inference.server.preview import publish_to_server
 from coral_inference.server.worker import observe_frame
 from coral_workflows.blocks.sink_support import (
     DISABLED_MESSAGE,
@@ -143,6 +144,7 @@ class WebRtcPreviewBlockV1(WorkflowBlock):
             frame = draw_overlay(frame, [f"{self._fps.get(name, 0.0):.1f} fps", f"latency {age_ms:.0f} ms"])
         try:
             self._context.streams.publish(name, frame)
+            publish_to_server(self._context, name, frame)  # an inference server's pipeline process
         except ValueError as exc:
             return {"error_status": True, "message": str(exc), "channel": name}
         return {"error_status": False, "message": "published", "channel": name}
