@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -75,6 +76,7 @@ def inspect_cmd(
             },
             "convert": pkg.manifest.convert.model_dump(exclude_none=True),
             "metadata": pkg.manifest.metadata,
+            "parity": _parity_reports(pkg),
         }
     finally:
         shutdown()
@@ -96,6 +98,33 @@ def inspect_cmd(
         table.add_row(backend, a.get("file") or a.get("url", ""), str(a["bytes"] or "-"),
                       (a.get("sha256") or "-")[:16], "yes" if a["backend_available_here"] else "no")
     console.print(table)
+    for backend, report in info["parity"].items():
+        if "error" in report:
+            console.print(f"[yellow]parity report of {backend} unreadable:[/yellow] {report['error']}")
+            continue
+        forced = " (added with --force)" if report.get("forced") else ""
+        console.print(
+            f"parity of {backend} ({report.get('target_platform')}, {'int8' if report.get('quantize') else 'fp16'}): "
+            f"mAP@0.5 agreement {report.get('agreement')} vs gate {report.get('gate')} on {report.get('frames')} "
+            f"frames, cosine {report.get('cosine')}, {len(report.get('differences', []))} differing detections"
+            f"{forced}", soft_wrap=True, highlight=False,
+        )
+
+
+def _parity_reports(package: Any) -> dict[str, Any]:
+    """The conversion parity reports the manifest points at (``metadata.conversions.<backend>.report``)."""
+    import json
+
+    reports: dict[str, Any] = {}
+    conversions = package.manifest.metadata.get("conversions") or {}
+    for backend, entry in conversions.items():
+        if isinstance(entry, dict) and entry.get("report"):
+            path = package.root / str(entry["report"])
+            try:
+                reports[backend] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                reports[backend] = {"error": f"{path}: {exc}"}
+    return reports
 
 
 def _size(package: Any, backend: str) -> int | None:
@@ -216,17 +245,26 @@ def convert_cmd(
     target: Optional[str] = typer.Option(None, "--target", help="SoC to build for (default: convert.rknn.target_platform or rk3588)."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file to convert (default: convert.rknn.onnx, else the onnxruntime artifact)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the .rknn (default: inside the package)."),
-    quantize: Optional[bool] = typer.Option(None, "--quantize/--no-quantize", help="int8 quantisation (needs --dataset)."),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Calibration list: one image path per line."),
+    quantize: Optional[bool] = typer.Option(None, "--int8/--no-int8", "--quantize/--no-quantize", help="int8 quantisation (calibrated on --calibration)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Your own frames: a folder of images, a video, or a Coral recording. Every 5th frame is held out for the parity check."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="A ready calibration list (one image path per line); skips the parity check unless --calibration is given too."),
+    gate: float = typer.Option(0.95, "--gate", min=0.0, max=1.0, help="Minimum mAP@0.5 agreement with the ONNX model for the .rknn to join the package."),
+    force: bool = typer.Option(False, "--force", help="Add the .rknn even under the gate (recorded in the manifest with the report)."),
+    confidence: float = typer.Option(0.25, "--confidence", min=0.0, max=1.0, help="Detection threshold of the parity check."),
+    frames_limit: int = typer.Option(300, "--frames", min=2, help="At most this many frames are read from --calibration."),
     verbose: bool = typer.Option(False, "--verbose", help="Show rknn-toolkit2's log."),
     config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
     json_: bool = JsonOption,
 ) -> None:
-    """Build a .rknn from the package's ONNX with rknn-toolkit2 (says how to install it when missing)."""
+    """Build a .rknn, check it against the ONNX model on held-out frames, add it only if it passes the gate."""
     from coral_inference.models.convert import (
         INSTALL_HINT,
         ConversionError,
+        GateRefusedError,
         build_rknn,
+        convert_with_gate,
+        converter_from_env,
+        load_frames,
         plan_rknn_build,
         rknn_toolkit_available,
     )
@@ -238,29 +276,86 @@ def convert_cmd(
         pkg = _package(context, package)
     finally:
         shutdown()
+    plan_dataset = dataset if dataset is not None else (calibration if quantize else None)
     try:
-        plan = plan_rknn_build(pkg, target_platform=target, onnx=onnx, output=output, quantize=quantize, dataset=dataset)
+        plan = plan_rknn_build(pkg, target_platform=target, onnx=onnx, output=output, quantize=quantize,
+                               dataset=plan_dataset)
     except ConversionError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    if not rknn_toolkit_available():
+    standin = bool(os.environ.get("CORAL_RKNN_CONVERTER"))
+    if not standin and not rknn_toolkit_available():
         if json_:
             print_json({"converted": False, "error": INSTALL_HINT, "plan": _plan_dict(plan)})
         else:
             err_console.print(f"[red]cannot convert:[/red] {INSTALL_HINT}", highlight=False)
         raise typer.Exit(2)
-    try:
-        path = build_rknn(plan, verbose=verbose)
-    except ConversionError as exc:
-        err_console.print(f"[red]conversion failed:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    digest = sha256_of(path)
-    if json_:
-        print_json({"converted": True, "rknn": str(path), "sha256": digest, "plan": _plan_dict(plan),
-                    "manifest_entry": plan.manifest_entry(pkg.root, digest)})
+    if calibration is None and dataset is not None:  # the old unchecked path: a ready list, no frames to compare on
+        try:
+            path = build_rknn(plan, verbose=verbose)
+        except ConversionError as exc:
+            err_console.print(f"[red]conversion failed:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        digest = sha256_of(path)
+        if json_:
+            print_json({"converted": True, "checked": False, "rknn": str(path), "sha256": digest,
+                        "plan": _plan_dict(plan), "manifest_entry": plan.manifest_entry(pkg.root, digest)})
+            return
+        console.print(f"wrote {path} for {plan.target_platform} (no parity check: give --calibration DIR|VIDEO); "
+                      f"add to {pkg.manifest_path}:", soft_wrap=True)
+        console.print(plan.manifest_snippet(pkg.root, digest), markup=False, highlight=False)
         return
-    console.print(f"wrote {path} for {plan.target_platform}; add to {pkg.manifest_path}:")
-    console.print(plan.manifest_snippet(pkg.root, digest), markup=False, highlight=False)
+    notes = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=err_console, disable=json_, transient=True) as progress:
+        try:
+            if calibration is not None:
+                task = progress.add_task(f"reading frames from {calibration}", total=None)
+                frames = load_frames(calibration, frames_limit,
+                                     progress=lambda n, total: progress.update(task, completed=n, total=total))
+            else:
+                from coral_inference.demo import random_still
+
+                frames = [random_still(seed, 960, 540).image for seed in range(10)]
+                notes.append("no --calibration: compared on synthetic frames; give your own frames for a faithful check")
+            step = progress.add_task(f"converting for {plan.target_platform} and comparing", total=None)
+            result = convert_with_gate(pkg, plan, frames=frames, gate=gate, force=force, converter=converter_from_env(),
+                                       confidence=confidence, verbose=verbose, notes=notes)
+            progress.update(step, completed=1, total=1)
+        except GateRefusedError as exc:
+            progress.stop()
+            if json_:
+                print_json({"converted": False, "refused": True, "error": str(exc), "report": exc.report.as_dict(),
+                            "report_path": str(exc.report_path)})
+            else:
+                _print_report(exc.report)
+                err_console.print(f"[red]refused:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except ConversionError as exc:
+            progress.stop()
+            err_console.print(f"[red]conversion failed:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    if json_:
+        print_json({"converted": True, "checked": True, "rknn": str(result.rknn), "report": result.report.as_dict(),
+                    "report_path": str(result.report_path), "added": result.added, "package": str(pkg.root)})
+        return
+    _print_report(result.report)
+    verdict = "[yellow]added under the gate (--force)[/yellow]" if result.report.forced else "[green]added[/green]"
+    console.print(f"{verdict} {result.rknn} to {pkg.manifest_path} (report {result.report_path})", soft_wrap=True)
+
+
+def _print_report(report: Any) -> None:
+    state = "pass" if report.passed else "FAIL"
+    console.print(f"parity on {report.frames} held-out frames: mAP@0.5 agreement {report.agreement:.3f} "
+                  f"(gate {report.gate}) {state}; detections ONNX {report.reference_detections}, "
+                  f"converted {report.candidate_detections}", soft_wrap=True)
+    if report.cosine:
+        console.print("output cosine similarity: " + ", ".join(f"{c:.4f}" for c in report.cosine))
+    for difference in report.differences[:10]:
+        console.print(f"  frame {difference['frame']}: {difference['kind']}: {difference['class']} "
+                      f"{difference['score']:.2f} at {difference['xyxy']}", markup=False, highlight=False)
+    if len(report.differences) > 10:
+        console.print(f"  ... {len(report.differences) - 10} more differences in the JSON report")
 
 
 def _plan_dict(plan: Any) -> dict[str, Any]:

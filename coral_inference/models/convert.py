@@ -8,6 +8,15 @@ rknn's ``(x - mean_values) / std_values`` with ``mean_values = mean / scale`` an
 
 ``rknn-toolkit2`` pins old torch/numpy/onnx releases; it belongs in its own
 environment (``scripts/rknn-toolkit-env``), not in the one running Coral.
+
+``convert_with_gate`` is the checked path (``coral-runtime models convert``): int8
+calibration from the user's own frames, then a parity report — the ONNX model on
+onnxruntime against the RKNN build on the toolkit's simulator over held-out frames
+(mAP@0.5 agreement with the ONNX predictions as ground truth, output cosine
+similarity, the detections that differ). The ``.rknn`` joins the package only when
+the agreement reaches the gate (``force`` overrides, and says so in the manifest).
+The converter is pluggable (``CORAL_RKNN_CONVERTER=module:factory``): the toolkit by
+default, a stand-in in tests.
 """
 
 from __future__ import annotations
@@ -17,9 +26,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -103,13 +113,16 @@ def plan_rknn_build(
     quantize = quantize if quantize is not None else bool(conversion and conversion.quantize)
     if quantize and dataset is None:
         raise ConversionError(
-            "int8 quantisation needs calibration images: --dataset FILE listing one image path per line "
-            "(a few hundred frames from the target cameras)"
+            "int8 quantisation needs calibration frames from the target cameras: --calibration DIR|VIDEO "
+            "(a folder of images, a video or a Coral recording; a few hundred frames), or --dataset FILE "
+            "listing one image path per line"
         )
     if head.type == "yolov8" and quantize:
         raise ConversionError(
             "int8 with the single-output yolov8 head destroys class scores (pixel boxes and probabilities "
-            "share one quantisation scale); convert the nine-output export (head yolov8_dfl) instead"
+            "share one quantisation scale); convert the nine-output layout instead: re-import the export "
+            "with coral-runtime models import MODEL.onnx --split-head (ONNX graph surgery, no airockchip fork "
+            "needed) and convert that package"
         )
     mean, std = normalisation_for_rknn(package.input)
     out = Path(output) if output else package.root / f"model_{target}.rknn"
@@ -136,6 +149,18 @@ try:
         if ret != 0:
             print(json.dumps({"failed": name, "ret": ret}))
             sys.exit(3)
+    if plan.get("eval_inputs"):
+        import numpy as np
+        if rknn.init_runtime() != 0:  # no target: the simulator, on the model just built
+            print(json.dumps({"failed": "init_runtime (simulator)", "ret": -1}))
+            sys.exit(3)
+        for i, path in enumerate(plan["eval_inputs"]):
+            outputs = rknn.inference(inputs=[np.load(path)], data_format="nhwc")
+            if outputs is None:
+                print(json.dumps({"failed": "inference (simulator)", "ret": -1}))
+                sys.exit(3)
+            for k, out in enumerate(outputs):
+                np.save(f"{plan['eval_dir']}/out_{i}_{k}.npy", np.asarray(out))
 finally:
     rknn.release()
 print(json.dumps({"failed": None}))
@@ -158,12 +183,14 @@ def rknn_toolkit_available() -> bool:
     return importlib.util.find_spec("rknn") is not None or toolkit_python() is not None
 
 
-def build_rknn(plan: RknnBuildPlan, *, verbose: bool = False) -> Path:
-    """Run ``config -> load_onnx -> build -> export_rknn``; every return code is checked."""
+def build_rknn(plan: RknnBuildPlan, *, verbose: bool = False, eval_inputs: list[str] | None = None,
+               eval_dir: str | None = None) -> Path:
+    """Run ``config -> load_onnx -> build -> export_rknn`` (then the simulator on ``eval_inputs``)."""
     request = {
         "verbose": verbose, "mean_values": plan.mean_values, "std_values": plan.std_values,
         "target_platform": plan.target_platform, "onnx": str(plan.onnx), "quantize": plan.quantize,
         "dataset": str(plan.dataset) if plan.dataset else None, "output": str(plan.output),
+        "eval_inputs": eval_inputs or [], "eval_dir": eval_dir,
     }
     plan.output.parent.mkdir(parents=True, exist_ok=True)
     if importlib.util.find_spec("rknn") is not None:
@@ -194,3 +221,228 @@ def _last_json(text: str) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
     return {}
+
+
+# --------------------------------------------------------------------------- the checked conversion
+
+
+class GateRefusedError(ConversionError):
+    """The converted model's parity with its ONNX source is under the gate; ``report`` says how far."""
+
+    def __init__(self, message: str, report: Any, report_path: Path):
+        super().__init__(message)
+        self.report = report
+        self.report_path = report_path
+
+
+@dataclass
+class BuildResult:
+    """A built ``.rknn`` and the raw outputs it gave on the held-out inputs (one list per frame)."""
+
+    rknn: Path
+    outputs: list[list[Any]]
+
+
+class Converter(Protocol):
+    name: str
+
+    def build(self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False) -> BuildResult: ...
+
+
+class ToolkitConverter:
+    """rknn-toolkit2: build, export, then the simulator on the held-out inputs (one child process)."""
+
+    name = "rknn-toolkit2 simulator"
+
+    def build(self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False) -> BuildResult:
+        import tempfile
+
+        import numpy as np
+
+        with tempfile.TemporaryDirectory(prefix="coral-parity-") as tmp:
+            paths = []
+            for i, tensor in enumerate(eval_inputs):
+                path = Path(tmp) / f"in_{i}.npy"
+                np.save(path, tensor)
+                paths.append(str(path))
+            build_rknn(plan, verbose=verbose, eval_inputs=paths, eval_dir=tmp)
+            outputs = []
+            for i in range(len(paths)):
+                files = sorted(Path(tmp).glob(f"out_{i}_*.npy"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+                outputs.append([np.load(f) for f in files])
+        return BuildResult(plan.output, outputs)
+
+
+def converter_from_env() -> Converter:
+    """``$CORAL_RKNN_CONVERTER`` (``module:factory``, e.g. a stand-in in tests), else the toolkit."""
+    spec = os.environ.get("CORAL_RKNN_CONVERTER")
+    if not spec:
+        return ToolkitConverter()
+    module_name, _, attr = spec.partition(":")
+    import importlib
+
+    factory = getattr(importlib.import_module(module_name), attr or "converter")
+    return factory()
+
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def load_frames(source: Path, limit: int = 300, progress: Callable[[int, int], None] | None = None) -> list[Any]:
+    """BGR frames from a folder of images (sorted) or a video (spread over its length)."""
+    import cv2
+
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ConversionError(f"--calibration {source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
+        step = max(1, len(files) // limit)
+        frames = []
+        chosen = files[::step][:limit]
+        for n, path in enumerate(chosen):
+            image = cv2.imread(str(path))
+            if image is not None:
+                frames.append(image)
+            if progress:
+                progress(n + 1, len(chosen))
+        return frames
+    if source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES:
+        capture = cv2.VideoCapture(str(source))
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        step = max(1, total // limit) if total else 1
+        frames, index = [], 0
+        while len(frames) < limit:
+            ok, image = capture.read()
+            if not ok:
+                break
+            if index % step == 0:
+                frames.append(image)
+                if progress:
+                    progress(len(frames), min(limit, total // step if total else limit))
+            index += 1
+        capture.release()
+        if not frames:
+            raise ConversionError(f"--calibration {source}: no frames could be decoded from the video")
+        return frames
+    raise ConversionError(
+        f"--calibration {source}: give a folder of images, or a video file ({', '.join(sorted(VIDEO_SUFFIXES))}), "
+        f"e.g. a Coral recording"
+    )
+
+
+def split_frames(frames: list[Any], held_out_every: int = 5) -> tuple[list[Any], list[Any]]:
+    """(calibration, held-out): every ``held_out_every``-th frame is kept out of calibration."""
+    held = frames[::held_out_every]
+    calibration = [f for i, f in enumerate(frames) if i % held_out_every]
+    return (calibration or frames), held
+
+
+@dataclass
+class GateResult:
+    report: Any
+    report_path: Path
+    rknn: Path
+    added: bool
+
+
+def convert_with_gate(
+    package: ModelPackage,
+    plan: RknnBuildPlan,
+    *,
+    frames: list[Any],
+    gate: float = 0.95,
+    force: bool = False,
+    converter: Converter | None = None,
+    confidence: float = 0.25,
+    held_out_every: int = 5,
+    verbose: bool = False,
+    notes: list[str] | None = None,
+) -> GateResult:
+    """Calibrate (int8), build, compare with the ONNX model on held-out frames, add the artifact if it passes."""
+    import cv2
+    import numpy as np
+
+    from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
+    from coral_inference.models.detector import Detector
+    from coral_inference.models.package import InputOverride
+    from coral_inference.models.parity import FrameDetections, parity_report
+    from coral_inference.models.preprocess import preprocess_image
+
+    converter = converter or converter_from_env()
+    calibration, held_out = split_frames(frames, held_out_every)
+    if not held_out:
+        raise ConversionError("no frames to compare the conversion on; give --calibration DIR|VIDEO")
+    if plan.quantize:
+        work = plan.output.parent / f".{plan.output.stem}-calibration"
+        work.mkdir(parents=True, exist_ok=True)
+        bgr_spec = package.input.model_copy(update={"layout": "NHWC", "dtype": "uint8", "color": "BGR"})
+        lines = []
+        for i, frame in enumerate(calibration):
+            tensor, _ = preprocess_image(frame, bgr_spec)
+            path = work / f"calib_{i:04d}.png"
+            cv2.imwrite(str(path), tensor[0])  # letterboxed like at run time; the toolkit reads it as RGB
+            lines.append(str(path))
+        dataset = work / "dataset.txt"
+        dataset.write_text("\n".join(lines) + "\n")
+        plan = RknnBuildPlan(plan.onnx, plan.output, plan.target_platform, plan.mean_values, plan.std_values,
+                             True, dataset, plan.head)
+    rknn_input = package.input_for("rknn", InputOverride(layout="NHWC", dtype="uint8"))
+    prepared = [preprocess_image(frame, rknn_input) for frame in held_out]
+    built = converter.build(plan, [tensor for tensor, _ in prepared], verbose=verbose)
+    backend = OnnxRuntimeBackend()
+    session = backend.open_session(plan.onnx, model=f"{package.name} (parity reference)",
+                                   input_spec=package.input, head=plan.head)
+    try:
+        reference_detector = Detector(package, session, input_spec=package.input, head=plan.head)
+        candidate_detector = Detector(package, session, input_spec=rknn_input, head=plan.head)
+        reference, candidate, ref_outputs = [], [], []
+        for frame, (_, geometry), outputs in zip(held_out, prepared, built.outputs):
+            tensor, ref_geometry = reference_detector.prepare(frame)
+            ref_raw = reference_detector.infer(tensor)
+            ref_outputs.append(ref_raw)
+            reference.append(FrameDetections.of(
+                reference_detector.postprocess(ref_raw, ref_geometry, confidence=confidence)))
+            candidate.append(FrameDetections.of(
+                candidate_detector.postprocess([np.asarray(o) for o in outputs], geometry, confidence=confidence)))
+    finally:
+        session.close()
+    report = parity_report(reference, candidate, package.classes, ref_outputs, built.outputs)
+    report.gate = gate
+    report.passed = report.agreement >= gate
+    report.forced = bool(force and not report.passed)
+    report.notes = [f"converter: {converter.name}", f"{len(calibration)} calibration frames" if plan.quantize
+                    else "no quantisation (fp16)", f"confidence {confidence}", *(notes or [])]
+    report_path = plan.output.with_name(plan.output.name + ".parity.json")
+    summary = {"target_platform": plan.target_platform, "quantize": plan.quantize, "onnx": str(plan.onnx),
+               "rknn": str(plan.output), **report.as_dict()}
+    report_path.write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+    if not report.passed and not force:
+        rejected = built.rknn.with_name(built.rknn.name + ".rejected")
+        built.rknn.replace(rejected)
+        raise GateRefusedError(
+            f"the {plan.target_platform} build agrees with the ONNX model at mAP@0.5 {report.agreement:.3f}, under "
+            f"the gate {gate}: not added to the package (kept as {rejected.name}; report {report_path}). "
+            f"Calibrate with more frames from the target cameras, convert without --int8, or add --force "
+            f"to use it anyway",
+            report, report_path,
+        )
+    add_rknn_artifact(package, plan, built.rknn, report_path, summary)
+    return GateResult(report, report_path, built.rknn, True)
+
+
+def add_rknn_artifact(package: ModelPackage, plan: RknnBuildPlan, rknn: Path, report_path: Path,
+                      summary: dict[str, Any]) -> None:
+    """Write ``artifacts.rknn`` and ``metadata.conversions.rknn`` (the report, and whether forced)."""
+    from coral_inference.models.package import sha256_of
+
+    data = yaml.safe_load(package.manifest_path.read_text(encoding="utf-8"))
+    data.setdefault("artifacts", {})["rknn"] = plan.manifest_entry(package.root, sha256_of(rknn))
+    conversions = data.setdefault("metadata", {}).setdefault("conversions", {})
+    conversions["rknn"] = {
+        "report": report_path.name if report_path.parent == package.root else str(report_path),
+        "agreement_map50": summary["agreement"], "gate": summary["gate"], "passed": summary["passed"],
+        "forced": summary["forced"], "quantize": summary["quantize"], "target_platform": summary["target_platform"],
+        "cosine": summary["cosine"], "frames": summary["frames"],
+    }
+    package.manifest_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -13,7 +13,12 @@ import coral_inference
 from coral_inference.models.importing import MissingClassesError
 from coral_inference.models.package import load_package
 from tests.models.builders import constant_model
-from tests.models.importing.ultra_support import DETECT_FIXTURES, assert_same_detections, frames, recorded
+from tests.models.importing.ultra_support import (
+    DETECT_FIXTURES,
+    assert_same_detections,
+    frames,
+    recorded,
+)
 
 
 @pytest.fixture
