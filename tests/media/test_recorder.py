@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from coral_inference.media.recorder import (
     resolve_inside,
     source_folder_name,
 )
+from tests.support import wait_until
 
 from .frames import decode, moving_bar
 
@@ -90,9 +90,7 @@ def test_a_full_queue_drops_frames_and_counts_them_without_blocking(tmp_path):
 def test_idle_source_gets_its_file_finished_and_a_new_one_later(tmp_path):
     rec = SourceRecorder(tmp_path / "cam", options(idle_close_s=0.3))
     record(rec, 20)
-    deadline = time.monotonic() + 10
-    while rec.stats.files_finished < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: rec.stats.files_finished >= 1, timeout=10, message="idle file finished")
     assert rec.stats.files_finished == 1 and not rec.open_files() - {rec.current_file}
     record(rec, 10, start=20)
     rec.close()

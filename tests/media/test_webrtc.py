@@ -21,6 +21,7 @@ from coral_inference.media.webrtc import (
     StreamHub,
     StreamHubClosedError,
 )
+from tests.support import wait_until
 
 from .frames import moving_bar
 from .webrtc_client import receive
@@ -144,9 +145,7 @@ def test_a_viewer_that_vanishes_is_cleaned_up(hub):
             assert viewer.stdout.readline().strip() == "receiving"
             assert hub.peer_count == 1 and hub.channels()[0]["viewers"] == 1
             os.kill(viewer.pid, signal.SIGKILL)  # no goodbye: no DTLS close, no RTCP BYE
-            deadline = time.monotonic() + 30
-            while hub.peer_count and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_until(lambda: hub.peer_count == 0, timeout=30, interval=0.2, message="dead viewer dropped")
     finally:
         viewer.kill()
         viewer.wait(10)
