@@ -9,7 +9,9 @@ which files are being written right now so they are never deleted.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -68,7 +70,7 @@ class RetentionPolicy:
         >>> RetentionPolicy(max_age_s=60).select([old], now=100.0, free_bytes=None)[0].path.name
         'a.mp4'
         """
-        keep = {Path(p).resolve() for p in protected}
+        keep = {os.path.realpath(p) for p in protected}  # realpath: never raises on a loop
         total = sum(f.size for f in files)
         free = free_bytes
         doomed = []
@@ -78,7 +80,7 @@ class RetentionPolicy:
             too_full = self.min_free_bytes is not None and free is not None and free < self.min_free_bytes
             if not (too_old or too_big or too_full):
                 break  # younger files are not older, and size and free space already hold
-            if f.path.resolve() in keep:
+            if os.path.realpath(f.path) in keep:
                 continue
             doomed.append(f)
             total -= f.size
@@ -88,13 +90,20 @@ class RetentionPolicy:
 
 
 def scan(folder: Path) -> list[RecordingFile]:
-    """Recordings under ``folder`` (recursively), oldest first; vanished files are skipped."""
+    """Regular recording files under ``folder`` (recursively), oldest first.
+
+    Only regular files count: a symlink (even a loop named ``*.mp4``), a directory
+    or a file that vanished meanwhile is skipped, never followed and never deleted,
+    so one odd entry cannot stop retention of its folder.
+    """
     files = []
     for pattern in RECORDING_PATTERNS:
         for path in Path(folder).rglob(pattern):
             try:
-                st = path.stat()
-            except FileNotFoundError:
+                st = path.lstat()
+            except OSError:  # vanished, or unreadable: not ours to judge
+                continue
+            if not stat.S_ISREG(st.st_mode):
                 continue
             files.append(RecordingFile(path=path, size=st.st_size, mtime=st.st_mtime))
     return sorted(files, key=lambda f: f.mtime)

@@ -70,6 +70,20 @@ def test_enforce_removes_files_on_disk(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["new.mp4", "notes.txt"]
 
 
+
+def test_a_symlink_loop_named_mp4_neither_stops_retention_nor_is_deleted(tmp_path):
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    old = cam / "old.mp4"
+    old.write_bytes(b"x" * 100)
+    os.utime(old, (1000, 1000))
+    (cam / "loop-a.mp4").symlink_to(cam / "loop-b.mp4")
+    (cam / "loop-b.mp4").symlink_to(cam / "loop-a.mp4")
+    (cam / "elsewhere.mp4").symlink_to(old)  # a link is never followed to its target's age
+    report = enforce(tmp_path, RetentionPolicy(max_age_s=500), protected=[cam / "loop-a.mp4"], now=2100)
+    assert report.errors == [] and [p.name for p in report.deleted] == ["old.mp4"]
+    assert sorted(p.name for p in cam.iterdir()) == ["elsewhere.mp4", "loop-a.mp4", "loop-b.mp4"]
+
 @pytest.mark.slow
 def test_folder_stays_under_quota_while_recording_continues(tmp_path):
     quota = 4_000_000  # about three and a half segments of noise

@@ -142,7 +142,9 @@ class StreamService:
                 resolved = path.resolve()
                 relative = resolved.relative_to(base)
                 stat = resolved.stat()
-            except (ValueError, OSError):  # symlink out of the root, or vanished meanwhile
+            except (ValueError, OSError, RuntimeError):
+                # symlink out of the root, vanished meanwhile, or a symlink loop
+                # (Path.resolve raises RuntimeError for one before Python 3.13)
                 continue
             if not resolved.is_file():
                 continue
