@@ -11,23 +11,34 @@ in a ring (from the keyframe at or before ``pre_roll_s``) and ends ``post_roll_s
 after the trigger was last true. A source that sends nothing for
 ``idle_close_s`` gets its files finished.
 
+The caller's side is a pure ``RecordingPlanner`` that returns typed commands
+(``OpenSegment``, ``OpenClip``, ``CloseClip``, ``Restart``); the recorder thread
+applies them. A write that fails (disk full, an I/O error) puts the recorder in
+one error state (``health()``): frames are dropped and counted, no file is
+opened, one log line says why, and writing is retried with a growing back-off —
+for a full disk only once free space is back.
+
 ``RecordingService`` (one per runtime context) hands out recorders inside the
 configured recordings root and runs retention for their folders.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import queue
 import re
+import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -41,6 +52,10 @@ logger = logging.getLogger("coral_inference.media.recorder")
 RecordingMode = Literal["continuous", "events", "continuous_and_events"]
 RECORDING_MODES = ("continuous", "events", "continuous_and_events")
 _STOP = object()
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+RESUME_FREE_BYTES = 16 * 1024 * 1024  # a full disk is retried once this much is free again
 
 
 class OutsideRecordingsRootError(ValueError):
@@ -56,6 +71,7 @@ class RecorderOptions:
     max_clip_s: float = 300.0
     queue_frames: int = 64
     idle_close_s: float = 5.0
+    resume_free_bytes: int = RESUME_FREE_BYTES  # after a full disk, write again once this much is free
     encoder: EncoderSettings = EncoderSettings()
 
     def __post_init__(self) -> None:
@@ -95,6 +111,7 @@ class RecorderStats:
     frames_submitted: int = 0
     frames_dropped: int = 0
     frames_written: int = 0
+    frames_processed: int = 0  # frames the recorder thread took off the queue (written or dropped)
     files_finished: int = 0
     codec: str | None = None
     last_error: str | None = None
@@ -105,6 +122,124 @@ class SubmitResult:
     accepted: bool
     file: Path | None
     error: str | None = None
+
+
+# ---------------------------------------------------------------------- planner commands
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The source restarted or paused: finish the open files before this frame."""
+
+
+@dataclass(frozen=True)
+class OpenSegment:
+    path: Path
+
+
+@dataclass(frozen=True)
+class OpenClip:
+    path: Path
+    preroll_from: float  # media time the clip starts at (pre-roll included)
+
+
+@dataclass(frozen=True)
+class CloseClip:
+    pass
+
+
+Command = Union[Restart, OpenSegment, OpenClip, CloseClip]
+
+
+class RecordingPlanner:
+    """Decides, per frame, which files open and close; pure (no thread, no encoder).
+
+    ``exists`` tells whether a file name is taken (the folder on disk by default).
+    """
+
+    def __init__(self, folder: Path, options: RecorderOptions, *, exists: Callable[[Path], bool] | None = None):
+        self.folder = Path(folder)
+        self.options = options
+        self._exists = exists or (lambda path: path.exists())
+        self.segment: Path | None = None
+        self.segment_start = 0.0
+        self.clip: Path | None = None
+        self.clip_start = 0.0
+        self.clip_until = 0.0
+        self.last_media: float | None = None
+        self.last_submit: float | None = None
+        self._names: set[str] = set()
+
+    @property
+    def current_file(self) -> Path | None:
+        return self.clip or self.segment
+
+    def plan(self, t: float, now: float, wall: float, trigger: bool | None) -> list[Command]:
+        """Commands for a frame at media time ``t``, submitted at monotonic ``now``."""
+        opts = self.options
+        cmds: list[Command] = []
+        restarted = self.last_media is not None and (
+            t < self.last_media or now - (self.last_submit or now) >= opts.idle_close_s
+        )
+        if restarted:
+            cmds.append(Restart())
+            self.segment = self.clip = None
+        if opts.continuous and (self.segment is None or t - self.segment_start >= opts.segment_seconds):
+            self.segment, self.segment_start = self.new_path("segment", wall), t
+            cmds.append(OpenSegment(self.segment))
+        if opts.events:
+            rotated = False
+            if self.clip is not None and (t > self.clip_until or t - self.clip_start >= opts.max_clip_s):
+                rotated = t - self.clip_start >= opts.max_clip_s
+                cmds.append(CloseClip())
+                self.clip = None
+            if trigger and self.clip is None:
+                self.clip, self.clip_start = self.new_path("event", wall), t
+                cmds.append(OpenClip(self.clip, t if rotated else t - opts.pre_roll_s))
+            if trigger:
+                self.clip_until = t + opts.post_roll_s
+        self.last_media, self.last_submit = t, now
+        return cmds
+
+    def new_path(self, kind: str, wall: float) -> Path:
+        stem = f"{kind}_{file_stamp(wall)}"
+        name, n = f"{stem}.mp4", 1
+        while name in self._names or self._exists(self.folder / name):
+            name, n = f"{stem}-{n}.mp4", n + 1
+        self._names.add(name)
+        if len(self._names) > 4096:
+            self._names = {name}
+        return self.folder / name
+
+
+# ---------------------------------------------------------------------- health
+
+
+class RecorderState(str, Enum):
+    IDLE = "idle"  # no frame yet, or files finished after the source went quiet
+    RECORDING = "recording"
+    DISK_FULL = "disk_full"  # frames dropped until free space is back
+    FAILED = "failed"  # another write error; retried with back-off
+
+
+@dataclass(frozen=True)
+class RecorderHealth:
+    """One recorder's state, for the block's output, the pipeline status and health checks."""
+
+    source: str
+    state: RecorderState
+    error: str | None = None
+    since: float | None = None  # monotonic time the state began
+    retry_at: float | None = None  # monotonic time of the next write attempt (error states)
+    frames_dropped_in_error: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.state in (RecorderState.IDLE, RecorderState.RECORDING)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 def resolve_inside(root: Path, directory: str | Path) -> Path:
@@ -141,34 +276,41 @@ def file_stamp(wall_time: float) -> str:
 class SourceRecorder:
     """Segments and event clips of one source; ``submit`` never blocks."""
 
-    def __init__(self, folder: Path, options: RecorderOptions, *, name: str = "source"):
+    def __init__(
+        self,
+        folder: Path,
+        options: RecorderOptions,
+        *,
+        name: str = "source",
+        clock: Callable[[], float] = time.monotonic,
+        free_bytes: Callable[[Path], int] | None = None,
+        open_file: Callable[[Path, PacketEncoder], Mp4File] = Mp4File,
+    ):
         self.folder = Path(folder)
         self.options = options
         self.name = name
         self.stats = RecorderStats()
+        self._clock = clock
+        self._free_bytes = free_bytes or _free_bytes
+        self._open_mp4 = open_file
         self._queue: queue.Queue = queue.Queue(maxsize=options.queue_frames)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
-        # planner state (caller side)
-        self._segment: Path | None = None
-        self._segment_start = 0.0
-        self._clip: Path | None = None
-        self._clip_start = 0.0
-        self._clip_until = 0.0
-        self._last_media: float | None = None
-        self._last_submit: float | None = None
-        self._pending: list[tuple] = []
-        self._names: set[str] = set()
-        # writer state (recorder thread), _open_paths read by retention under _lock
+        # planner (caller side, under _lock)
+        self._planner = RecordingPlanner(self.folder, options)
+        self._pending: list[Command] = []
+        # writer state (recorder thread); _open_paths and _health read by others under _lock
         self._open_paths: set[Path] = set()
         self._encoder: PacketEncoder | None = None
         self._t0 = 0.0
         self._segment_file: Mp4File | None = None
         self._clip_file: Mp4File | None = None
         self._ring: deque[EncodedPacket] = deque()
-        self._fifo: deque[tuple[int, list[tuple]]] = deque()
+        self._fifo: deque[tuple[int, list[Command]]] = deque()
         self._segment_expected = False  # a segment is open or its first frame is in the encoder
+        self._health = RecorderHealth(source=name, state=RecorderState.IDLE)
+        self._backoff = RETRY_FIRST_S
         self.finished_files: deque[Path] = deque(maxlen=256)
 
     # ------------------------------------------------------------------ caller side
@@ -186,33 +328,10 @@ class SourceRecorder:
         now = time.monotonic()
         t = now if media_time is None else float(media_time)
         wall = time.time() if wall_time is None else float(wall_time)
-        opts = self.options
         with self._lock:
             if self._closed:
                 return SubmitResult(False, None, "recorder is closed")
-            cmds = self._pending
-            restarted = self._last_media is not None and (
-                t < self._last_media or now - (self._last_submit or now) >= opts.idle_close_s
-            )
-            if restarted:  # the source restarted or paused: new files
-                cmds.append(("restart",))
-                self._segment = self._clip = None
-            if opts.continuous and (self._segment is None or t - self._segment_start >= opts.segment_seconds):
-                self._segment, self._segment_start = self._new_path("segment", wall), t
-                cmds.append(("segment", self._segment))
-            if opts.events:
-                if self._clip is not None and (t > self._clip_until or t - self._clip_start >= opts.max_clip_s):
-                    rotated = t - self._clip_start >= opts.max_clip_s
-                    cmds.append(("clip_close",))
-                    self._clip = None
-                else:
-                    rotated = False
-                if trigger and self._clip is None:
-                    self._clip, self._clip_start = self._new_path("event", wall), t
-                    cmds.append(("clip_open", self._clip, t if rotated else t - opts.pre_roll_s))
-                if trigger:
-                    self._clip_until = t + opts.post_roll_s
-            self._last_media, self._last_submit = t, now
+            cmds = self._pending + self._planner.plan(t, now, wall, trigger)
             self.stats.frames_submitted += 1
             try:
                 self._queue.put_nowait((frame_bgr, t, fps, cmds))
@@ -225,27 +344,23 @@ class SourceRecorder:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"coral-recorder-{self.name}", daemon=True)
                 self._thread.start()
-            return SubmitResult(accepted, self._clip or self._segment, self.stats.last_error)
+            return SubmitResult(accepted, self._planner.current_file, self._health.error)
 
     @property
     def current_file(self) -> Path | None:
         with self._lock:
-            return self._clip or self._segment
+            return self._planner.current_file
 
     def open_files(self) -> set[Path]:
         """Files being written (retention must not delete them)."""
         with self._lock:
-            return set(self._open_paths) | {p for p in (self._segment, self._clip) if p is not None}
+            planned = {p for p in (self._planner.segment, self._planner.clip) if p is not None}
+            return set(self._open_paths) | planned
 
-    def _new_path(self, kind: str, wall: float) -> Path:
-        stem = f"{kind}_{file_stamp(wall)}"
-        name, n = f"{stem}.mp4", 1
-        while name in self._names or (self.folder / name).exists():
-            name, n = f"{stem}-{n}.mp4", n + 1
-        self._names.add(name)
-        if len(self._names) > 4096:
-            self._names = {name}
-        return self.folder / name
+    def health(self) -> RecorderHealth:
+        """The recorder's state: recording, idle, or an error state with its message."""
+        with self._lock:
+            return self._health
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish open files and stop the thread (frames still queued are written first)."""
@@ -262,16 +377,20 @@ class SourceRecorder:
             logger.warning("recorder %s: queue still full after %.0fs; closing anyway", self.name, timeout)
         thread.join(timeout)
         with self._lock:
-            self._segment = self._clip = None
+            self._planner.segment = self._planner.clip = None
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
+            current = self._planner.current_file
+            health = self._health
             return {
                 "source": self.name,
                 "folder": str(self.folder),
                 "mode": self.options.mode,
-                "file": str(self._clip or self._segment) if (self._clip or self._segment) else None,
+                "file": str(current) if current else None,
                 "queued": self._queue.qsize(),
+                "state": health.state.value,
+                "error": health.error,
                 **self.stats.__dict__,
             }
 
@@ -282,40 +401,103 @@ class SourceRecorder:
             try:
                 item = self._queue.get(timeout=self.options.idle_close_s)
             except queue.Empty:
-                if self._encoder is not None:
-                    self._guarded(self._finish)
+                if self._encoder is not None and self._guarded(self._finish):
+                    self._set_state(RecorderState.IDLE)
                 continue
             if item is _STOP:
                 self._guarded(self._finish)
                 return
-            self._guarded(self._write_frame, *item)
+            if not self._ready_to_write():
+                with self._lock:
+                    self.stats.frames_dropped += 1
+                    self.stats.frames_processed += 1
+                    dropped = self._health.frames_dropped_in_error + 1
+                    self._health = replace(self._health, frames_dropped_in_error=dropped)
+                continue
+            if self._guarded(self._write_frame, *item):
+                self._set_state(RecorderState.RECORDING)
+            self.stats.frames_processed += 1
 
-    def _guarded(self, step, *args) -> None:
+    def _ready_to_write(self) -> bool:
+        """False while in an error state before its retry time (or, disk full, before space is back)."""
+        health = self._health
+        if health.ok or health.retry_at is None:
+            return True
+        now = self._clock()
+        if now < health.retry_at:
+            return False
+        if health.state is RecorderState.DISK_FULL:
+            try:
+                free = self._free_bytes(self.folder)
+            except OSError:
+                free = 0
+            if free < self.options.resume_free_bytes:
+                with self._lock:
+                    self._health = replace(health, retry_at=now + self._next_backoff())
+                return False
+        return True
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, RETRY_MAX_S)
+        return delay
+
+    def _set_state(self, state: RecorderState) -> None:
+        previous = self._health
+        if previous.state is state:
+            return
+        if not previous.ok:
+            logger.warning(
+                "recorder %s: writing again after %s (%d frame(s) dropped meanwhile)",
+                self.name, previous.state.value, previous.frames_dropped_in_error,
+            )
+        self._backoff = RETRY_FIRST_S
+        with self._lock:
+            self._health = RecorderHealth(source=self.name, state=state, since=self._clock())
+
+    def _guarded(self, step: Callable[..., None], *args: Any) -> bool:
         try:
             step(*args)
+            return True
         except Exception as exc:  # recording trouble (disk full, codec) must not kill the thread
-            message = f"{type(exc).__name__}: {exc}"
-            if message != self.stats.last_error:
-                logger.error("recorder %s: %s", self.name, message)
-            self.stats.last_error = message
-            self._abandon()
+            self._fail(exc)
+            return False
 
-    def _write_frame(self, frame: np.ndarray, t: float, fps: float | None, cmds: list[tuple]) -> None:
-        if any(c[0] == "restart" for c in cmds):
+    def _fail(self, exc: Exception) -> None:
+        """Enter (or stay in) an error state: one log line, files abandoned, retry later."""
+        state = RecorderState.DISK_FULL if is_disk_full(exc) else RecorderState.FAILED
+        message = f"{type(exc).__name__}: {exc}"
+        if state is RecorderState.DISK_FULL:
+            message = f"disk full in {self.folder} ({message}); frames are dropped until space is free again"
+        previous = self._health
+        if previous.state is not state:
+            logger.error("recorder %s: %s", self.name, message)
+        now = self._clock()
+        with self._lock:
+            self.stats.last_error = message
+            self._health = RecorderHealth(
+                source=self.name, state=state, error=message,
+                since=previous.since if previous.state is state else now,
+                retry_at=now + self._next_backoff(),
+                frames_dropped_in_error=previous.frames_dropped_in_error if previous.state is state else 0,
+            )
+        self._abandon()
+
+    def _write_frame(self, frame: np.ndarray, t: float, fps: float | None, cmds: list[Command]) -> None:
+        if any(isinstance(c, Restart) for c in cmds):
             self._finish()
-            cmds = [c for c in cmds if c[0] != "restart"]
-        if self.options.continuous and not self._segment_expected and not any(c[0] == "segment" for c in cmds):
+            cmds = [c for c in cmds if not isinstance(c, Restart)]
+        if self.options.continuous and not self._segment_expected and not any(isinstance(c, OpenSegment) for c in cmds):
             # The planner thinks a segment is open but this thread closed it (idle or error).
             with self._lock:
-                path = self._new_path("segment", time.time())
-                self._segment = path
-            cmds = [("segment", path), *cmds]
+                path = self._planner.segment = self._planner.new_path("segment", time.time())
+            cmds = [OpenSegment(path), *cmds]
         if self._encoder is None:
             h, w = frame.shape[:2]
             self._encoder = PacketEncoder(self.options.encoder, w, h, fps or 30.0)
             self.stats.codec = self._encoder.codec
             self._t0 = t
-        keyframe = any(c[0] == "segment" for c in cmds)
+        keyframe = any(isinstance(c, OpenSegment) for c in cmds)
         self._segment_expected |= keyframe
         packets = self._encoder.encode(frame, t - self._t0, keyframe=keyframe)
         self._fifo.append((self._encoder.last_pts, cmds))
@@ -338,18 +520,17 @@ class SourceRecorder:
             while self._ring and self._ring[0].seconds < horizon:
                 self._ring.popleft()
 
-    def _apply(self, cmd: tuple) -> None:
-        kind = cmd[0]
-        if kind == "segment":
+    def _apply(self, cmd: Command) -> None:
+        if isinstance(cmd, OpenSegment):
             self._close_file("_segment_file")
-            self._segment_file = self._open_file(cmd[1])
-        elif kind == "clip_close":
+            self._segment_file = self._open_file(cmd.path)
+        elif isinstance(cmd, CloseClip):
             self._close_file("_clip_file")
-        elif kind == "clip_open":
+        elif isinstance(cmd, OpenClip):
             self._close_file("_clip_file")
-            clip = self._open_file(cmd[1])
+            clip = self._open_file(cmd.path)
             self._clip_file = clip
-            start_rel = cmd[2] - self._t0
+            start_rel = cmd.preroll_from - self._t0
             ring = list(self._ring)
             keys = [i for i, p in enumerate(ring) if p.keyframe]
             before = [i for i in keys if ring[i].seconds <= start_rel]
@@ -358,9 +539,16 @@ class SourceRecorder:
                 clip.write(p)
 
     def _open_file(self, path: Path) -> Mp4File:
-        mp4 = Mp4File(path, self._encoder)
+        assert self._encoder is not None  # a file opens for a packet of the current encoder
         with self._lock:
-            self._open_paths.add(mp4.path)
+            self._open_paths.add(path)
+        try:
+            mp4 = self._open_mp4(path, self._encoder)
+        except BaseException:
+            with self._lock:
+                self._open_paths.discard(path)
+            _remove_if_empty(path)  # a failed open (disk full) leaves no empty file behind
+            raise
         return mp4
 
     def _close_file(self, attr: str) -> None:
@@ -373,8 +561,8 @@ class SourceRecorder:
         finally:
             with self._lock:
                 self._open_paths.discard(mp4.path)
-                if attr == "_clip_file" and self._clip == mp4.path:
-                    self._clip = None
+                if attr == "_clip_file" and self._planner.clip == mp4.path:
+                    self._planner.clip = None
             self.stats.files_finished += 1
             self.finished_files.append(mp4.path)
 
@@ -387,7 +575,7 @@ class SourceRecorder:
                     self._route(packet)  # may open a file: needs self._encoder
             while self._fifo:  # commands of frames that produced no packet
                 for cmd in self._fifo.popleft()[1]:
-                    if cmd[0] == "clip_close":
+                    if isinstance(cmd, CloseClip):
                         self._apply(cmd)
         finally:
             self._encoder = None
@@ -399,14 +587,30 @@ class SourceRecorder:
 
     def _abandon(self) -> None:
         for attr in ("_segment_file", "_clip_file"):
+            mp4: Mp4File | None = getattr(self, attr)
             try:
                 self._close_file(attr)
             except Exception:  # already failing; the file may be unusable
                 pass
+            if mp4 is not None:
+                _remove_if_empty(mp4.path)
         self._encoder = None
         self._segment_expected = False
         self._ring.clear()
         self._fifo.clear()
+
+
+def _free_bytes(folder: Path) -> int:
+    probe = folder if folder.exists() else folder.parent
+    return shutil.disk_usage(probe).free
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
 
 
 @dataclass
@@ -461,6 +665,12 @@ class RecordingService:
         with self._lock:
             recorders = [r for s in self._sets.values() for r in s.recorders.values()]
         return [r.describe() for r in recorders]
+
+    def health(self) -> list[RecorderHealth]:
+        """Every recorder's state; an entry that is not ``ok`` names its error."""
+        with self._lock:
+            recorders = [r for s in self._sets.values() for r in s.recorders.values()]
+        return [r.health() for r in recorders]
 
     def close(self) -> None:
         with self._lock:
