@@ -43,9 +43,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
-
 import ultralytics  # noqa: E402
+import yaml  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +55,12 @@ TASKS = {
     "segment": ("yolov8-seg.yaml", 256, CLASSES, {}),
     "pose": ("yolov8-pose.yaml", 256, ["shape", "blob"], {"kpt_shape": [5, 3]}),
     "obb": ("yolov8-obb.yaml", 256, CLASSES, {}),
-    "classify": ("yolov8-cls.yaml", 128, CLASSES + ["ring", "star", "cross", "arrow", "heart", "moon", "blob"], {}),
+    "classify": (
+        "yolov8-cls.yaml",
+        128,
+        CLASSES + ["ring", "star", "cross", "arrow", "heart", "moon", "blob"],
+        {},
+    ),
 }
 FRAME_SIZES = [(320, 224), (224, 288), (256, 256)]  # (width, height)
 SEED = 7
@@ -79,7 +83,9 @@ def draw_frames() -> list[np.ndarray]:
             elif kind == 1:
                 cv2.rectangle(frame, (cx - size, cy - size), (cx + size, cy + size), colour, -1)
             else:
-                pts = np.array([[cx, cy - size], [cx - size, cy + size], [cx + size, cy + size]], np.int32)
+                pts = np.array(
+                    [[cx, cy - size], [cx - size, cy + size], [cx + size, cy + size]], np.int32
+                )
                 cv2.fillPoly(frame, [pts], colour)
         frames.append(frame)
         (OUT / "frames").mkdir(parents=True, exist_ok=True)
@@ -118,7 +124,9 @@ def randomise(model: torch.nn.Module, frames: list[np.ndarray], imgsz: int) -> N
     with torch.no_grad():
         model(tensor)
         for module in model.modules():
-            if isinstance(module, torch.nn.Linear):  # classifier: spread the logits so the ranking is clear
+            if isinstance(
+                module, torch.nn.Linear
+            ):  # classifier: spread the logits so the ranking is clear
                 module.weight.mul_(8.0)
     model.eval()
 
@@ -163,7 +171,9 @@ def record(task: str, model_path: Path, frames: list[np.ndarray], info: dict) ->
     conf = pick_confidence(model, frames, imgsz)
     settings.update(conf=conf, iou=0.7, max_det=300, retina_masks=True)
     for index, frame in enumerate(frames):
-        result = model.predict(frame, imgsz=imgsz, conf=conf, iou=0.7, retina_masks=True, verbose=False)[0]
+        result = model.predict(
+            frame, imgsz=imgsz, conf=conf, iou=0.7, retina_masks=True, verbose=False
+        )[0]
         if task == "obb":
             arrays[f"f{index}_xywhr"] = result.obb.xywhr.numpy().astype(np.float32)
             arrays[f"f{index}_xyxyxyxy"] = result.obb.xyxyxyxy.numpy().astype(np.float32)
@@ -233,7 +243,11 @@ def split_layout(task: str, exported: Path, destination: Path, info: dict) -> di
             helper.make_node("ReduceSum", [sig, "split_axes1"], [summed], keepdims=1),
             helper.make_node("Clip", [summed, "split_zero", "split_one"], [clipped]),
         ]
-        outputs += [(box, [1, 64, grid, grid]), (sig, [1, nc, grid, grid]), (clipped, [1, 1, grid, grid])]
+        outputs += [
+            (box, [1, 64, grid, grid]),
+            (sig, [1, nc, grid, grid]),
+            (clipped, [1, 1, grid, grid]),
+        ]
         if task == "segment":
             outputs.append((convs[32], [1, 32, grid, grid]))
     initializers += [
@@ -249,7 +263,9 @@ def split_layout(task: str, exported: Path, destination: Path, info: dict) -> di
         head = graph.output[0].name  # [1, 4+nc+K*3, N]
         extra_name = "split_keypoints"
         new_nodes += [
-            helper.make_node("Slice", [head, "split_kstart", "split_kend", "split_kaxis"], ["split_kflat"]),
+            helper.make_node(
+                "Slice", [head, "split_kstart", "split_kend", "split_kaxis"], ["split_kflat"]
+            ),
             helper.make_node("Reshape", ["split_kflat", "split_kshape"], [extra_name]),
         ]
         rows = 4 + nc + kpt_shape[0] * kpt_shape[1]
@@ -257,7 +273,9 @@ def split_layout(task: str, exported: Path, destination: Path, info: dict) -> di
             numpy_helper.from_array(np.array([4 + nc], np.int64), "split_kstart"),
             numpy_helper.from_array(np.array([rows], np.int64), "split_kend"),
             numpy_helper.from_array(np.array([1], np.int64), "split_kaxis"),
-            numpy_helper.from_array(np.array([1, kpt_shape[0], kpt_shape[1], -1], np.int64), "split_kshape"),
+            numpy_helper.from_array(
+                np.array([1, kpt_shape[0], kpt_shape[1], -1], np.int64), "split_kshape"
+            ),
         ]
         total = sum(g * g for g in grids)
         outputs.append((extra_name, [1, kpt_shape[0], kpt_shape[1], total]))
@@ -276,13 +294,39 @@ def _inferred_shapes(model) -> dict[str, list[int]]:
 
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+    for value in (
+        list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+    ):
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
         shapes[value.name] = dims
     return shapes
 
 
+def export_full_size(task: str, destination: Path, imgsz: int = 640) -> None:
+    """A YOLOv8n-<task> at its real size (scale n, 80 classes; pose 17 keypoints) with randomised weights.
+
+    For ``bench/bench_models.py --tasks``: the model's own inference time is the yardstick of the
+    post-processing share, so the network must be the real architecture, not the tiny fixture one.
+    """
+    names = {"segment": "yolov8n-seg.yaml", "pose": "yolov8n-pose.yaml", "obb": "yolov8n-obb.yaml"}
+    rng = np.random.default_rng(SEED)
+    frames = [
+        cv2.resize(rng.integers(0, 255, (45, 80, 3), dtype=np.uint8), (1280, 720)) for _ in range(2)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        yolo = YOLO(names[task], task=task)
+        randomise(yolo.model, frames, imgsz)
+        exported = Path(
+            yolo.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, batch=1)
+        )
+        destination.write_bytes(exported.read_bytes())
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--export-full":
+        export_full_size(sys.argv[2], Path(sys.argv[3]).resolve())
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     frames = draw_frames()
     summary = {}

@@ -15,7 +15,12 @@ from coral_inference.models import load_package
 from coral_inference.models.detector import Detector
 from coral_inference.models.errors import ManifestError, OutputMismatchError
 from coral_inference.models.package import InputSpec, sha256_of
-from coral_inference.models.preprocess import ResizeGeometry, letterbox_geometry, preprocess_image, to_tensor
+from coral_inference.models.preprocess import (
+    ResizeGeometry,
+    letterbox_geometry,
+    preprocess_image,
+    to_tensor,
+)
 from coral_inference.models.tasks import ClassificationResult
 from coral_inference.models.tasks.masks import masks_in_boxes
 from coral_inference.models.tasks.obb import corners, probiou, rotated_nms
@@ -25,8 +30,11 @@ from tests.models.builders import constant_model
 def write_manifest(root: Path, **fields: Any) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "name": "t", "classes": ["a", "b"], "input": {"width": 64, "height": 64},
-        "artifacts": {"onnxruntime": {"file": "model.onnx"}}, **fields,
+        "name": "t",
+        "classes": ["a", "b"],
+        "input": {"width": 64, "height": 64},
+        "artifacts": {"onnxruntime": {"file": "model.onnx"}},
+        **fields,
     }
     if (root / "model.onnx").is_file():
         manifest["artifacts"]["onnxruntime"]["sha256"] = sha256_of(root / "model.onnx")
@@ -38,7 +46,10 @@ def write_manifest(root: Path, **fields: Any) -> Path:
 
 
 def test_head_must_fit_task(tmp_path):
-    with pytest.raises(ManifestError, match=r"head.type 'yolov8_seg' decodes instance-segmentation outputs but task is 'object-detection'"):
+    with pytest.raises(
+        ManifestError,
+        match=r"head.type 'yolov8_seg' decodes instance-segmentation outputs but task is 'object-detection'",
+    ):
         load_package(write_manifest(tmp_path / "p", head={"type": "yolov8_seg"}))
     with pytest.raises(ManifestError, match=r"heads for obb: yolov8_obb"):
         load_package(write_manifest(tmp_path / "q", task="obb", head={"type": "yolov8"}))
@@ -46,20 +57,42 @@ def test_head_must_fit_task(tmp_path):
 
 def test_keypoint_task_needs_names_and_skeleton_in_range(tmp_path):
     with pytest.raises(ManifestError, match="needs 'keypoints"):
-        load_package(write_manifest(tmp_path / "p", task="keypoint-detection", head={"type": "yolov8_pose"}))
-    with pytest.raises(ManifestError, match=r"skeleton edges \[\[0, 5\]\] index past the 2 keypoint names"):
-        load_package(write_manifest(tmp_path / "q", task="keypoint-detection", head={"type": "yolov8_pose"},
-                                    keypoints={"names": ["nose", "tail"], "skeleton": [[0, 1], [0, 5]]}))
-    package = load_package(write_manifest(tmp_path / "r", task="keypoint-detection", head={"type": "yolov8_pose"},
-                                          keypoints={"names": ["nose", "tail"], "skeleton": [[0, 1]]}))
-    assert package.manifest.keypoints is not None and package.manifest.keypoints.names == ["nose", "tail"]
+        load_package(
+            write_manifest(tmp_path / "p", task="keypoint-detection", head={"type": "yolov8_pose"})
+        )
+    with pytest.raises(
+        ManifestError, match=r"skeleton edges \[\[0, 5\]\] index past the 2 keypoint names"
+    ):
+        load_package(
+            write_manifest(
+                tmp_path / "q",
+                task="keypoint-detection",
+                head={"type": "yolov8_pose"},
+                keypoints={"names": ["nose", "tail"], "skeleton": [[0, 1], [0, 5]]},
+            )
+        )
+    package = load_package(
+        write_manifest(
+            tmp_path / "r",
+            task="keypoint-detection",
+            head={"type": "yolov8_pose"},
+            keypoints={"names": ["nose", "tail"], "skeleton": [[0, 1]]},
+        )
+    )
+    assert package.manifest.keypoints is not None and package.manifest.keypoints.names == [
+        "nose",
+        "tail",
+    ]
 
 
 def test_multi_label_is_for_classification_only(tmp_path):
     with pytest.raises(ManifestError, match="multi_label applies to task classification only"):
         load_package(write_manifest(tmp_path / "p", head={"type": "yolov8"}, multi_label=True))
-    package = load_package(write_manifest(tmp_path / "q", task="classification", head={"type": "yolov8_cls"},
-                                          multi_label=True))
+    package = load_package(
+        write_manifest(
+            tmp_path / "q", task="classification", head={"type": "yolov8_cls"}, multi_label=True
+        )
+    )
     assert package.manifest.multi_label
 
 
@@ -69,18 +102,31 @@ def test_multi_label_is_for_classification_only(tmp_path):
 @pytest.mark.parametrize(
     ("task", "head", "outputs", "expected"),
     [
-        ("instance-segmentation", "yolov8_seg", [np.zeros((1, 6, 84))], "[1, 38, 84], [1, 32, 16, 16]"),
+        (
+            "instance-segmentation",
+            "yolov8_seg",
+            [np.zeros((1, 6, 84))],
+            "[1, 38, 84], [1, 32, 16, 16]",
+        ),
         ("keypoint-detection", "yolov8_pose", [np.zeros((1, 6, 84))], "[1, 15, 84]"),
         ("obb", "yolov8_obb", [np.zeros((1, 6, 84))], "[1, 7, 84]"),
         ("classification", "yolov8_cls", [np.zeros((1, 3))], "[1, 2]"),
-        ("instance-segmentation", "yolov8_seg_dfl", [np.zeros((1, 38, 84)), np.zeros((1, 32, 16, 16))],
-         "[1, 64, 8, 8], [1, 2, 8, 8], [1, 1, 8, 8], [1, 32, 8, 8]"),
+        (
+            "instance-segmentation",
+            "yolov8_seg_dfl",
+            [np.zeros((1, 38, 84)), np.zeros((1, 32, 16, 16))],
+            "[1, 64, 8, 8], [1, 2, 8, 8], [1, 1, 8, 8], [1, 32, 8, 8]",
+        ),
     ],
 )
-def test_outputs_that_do_not_fit_the_task_head_are_refused_at_load(tmp_path, task, head, outputs, expected):
+def test_outputs_that_do_not_fit_the_task_head_are_refused_at_load(
+    tmp_path, task, head, outputs, expected
+):
     root = tmp_path / "pkg"
     constant_model(root / "model.onnx", outputs)
-    extra: dict[str, Any] = {"keypoints": {"names": ["k0", "k1", "k2"]}} if task == "keypoint-detection" else {}
+    extra: dict[str, Any] = (
+        {"keypoints": {"names": ["k0", "k1", "k2"]}} if task == "keypoint-detection" else {}
+    )
     package = load_package(write_manifest(root, task=task, head={"type": head}, **extra))
     with pytest.raises(OutputMismatchError) as info:
         Detector(package, OnnxRuntimeBackend().prepare_session(package))
@@ -97,7 +143,11 @@ def test_classify_on_a_detector_and_detect_on_a_classifier_are_refused(tmp_path)
     detector = Detector(package, OnnxRuntimeBackend().prepare_session(package))
     try:
         result = detector.classify(np.zeros((48, 80, 3), np.uint8))
-        assert result.top(2) == [("b", 0.75), ("a", 0.25)] and result.top_class == "b" and not result.multi_label
+        assert (
+            result.top(2) == [("b", 0.75), ("a", 0.25)]
+            and result.top_class == "b"
+            and not result.multi_label
+        )
         with pytest.raises(OutputMismatchError, match="call classify"):
             detector.detect(np.zeros((48, 80, 3), np.uint8))
     finally:
@@ -107,18 +157,32 @@ def test_classify_on_a_detector_and_detect_on_a_classifier_are_refused(tmp_path)
 # ------------------------------------------------------------------------------------ masks
 
 
-def _dense_reference(logits: np.ndarray, boxes: np.ndarray, geometry: ResizeGeometry, input_wh) -> np.ndarray:
+def _dense_reference(
+    logits: np.ndarray, boxes: np.ndarray, geometry: ResizeGeometry, input_wh
+) -> np.ndarray:
     """Ultralytics' retina path with OpenCV: upsample x2 (the smallest factor that puts this letterbox's
     content edges on whole cells), cut the content, resize to the frame, threshold, crop."""
     n, gh, gw = logits.shape
     up = np.stack([cv2.resize(m, (gw * 2, gh * 2), interpolation=cv2.INTER_LINEAR) for m in logits])
     scale = 2 * gw / input_wh[0]
     top, left = round(geometry.pad_top * scale), round(geometry.pad_left * scale)
-    bottom, right = round((geometry.pad_top + geometry.new_h) * scale), round((geometry.pad_left + geometry.new_w) * scale)
-    full = np.stack([
-        cv2.resize(m[top:bottom, left:right], (geometry.src_w, geometry.src_h), interpolation=cv2.INTER_LINEAR)
-        for m in up
-    ]) > 0
+    bottom, right = (
+        round((geometry.pad_top + geometry.new_h) * scale),
+        round((geometry.pad_left + geometry.new_w) * scale),
+    )
+    full = (
+        np.stack(
+            [
+                cv2.resize(
+                    m[top:bottom, left:right],
+                    (geometry.src_w, geometry.src_h),
+                    interpolation=cv2.INTER_LINEAR,
+                )
+                for m in up
+            ]
+        )
+        > 0
+    )
     rows, cols = np.arange(geometry.src_h)[None, :, None], np.arange(geometry.src_w)[None, None, :]
     x1, y1, x2, y2 = (boxes[:, i, None, None] for i in range(4))
     return full & (cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2)
@@ -126,10 +190,20 @@ def _dense_reference(logits: np.ndarray, boxes: np.ndarray, geometry: ResizeGeom
 
 def test_masks_in_boxes_match_a_dense_upsample_and_crop():
     rng = np.random.default_rng(3)
-    logits = cv2.GaussianBlur(rng.normal(0, 1, (16, 16, 5)).astype(np.float32), (5, 5), 1.5).transpose(2, 0, 1)
+    logits = cv2.GaussianBlur(
+        rng.normal(0, 1, (16, 16, 5)).astype(np.float32), (5, 5), 1.5
+    ).transpose(2, 0, 1)
     geometry = letterbox_geometry((90, 160), (64, 64))  # 160x90 -> 64x36, padded top and bottom
-    boxes = np.array([[0, 0, 160, 90], [10.4, 5.5, 80.2, 60.9], [100, 20, 159.5, 89], [50, 50, 50, 70], [-5, -5, 30, 30]],
-                     np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 160, 90],
+            [10.4, 5.5, 80.2, 60.9],
+            [100, 20, 159.5, 89],
+            [50, 50, 50, 70],
+            [-5, -5, 30, 30],
+        ],
+        np.float32,
+    )
     ours = masks_in_boxes(logits, boxes, geometry, (64, 64))
     reference = _dense_reference(logits, np.clip(boxes, 0, None), geometry, (64, 64))
     assert ours.shape == (5, 90, 160) and ours.dtype == bool
@@ -153,7 +227,10 @@ def test_probiou_and_corners():
 
 
 def test_rotated_nms_keeps_classes_apart_and_limits():
-    boxes = np.array([[10, 10, 8, 4, 0.3], [10.2, 10, 8, 4, 0.3], [10.2, 10, 8, 4, 0.3], [60, 60, 8, 4, 1.0]], np.float32)
+    boxes = np.array(
+        [[10, 10, 8, 4, 0.3], [10.2, 10, 8, 4, 0.3], [10.2, 10, 8, 4, 0.3], [60, 60, 8, 4, 1.0]],
+        np.float32,
+    )
     scores = np.array([0.9, 0.8, 0.85, 0.5])
     assert rotated_nms(boxes, scores, 0.5, class_ids=np.array([0, 0, 1, 0])).tolist() == [0, 2, 3]
     assert rotated_nms(boxes, scores, 0.5).tolist() == [0, 3]
@@ -165,7 +242,9 @@ def test_rotated_nms_keeps_classes_apart_and_limits():
 
 
 def test_classification_result_multi_label():
-    result = ClassificationResult(["a", "b", "c"], np.array([0.7, 0.2, 0.9], np.float32), multi_label=True)
+    result = ClassificationResult(
+        ["a", "b", "c"], np.array([0.7, 0.2, 0.9], np.float32), multi_label=True
+    )
     assert result.predicted_classes(0.5) == ["c", "a"]
     assert result.top_ids(2).tolist() == [2, 0] and result.top_confidence == pytest.approx(0.9)
     with pytest.raises(ValueError, match="confidences has shape"):
@@ -198,6 +277,10 @@ def test_to_tensor_equals_the_plain_formula(changes):
         want = rgb
     if spec.layout == "NCHW":
         want = want.transpose(2, 0, 1)
-    assert got.shape == (1, *want.shape) and got.dtype == np.dtype(spec.dtype) and got.flags["C_CONTIGUOUS"]
+    assert (
+        got.shape == (1, *want.shape)
+        and got.dtype == np.dtype(spec.dtype)
+        and got.flags["C_CONTIGUOUS"]
+    )
     np.testing.assert_allclose(got[0].astype(np.float64), want, rtol=1e-3, atol=1e-3)
     assert tensor.shape[0] == 1

@@ -8,4 +8,9 @@ from coral_inference.models.tasks.results import (
     ClassificationResult,
 )
 
-__all__ = ["KEYPOINTS_CONFIDENCE", "KEYPOINTS_XY", "ORIENTED_BOX_COORDINATES", "ClassificationResult"]
+__all__ = [
+    "KEYPOINTS_CONFIDENCE",
+    "KEYPOINTS_XY",
+    "ORIENTED_BOX_COORDINATES",
+    "ClassificationResult",
+]

@@ -56,14 +56,22 @@ class TaskCandidates:
     xyxy: np.ndarray  # (n, 4) float32
     scores: np.ndarray  # (n,) float32
     class_ids: np.ndarray  # (n,) int64
-    extra: np.ndarray  # seg (n, nm) coefficients; pose (n, K, dims); obb (n, 5) xywhr; rfdetr seg (n, h, w)
+    extra: (
+        np.ndarray
+    )  # seg (n, nm) coefficients; pose (n, K, dims); obb (n, 5) xywhr; rfdetr seg (n, h, w)
     prototypes: np.ndarray | None = field(default=None)  # seg (nm, h, w)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def take(self, index: np.ndarray) -> TaskCandidates:
-        return TaskCandidates(self.xyxy[index], self.scores[index], self.class_ids[index], self.extra[index], self.prototypes)
+        return TaskCandidates(
+            self.xyxy[index],
+            self.scores[index],
+            self.class_ids[index],
+            self.extra[index],
+            self.prototypes,
+        )
 
     def top(self, k: int) -> TaskCandidates:
         if len(self) <= k:
@@ -74,7 +82,9 @@ class TaskCandidates:
 # ---------------------------------------------------------------------------------------- layouts
 
 
-def expected_shapes(head: HeadSpec, ctx: LayoutContext, actual: Sequence[Sequence[int]] = ()) -> list[str]:
+def expected_shapes(
+    head: HeadSpec, ctx: LayoutContext, actual: Sequence[Sequence[int]] = ()
+) -> list[str]:
     """Human-readable expected output shapes (``nm`` and ``Q`` read from ``actual`` when present)."""
     nc, (width, height) = ctx.num_classes, ctx.input_wh
     n = ctx.cells(head.strides)
@@ -87,13 +97,19 @@ def expected_shapes(head: HeadSpec, ctx: LayoutContext, actual: Sequence[Sequenc
     if head.type == "yolov8_seg_dfl":
         shapes = []
         for gh, gw in grids:
-            shapes += [f"[1, {4 * head.reg_max}, {gh}, {gw}]", f"[1, {nc}, {gh}, {gw}]", f"[1, 1, {gh}, {gw}]",
-                       f"[1, {nm}, {gh}, {gw}]"]
+            shapes += [
+                f"[1, {4 * head.reg_max}, {gh}, {gw}]",
+                f"[1, {nc}, {gh}, {gw}]",
+                f"[1, 1, {gh}, {gw}]",
+                f"[1, {nm}, {gh}, {gw}]",
+            ]
         return shapes + [proto]
     if head.type == "yolov8_pose":
         return [f"[1, {4 + nc + k * dims}, {n}]"]
     if head.type == "yolov8_pose_dfl":
-        return [f"[1, {4 * head.reg_max + nc}, {gh}, {gw}]" for gh, gw in grids] + [f"[1, {k}, {dims}, {n}]"]
+        return [f"[1, {4 * head.reg_max + nc}, {gh}, {gw}]" for gh, gw in grids] + [
+            f"[1, {k}, {dims}, {n}]"
+        ]
     if head.type == "yolov8_obb":
         return [f"[1, {4 + nc + 1}, {n}]"]
     if head.type == "yolov8_cls":
@@ -111,7 +127,9 @@ def _num_masks(head: HeadSpec, actual: Sequence[Sequence[int]]) -> int:
     return 32
 
 
-def check_layout(head: HeadSpec, shapes: Sequence[Sequence[int]], ctx: LayoutContext, what: str = "model") -> None:
+def check_layout(
+    head: HeadSpec, shapes: Sequence[Sequence[int]], ctx: LayoutContext, what: str = "model"
+) -> None:
     """Raise ``OutputMismatchError`` unless ``shapes`` fit ``head`` (dynamic dims, <= 0 or None, match anything)."""
     actual = [list(s) for s in shapes]
     expected = expected_shapes(head, ctx, actual)
@@ -133,7 +151,9 @@ def _dim_ok(actual: object, expected: int) -> bool:
 
 
 def _shape_ok(actual: Sequence[object], expected: Sequence[int | None]) -> bool:
-    return len(actual) == len(expected) and all(e is None or _dim_ok(a, e) for a, e in zip(actual, expected))
+    return len(actual) == len(expected) and all(
+        e is None or _dim_ok(a, e) for a, e in zip(actual, expected)
+    )
 
 
 def _single_ok(actual: Sequence[object], rows: int, n: int) -> bool:
@@ -154,17 +174,25 @@ def _fits(head: HeadSpec, actual: list[list[int]], ctx: LayoutContext) -> bool:
             return False
         nm = _num_masks(head, actual)
         for level, (gh, gw) in enumerate(grids):
-            box, cls, total, coef = actual[4 * level: 4 * level + 4]
-            if not (_shape_ok(box, [1, 4 * head.reg_max, gh, gw]) and _shape_ok(cls, [1, nc, gh, gw])
-                    and _shape_ok(total, [1, 1, gh, gw]) and _shape_ok(coef, [1, nm, gh, gw])):
+            box, cls, total, coef = actual[4 * level : 4 * level + 4]
+            if not (
+                _shape_ok(box, [1, 4 * head.reg_max, gh, gw])
+                and _shape_ok(cls, [1, nc, gh, gw])
+                and _shape_ok(total, [1, 1, gh, gw])
+                and _shape_ok(coef, [1, nm, gh, gw])
+            ):
                 return False
         return True
     if head.type == "yolov8_pose":
-        return len(actual) == 1 and _single_ok(actual[0], 4 + nc + ctx.num_keypoints * head.keypoint_dims, n)
+        return len(actual) == 1 and _single_ok(
+            actual[0], 4 + nc + ctx.num_keypoints * head.keypoint_dims, n
+        )
     if head.type == "yolov8_pose_dfl":
         if len(actual) != len(grids) + 1:
             return False
-        levels_ok = all(_shape_ok(a, [1, 4 * head.reg_max + nc, gh, gw]) for a, (gh, gw) in zip(actual, grids))
+        levels_ok = all(
+            _shape_ok(a, [1, 4 * head.reg_max + nc, gh, gw]) for a, (gh, gw) in zip(actual, grids)
+        )
         return levels_ok and _shape_ok(actual[-1], [1, ctx.num_keypoints, head.keypoint_dims, n])
     if head.type == "yolov8_obb":
         return len(actual) == 1 and _single_ok(actual[0], 4 + nc + 1, n)
@@ -208,18 +236,24 @@ def _cxcywh_to_xyxy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray
 
 
 def decode_single(
-    raw: np.ndarray, num_classes: int, extra_rows: int, confidence: float, allowed: np.ndarray | None
+    raw: np.ndarray,
+    num_classes: int,
+    extra_rows: int,
+    confidence: float,
+    allowed: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One Ultralytics output: (cx cy w h (n, 4), scores, class ids, extras (n, extra_rows)) over the threshold."""
     pred = _rows_first(np.asarray(raw), 4 + num_classes + extra_rows)
-    scores, class_ids = _best(pred[4:4 + num_classes], allowed)
+    scores, class_ids = _best(pred[4 : 4 + num_classes], allowed)
     keep = np.flatnonzero(scores > confidence)
     boxes = pred[:4, keep].T.astype(np.float32)
-    extras = pred[4 + num_classes:, keep].T.astype(np.float32)
+    extras = pred[4 + num_classes :, keep].T.astype(np.float32)
     return boxes, scores[keep].astype(np.float32), class_ids[keep], extras
 
 
-def dfl_boxes(box_logits: np.ndarray, cells: np.ndarray, width: int, stride: int, reg_max: int) -> np.ndarray:
+def dfl_boxes(
+    box_logits: np.ndarray, cells: np.ndarray, width: int, stride: int, reg_max: int
+) -> np.ndarray:
     """Distribution-focal-loss box logits ``(4*reg_max, HW)`` of ``cells`` -> xyxy input pixels."""
     logits = box_logits.reshape(4, reg_max, -1)[:, :, cells].astype(np.float32)
     logits -= logits.max(axis=1, keepdims=True)
@@ -228,43 +262,73 @@ def dfl_boxes(box_logits: np.ndarray, cells: np.ndarray, width: int, stride: int
     distances = (weights * bins).sum(axis=1) / weights.sum(axis=1)
     cx = (cells % width).astype(np.float32) + 0.5
     cy = (cells // width).astype(np.float32) + 0.5
-    return (np.stack([cx - distances[0], cy - distances[1], cx + distances[2], cy + distances[3]], axis=1) * stride).astype(
-        np.float32
-    )
+    return (
+        np.stack(
+            [cx - distances[0], cy - distances[1], cx + distances[2], cy + distances[3]], axis=1
+        )
+        * stride
+    ).astype(np.float32)
 
 
 def decode_seg(
-    outputs: Sequence[np.ndarray], head: HeadSpec, num_classes: int, confidence: float, allowed: np.ndarray | None
+    outputs: Sequence[np.ndarray],
+    head: HeadSpec,
+    num_classes: int,
+    confidence: float,
+    allowed: np.ndarray | None,
 ) -> TaskCandidates:
     prototypes = np.asarray(outputs[-1])[0]
     nm = prototypes.shape[0]
     if head.type == "yolov8_seg":
-        boxes, scores, class_ids, coefficients = decode_single(outputs[0], num_classes, nm, confidence, allowed)
-        return TaskCandidates(_cxcywh_to_xyxy(*boxes.T), scores, class_ids, coefficients, prototypes)
+        boxes, scores, class_ids, coefficients = decode_single(
+            outputs[0], num_classes, nm, confidence, allowed
+        )
+        return TaskCandidates(
+            _cxcywh_to_xyxy(*boxes.T), scores, class_ids, coefficients, prototypes
+        )
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for level, stride in enumerate(head.strides):
-        box, cls, total, coef = (np.asarray(o)[0] for o in outputs[4 * level: 4 * level + 4])
+        box, cls, total, coef = (np.asarray(o)[0] for o in outputs[4 * level : 4 * level + 4])
         height, width = cls.shape[1:]
         scores_map = cls.reshape(num_classes, -1)
         if not head.sigmoid_in_model:
             scores_map = sigmoid(scores_map)
-        cells = np.flatnonzero(total.reshape(-1) > confidence) if head.sigmoid_in_model else np.arange(height * width)
+        cells = (
+            np.flatnonzero(total.reshape(-1) > confidence)
+            if head.sigmoid_in_model
+            else np.arange(height * width)
+        )
         scores, class_ids = _best(scores_map[:, cells], allowed)
         passed = scores > confidence
         cells = cells[passed]
         xyxy = dfl_boxes(box.reshape(4 * head.reg_max, -1), cells, width, stride, head.reg_max)
-        parts.append((xyxy, scores[passed].astype(np.float32), class_ids[passed], coef.reshape(nm, -1)[:, cells].T))
+        parts.append(
+            (
+                xyxy,
+                scores[passed].astype(np.float32),
+                class_ids[passed],
+                coef.reshape(nm, -1)[:, cells].T,
+            )
+        )
     return TaskCandidates(*(np.concatenate(p) for p in zip(*parts)), prototypes=prototypes)
 
 
 def decode_pose(
-    outputs: Sequence[np.ndarray], head: HeadSpec, num_classes: int, num_keypoints: int, confidence: float,
+    outputs: Sequence[np.ndarray],
+    head: HeadSpec,
+    num_classes: int,
+    num_keypoints: int,
+    confidence: float,
     allowed: np.ndarray | None,
 ) -> TaskCandidates:
     dims = head.keypoint_dims
     if head.type == "yolov8_pose":
-        boxes, scores, class_ids, flat = decode_single(outputs[0], num_classes, num_keypoints * dims, confidence, allowed)
-        return TaskCandidates(_cxcywh_to_xyxy(*boxes.T), scores, class_ids, flat.reshape(-1, num_keypoints, dims))
+        boxes, scores, class_ids, flat = decode_single(
+            outputs[0], num_classes, num_keypoints * dims, confidence, allowed
+        )
+        return TaskCandidates(
+            _cxcywh_to_xyxy(*boxes.T), scores, class_ids, flat.reshape(-1, num_keypoints, dims)
+        )
     keypoints = np.asarray(outputs[-1])[0]  # (K, dims, N) over all strides
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     offset = 0
@@ -273,7 +337,9 @@ def decode_pose(
         height, width = raw.shape[1:]
         flat = raw.reshape(raw.shape[0], -1)
         box_rows = 4 * head.reg_max
-        scores_all, class_all = _best(sigmoid(flat[box_rows:box_rows + num_classes].astype(np.float32)), allowed)
+        scores_all, class_all = _best(
+            sigmoid(flat[box_rows : box_rows + num_classes].astype(np.float32)), allowed
+        )
         cells = np.flatnonzero(scores_all > confidence)
         xyxy = dfl_boxes(flat[:box_rows], cells, width, stride, head.reg_max)
         points = keypoints[:, :, offset + cells].transpose(2, 0, 1).astype(np.float32)
@@ -290,7 +356,9 @@ def decode_obb(
     return TaskCandidates(_cxcywh_to_xyxy(*boxes.T), scores, class_ids, xywhr)
 
 
-def classification_scores(outputs: Sequence[np.ndarray], head: HeadSpec, num_classes: int, multi_label: bool) -> np.ndarray:
+def classification_scores(
+    outputs: Sequence[np.ndarray], head: HeadSpec, num_classes: int, multi_label: bool
+) -> np.ndarray:
     """``(nc,)`` probabilities; refuses logits declared as probabilities (``activation: none``)."""
     raw = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
     if head.activation == "softmax":
@@ -298,7 +366,11 @@ def classification_scores(outputs: Sequence[np.ndarray], head: HeadSpec, num_cla
         return (shifted / shifted.sum()).astype(np.float32)
     if head.activation == "sigmoid":
         return sigmoid(raw).astype(np.float32)
-    if raw.min() < -1e-4 or raw.max() > 1 + 1e-4 or (not multi_label and abs(float(raw.sum()) - 1) > 1e-2):
+    if (
+        raw.min() < -1e-4
+        or raw.max() > 1 + 1e-4
+        or (not multi_label and abs(float(raw.sum()) - 1) > 1e-2)
+    ):
         raise OutputMismatchError(
             f"head yolov8_cls with activation 'none' expects probabilities "
             f"({'each in 0..1' if multi_label else 'summing to 1'}), the model gave values in "
@@ -309,13 +381,19 @@ def classification_scores(outputs: Sequence[np.ndarray], head: HeadSpec, num_cla
 
 
 def decode_rfdetr(
-    outputs: Sequence[np.ndarray], head: HeadSpec, num_classes: int, confidence: float, allowed: np.ndarray | None,
+    outputs: Sequence[np.ndarray],
+    head: HeadSpec,
+    num_classes: int,
+    confidence: float,
+    allowed: np.ndarray | None,
     num_select: int = 300,
 ) -> TaskCandidates:
     """Top-k over sigmoid(logits) of every (query, class) pair, as RF-DETR's PostProcess does.
 
     Boxes stay normalised (0-1 cx cy w h -> xyxy); the caller scales them to the frame.
-    With ``nc + 1`` logit columns the last one is the no-object column and is ignored.
+    With ``nc + 1`` logit columns the last one is the background slot and is ignored
+    (RF-DETR's default ``background_class_id=-1``). Pairs scoring at or below the
+    threshold are dropped; ties keep the lower (query, class) index first.
     """
     boxes = np.asarray(outputs[0], dtype=np.float32)[0]  # (Q, 4)
     logits = np.asarray(outputs[1], dtype=np.float32)[0][:, :num_classes]  # (Q, nc)
@@ -326,10 +404,18 @@ def decode_rfdetr(
         probabilities[:, blocked] = 0.0
     flat = probabilities.reshape(-1)
     k = min(num_select, flat.size)
-    top = np.argpartition(-flat, k - 1)[:k]
-    top = top[np.argsort(-flat[top], kind="stable")]
+    top = np.argsort(-flat, kind="stable")[:k]
     top = top[flat[top] > confidence]
     queries, class_ids = np.divmod(top, num_classes)
     cx, cy, w, h = boxes[queries].T
-    extra = np.asarray(outputs[2], dtype=np.float32)[0][queries] if head.type == "rfdetr_seg" else queries[:, None]
-    return TaskCandidates(_cxcywh_to_xyxy(cx, cy, w, h), flat[top].astype(np.float32), class_ids.astype(np.int64), extra)
+    extra = (
+        np.asarray(outputs[2], dtype=np.float32)[0][queries]
+        if head.type == "rfdetr_seg"
+        else queries[:, None]
+    )
+    return TaskCandidates(
+        _cxcywh_to_xyxy(cx, cy, w, h),
+        flat[top].astype(np.float32),
+        class_ids.astype(np.int64),
+        extra,
+    )

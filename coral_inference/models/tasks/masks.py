@@ -34,11 +34,15 @@ def _bilinear(out_size: int, in_size: int) -> np.ndarray:
     return operator
 
 
-def _upsample_factor(grid_wh: tuple[int, int], input_wh: tuple[int, int], geometry: ResizeGeometry) -> int:
+def _upsample_factor(
+    grid_wh: tuple[int, int], input_wh: tuple[int, int], geometry: ResizeGeometry
+) -> int:
     """Smallest grid upsampling (1, 2, 4, ...) that puts the content edges on whole grid cells."""
     edges = [
-        (geometry.pad_left, grid_wh[0], input_wh[0]), (geometry.pad_left + geometry.new_w, grid_wh[0], input_wh[0]),
-        (geometry.pad_top, grid_wh[1], input_wh[1]), (geometry.pad_top + geometry.new_h, grid_wh[1], input_wh[1]),
+        (geometry.pad_left, grid_wh[0], input_wh[0]),
+        (geometry.pad_left + geometry.new_w, grid_wh[0], input_wh[0]),
+        (geometry.pad_top, grid_wh[1], input_wh[1]),
+        (geometry.pad_top + geometry.new_h, grid_wh[1], input_wh[1]),
     ]
     factor = 1
     while factor < 64 and any((edge * grid * factor) % size for edge, grid, size in edges):
@@ -57,7 +61,9 @@ def _axis_taps(
     up = grid * factor
     first = pad * up // input_size
     last = max(first + 1, (pad + new) * up // input_size)
-    operator = _bilinear(src_size, last - first) @ (_bilinear(up, grid)[first:last] if factor > 1 else np.eye(grid)[first:last])
+    operator = _bilinear(src_size, last - first) @ (
+        _bilinear(up, grid)[first:last] if factor > 1 else np.eye(grid)[first:last]
+    )
     nonzero = operator != 0
     start = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
     taps = max(1, int((nonzero.shape[1] - nonzero[:, ::-1].argmax(axis=1) - start).max()))
@@ -89,7 +95,9 @@ def masks_in_boxes(
     input_w, input_h = input_wh
     factor = _upsample_factor((grid_w, grid_h), input_wh, geometry)
     y_index, y_weight = _axis_taps(src_h, grid_h, input_h, geometry.pad_top, geometry.new_h, factor)
-    x_index, x_weight = _axis_taps(src_w, grid_w, input_w, geometry.pad_left, geometry.new_w, factor)
+    x_index, x_weight = _axis_taps(
+        src_w, grid_w, input_w, geometry.pad_left, geometry.new_w, factor
+    )
 
     if crop:
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -114,7 +122,7 @@ def masks_in_boxes(
     row_base = row_instance * grid_h
     row_values = flat[row_base + y_index[rows, 0]] * y_weight[rows, :1]  # (R, gw)
     for tap in range(1, y_index.shape[1]):  # 2-4 taps, not instances
-        row_values += flat[row_base + y_index[rows, tap]] * y_weight[rows, tap:tap + 1]
+        row_values += flat[row_base + y_index[rows, tap]] * y_weight[rows, tap : tap + 1]
 
     # Horizontal pass: every pixel of every box, from its row's neighbouring grid columns.
     pixels_per_row = widths[row_instance]
@@ -135,4 +143,6 @@ def masks_in_boxes(
 def prototype_logits(prototypes: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
     """``(n, nm) @ (nm, h, w)`` -> ``(n, h, w)`` mask logits."""
     nm, grid_h, grid_w = prototypes.shape
-    return (coefficients.astype(np.float32) @ prototypes.reshape(nm, -1).astype(np.float32)).reshape(-1, grid_h, grid_w)
+    return (
+        coefficients.astype(np.float32) @ prototypes.reshape(nm, -1).astype(np.float32)
+    ).reshape(-1, grid_h, grid_w)

@@ -54,10 +54,17 @@ def layout_context(package: ModelPackage, input_spec: InputSpec) -> LayoutContex
     )
 
 
-def check_outputs(package: ModelPackage, head: HeadSpec, input_spec: InputSpec, shapes: Sequence[Sequence[int]]) -> None:
+def check_outputs(
+    package: ModelPackage, head: HeadSpec, input_spec: InputSpec, shapes: Sequence[Sequence[int]]
+) -> None:
     """Refuse (``OutputMismatchError``) outputs that do not fit the declared task head."""
     if head.type in TASK_HEAD_TYPES:
-        check_layout(head, shapes, layout_context(package, input_spec), f"model {package.name!r} ({package.root})")
+        check_layout(
+            head,
+            shapes,
+            layout_context(package, input_spec),
+            f"model {package.name!r} ({package.root})",
+        )
 
 
 def session_output_shapes(session: object) -> list[list[int]] | None:
@@ -103,8 +110,11 @@ def postprocess_task(
     if allowed is not None and allowed.size == 0:
         return empty_detections(head, geometry, ctx.num_keypoints, names), 0
     if head.type in ("rfdetr", "rfdetr_seg"):
-        candidates = decode_rfdetr(outputs, head, nc, confidence, allowed, num_select=max(max_detections, 1))
-        return _rfdetr_detections(candidates, head, geometry, names, max_detections), len(candidates)
+        queries = int(np.shape(outputs[0])[1])  # RF-DETR's exported decoders select up to Q pairs
+        candidates = decode_rfdetr(outputs, head, nc, confidence, allowed, num_select=queries)
+        return _rfdetr_detections(candidates, head, geometry, names, max_detections), len(
+            candidates
+        )
     if head.type in ("yolov8_seg", "yolov8_seg_dfl"):
         candidates = decode_seg(outputs, head, nc, confidence, allowed)
     elif head.type in ("yolov8_pose", "yolov8_pose_dfl"):
@@ -117,7 +127,13 @@ def postprocess_task(
     if head.type == "yolov8_obb":
         keep = rotated_nms(candidates.extra, candidates.scores, iou, class_ids, max_detections)
     else:
-        keep = nms(candidates.xyxy, candidates.scores, iou, class_ids=class_ids, max_detections=max_detections)
+        keep = nms(
+            candidates.xyxy,
+            candidates.scores,
+            iou,
+            class_ids=class_ids,
+            max_detections=max_detections,
+        )
     kept = candidates.take(keep)
     if head.type == "yolov8_obb":
         return _obb_detections(kept, geometry, names), reached
@@ -125,8 +141,12 @@ def postprocess_task(
     data: dict[str, np.ndarray] = {"class_name": _class_name_data(names, kept.class_ids)}
     mask = None
     if kept.prototypes is not None:
-        mask = masks_in_boxes(prototype_logits(kept.prototypes, kept.extra), xyxy, geometry, ctx.input_wh)
-        has_pixels = mask.any(axis=(1, 2))  # Ultralytics drops instances whose cropped mask is empty
+        mask = masks_in_boxes(
+            prototype_logits(kept.prototypes, kept.extra), xyxy, geometry, ctx.input_wh
+        )
+        has_pixels = mask.any(
+            axis=(1, 2)
+        )  # Ultralytics drops instances whose cropped mask is empty
         if not has_pixels.all():
             xyxy, mask = xyxy[has_pixels], mask[has_pixels]
             kept = kept.take(np.flatnonzero(has_pixels))
@@ -135,7 +155,9 @@ def postprocess_task(
         points = kept.extra
         data[KEYPOINTS_XY] = keypoints_to_source(points[..., :2], geometry)
         data[KEYPOINTS_CONFIDENCE] = (
-            points[..., 2].astype(np.float32) if points.shape[-1] > 2 else np.ones(points.shape[:2], np.float32)
+            points[..., 2].astype(np.float32)
+            if points.shape[-1] > 2
+            else np.ones(points.shape[:2], np.float32)
         )
     detections = sv.Detections(
         xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4),
@@ -147,7 +169,9 @@ def postprocess_task(
     return detections, reached
 
 
-def empty_detections(head: HeadSpec, geometry: ResizeGeometry, num_keypoints: int, names: np.ndarray) -> sv.Detections:
+def empty_detections(
+    head: HeadSpec, geometry: ResizeGeometry, num_keypoints: int, names: np.ndarray
+) -> sv.Detections:
     """No detections, with the task's empty payload (mask, keypoints, polygons) shaped right."""
     data: dict[str, np.ndarray] = {"class_name": np.zeros(0, dtype=names.dtype)}
     mask = None
@@ -160,8 +184,11 @@ def empty_detections(head: HeadSpec, geometry: ResizeGeometry, num_keypoints: in
         data[ORIENTED_BOX_COORDINATES] = np.zeros((0, 4, 2), np.float32)
         data["xywhr"] = np.zeros((0, 5), np.float32)
     return sv.Detections(
-        xyxy=np.zeros((0, 4), np.float32), mask=mask, confidence=np.zeros(0, np.float32),
-        class_id=np.zeros(0, np.int64), data=data,
+        xyxy=np.zeros((0, 4), np.float32),
+        mask=mask,
+        confidence=np.zeros(0, np.float32),
+        class_id=np.zeros(0, np.int64),
+        data=data,
     )
 
 
@@ -186,10 +213,16 @@ def obb_to_source(xywhr: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:
     return out
 
 
-def _obb_detections(kept: TaskCandidates, geometry: ResizeGeometry, names: np.ndarray) -> sv.Detections:
+def _obb_detections(
+    kept: TaskCandidates, geometry: ResizeGeometry, names: np.ndarray
+) -> sv.Detections:
     xywhr = obb_to_source(kept.extra, geometry)
     polygons = corners(xywhr)
-    xyxy = np.concatenate([polygons.min(axis=1), polygons.max(axis=1)], axis=1) if len(polygons) else np.zeros((0, 4))
+    xyxy = (
+        np.concatenate([polygons.min(axis=1), polygons.max(axis=1)], axis=1)
+        if len(polygons)
+        else np.zeros((0, 4))
+    )
     return sv.Detections(
         xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4),
         confidence=kept.scores.astype(np.float32),
@@ -203,17 +236,28 @@ def _obb_detections(kept: TaskCandidates, geometry: ResizeGeometry, names: np.nd
 
 
 def _rfdetr_detections(
-    candidates: TaskCandidates, head: HeadSpec, geometry: ResizeGeometry, names: np.ndarray, max_detections: int
+    candidates: TaskCandidates,
+    head: HeadSpec,
+    geometry: ResizeGeometry,
+    names: np.ndarray,
+    max_detections: int,
 ) -> sv.Detections:
     kept = candidates.take(np.arange(min(len(candidates), max_detections)))
     # Normalised boxes cover the whole (stretched) input, i.e. the whole frame.
     scale = np.asarray([geometry.src_w, geometry.src_h] * 2, np.float32)
-    xyxy = kept.xyxy * scale
+    xyxy = np.clip(
+        kept.xyxy * scale, 0.0, scale
+    )  # regression is unbounded; RF-DETR clamps to the frame
     mask = None
     if head.type == "rfdetr_seg":
         full = ResizeGeometry(geometry.src_w, geometry.src_h, geometry.src_w, geometry.src_h, 0, 0)
-        mask = masks_in_boxes(kept.extra.reshape(len(kept), *kept.extra.shape[1:]), xyxy, full,
-                              (geometry.src_w, geometry.src_h), crop=False)
+        mask = masks_in_boxes(
+            kept.extra.reshape(len(kept), *kept.extra.shape[1:]),
+            xyxy,
+            full,
+            (geometry.src_w, geometry.src_h),
+            crop=False,
+        )
     return sv.Detections(
         xyxy=xyxy.reshape(-1, 4),
         mask=mask,
@@ -223,12 +267,23 @@ def _rfdetr_detections(
     )
 
 
-def classify_outputs(package: ModelPackage, head: HeadSpec, input_spec: InputSpec, outputs: Sequence[np.ndarray]) -> ClassificationResult:
+def classify_outputs(
+    package: ModelPackage, head: HeadSpec, input_spec: InputSpec, outputs: Sequence[np.ndarray]
+) -> ClassificationResult:
     if head.type != "yolov8_cls":
         raise OutputMismatchError(
             f"model {package.name!r} has task {package.manifest.task!r} (head {head.type}): "
             f"classify() needs a classification model; use detect()"
         )
-    check_layout(head, [list(np.shape(o)) for o in outputs], layout_context(package, input_spec), f"model {package.name!r}")
-    scores = classification_scores(outputs, head, len(package.classes), package.manifest.multi_label)
-    return ClassificationResult(list(package.classes), scores.astype(np.float32), package.manifest.multi_label)
+    check_layout(
+        head,
+        [list(np.shape(o)) for o in outputs],
+        layout_context(package, input_spec),
+        f"model {package.name!r}",
+    )
+    scores = classification_scores(
+        outputs, head, len(package.classes), package.manifest.multi_label
+    )
+    return ClassificationResult(
+        list(package.classes), scores.astype(np.float32), package.manifest.multi_label
+    )
