@@ -378,6 +378,7 @@ def import_cmd(
     rknn: Optional[Path] = typer.Option(None, "--rknn", help="An .rknn built from this ONNX, added as the rknn artifact."),
     rknn_box_units: str = typer.Option("pixels", "--rknn-box-units", help="pixels, or normalized for Ultralytics' int8 RKNN builds."),
     force: bool = typer.Option(False, "--force", help="Replace an existing package directory."),
+    split: bool = typer.Option(False, "--split-head", help="Also write the nine-output (rknn_model_zoo) rewrite of a detect export as the RKNN conversion source (needed for --int8)."),
     config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
     json_: bool = JsonOption,
 ) -> None:
@@ -395,7 +396,7 @@ def import_cmd(
 
         result = import_model(
             source, name=name, out=out, classes_file=classes, numbered_classes=numbered_classes, onnx=onnx,
-            rknn=rknn, rknn_box_units=rknn_box_units, force=force, context=context,
+            rknn=rknn, rknn_box_units=rknn_box_units, force=force, context=context, split=split,
             fetcher=lambda model_id: fetch_roboflow_model(model_id, progress=not json_),
         )
     except ModelPackageError as exc:

@@ -93,7 +93,7 @@ def build(name: str, cfg: str, imgsz: list[int], work: Path, images: list[np.nda
     net = model.model
     net.names = dict(CLASSES)
     for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
+        if isinstance(module, torch.nn.Conv2d) and module.weight.requires_grad:  # not DFL's fixed integral conv
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()

@@ -123,8 +123,13 @@ def import_model(
     force: bool = False,
     context: Any = None,
     fetcher: Callable[[str], Path] | None = None,
+    split: bool = False,
 ) -> ImportResult:
-    """Build and validate a package from ``source``; see the module docstring."""
+    """Build and validate a package from ``source``; see the module docstring.
+
+    ``split`` (``--split-head``) adds the nine-output rewrite of a single-output detect export as
+    the package's RKNN conversion source, so ``models convert --int8`` works.
+    """
     classes = read_classes_file(Path(classes_file)) if classes_file else None
     text = str(source)
     path = Path(text).expanduser()
@@ -197,6 +202,10 @@ def import_model(
     target = Path(out).expanduser() if out else Path.cwd() / name
     package = write_package(target, name, plan, onnx_path, rknn_path=rknn_path, rknn_box_units=rknn_box_units,
                             force=force, source=text)
+    if split:
+        package = add_split_head(package, plan)
+        plan.notes.append("--split-head: model_split.onnx (nine outputs, head yolov8_dfl) is the RKNN conversion "
+                          "source; its detections equal the single-output model's")
     checks = []
     if context is not None:
         from coral_inference.models.validation import check_package
@@ -245,6 +254,59 @@ def write_package(
     }
     (target / MANIFEST_NAME).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
     return load_package(target)
+
+
+def add_split_head(package: ModelPackage, plan: Plan) -> ModelPackage:
+    """Write ``model_split.onnx`` and make it ``convert.rknn.onnx``; refused unless it decodes identically."""
+    from coral_inference.models.importing.split_head import split_head
+
+    if plan.head.get("type") != "yolov8" or plan.task != "object-detection":
+        raise ModelImportError(
+            f"--split-head rewrites single-output detection exports (head yolov8); this one is "
+            f"{plan.task} with head {plan.head.get('type')!r}"
+        )
+    source = package.local_artifact_path("onnxruntime")
+    assert source is not None
+    result = split_head(source, package.root / "model_split.onnx", (package.input.height, package.input.width))
+    head = {"type": "yolov8_dfl", "reg_max": result.reg_max, "strides": result.strides}
+    _check_split_equivalence(package, result.path, head)
+    data = yaml.safe_load(package.manifest_path.read_text(encoding="utf-8"))
+    data["convert"] = {"rknn": {"onnx": result.path.name, "head": head}}
+    data.setdefault("metadata", {})["split_head"] = {"file": result.path.name, "sha256": sha256_of(result.path),
+                                                      "outputs": result.output_names}
+    package.manifest_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_package(package.root)
+
+
+def _check_split_equivalence(package: ModelPackage, split_path: Path, head: dict[str, Any]) -> None:
+    """Both graphs on the same synthetic frames: identical classes, boxes within 0.01 px."""
+    import numpy as np
+
+    from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
+    from coral_inference.models.detector import Detector
+    from coral_inference.models.package import HeadSpec
+
+    backend = OnnxRuntimeBackend()
+    whole = Detector(package, backend.prepare_session(package))
+    split = Detector(package, backend.open_session(split_path, model=f"{package.name} (split)"),
+                     head=HeadSpec.model_validate(head))
+    try:
+        for seed in range(2):
+            rng = np.random.default_rng(seed)  # smooth random blobs: image-dependent outputs
+            small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            frame = np.kron(small, np.ones((package.input.height // 8 + 1, package.input.width // 8 + 1, 1), np.uint8))
+            a, b = whole.detect(frame, confidence=0.05), split.detect(frame, confidence=0.05)
+            same = len(a) == len(b) and np.array_equal(np.sort(a.class_id), np.sort(b.class_id)) and (
+                not len(a) or float(np.abs(np.sort(a.xyxy, axis=0) - np.sort(b.xyxy, axis=0)).max()) < 0.01)
+            if not same:
+                raise ModelImportError(
+                    f"--split-head: the rewritten graph does not decode like {package.local_artifact_path('onnxruntime')} "
+                    f"({len(a)} vs {len(b)} detections on a test frame); this export's head is not the stock "
+                    f"Ultralytics Detect — convert without --int8, or export with the airockchip fork"
+                )
+    finally:
+        whole.close()
+        split.close()
 
 
 # --------------------------------------------------------------------------- bare .onnx as a model
