@@ -37,8 +37,10 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
     api_key = os.environ.get("ROBOFLOW_API_KEY") or os.environ.get("API_KEY")
     if not api_key:
         raise RoboflowFetchError(
-            f"{model_id}: fetching a Roboflow model needs your API key: export ROBOFLOW_API_KEY=... "
-            f"(Roboflow app -> Settings -> API keys), or give the directory of a model inference already "
+            f"{model_id}: fetching a Roboflow model needs your API key: export "
+            "ROBOFLOW_API_KEY=... "
+            "(Roboflow app -> Settings -> API keys), or give the directory of a model inference "
+            "already "
             f"cached (e.g. {cached})"
         )
     from coral_inference import compat
@@ -53,43 +55,66 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
         if progress:
             from rich.console import Console
 
-            Console(stderr=True).print(f"fetching {endpoint} from Roboflow ({roboflow_api.API_BASE_URL}) ...")
+            Console(stderr=True).print(
+                f"fetching {endpoint} from Roboflow ({roboflow_api.API_BASE_URL}) ..."
+            )
         api_data = roboflow_api.get_roboflow_model_data(
-            api_key=api_key, model_id=endpoint, endpoint_type=roboflow_api.ModelEndpointType.ORT,
+            api_key=api_key,
+            model_id=endpoint,
+            endpoint_type=roboflow_api.ModelEndpointType.ORT,
             device_id="coral-import",
         )
         ort = api_data.get("ort") if isinstance(api_data, dict) else None
         if not isinstance(ort, dict) or "model" not in ort or "environment" not in ort:
             raise RoboflowFetchError(
-                f"{model_id}: Roboflow's answer has no ONNX ('ort') weights for this version; only models "
+                f"{model_id}: Roboflow's answer has no ONNX ('ort') weights for this version; only "
+                "models "
                 f"trained on Roboflow with ONNX export can be imported"
             )
         environment = roboflow_api.get_from_url(ort["environment"])
         weights = roboflow_api.get_from_url(ort["model"], json_response=False)
-        weights_file = "yolov5s_weights.onnx" if "yolov5" in str(ort.get("type", "")).lower() else "weights.onnx"
+        weights_file = (
+            "yolov5s_weights.onnx"
+            if "yolov5" in str(ort.get("type", "")).lower()
+            else "weights.onnx"
+        )
         if "classes" in ort:
-            cache_mod.save_text_lines_in_cache(content=ort["classes"], file="class_names.txt", model_id=endpoint)
+            cache_mod.save_text_lines_in_cache(
+                content=ort["classes"], file="class_names.txt", model_id=endpoint
+            )
         cache_mod.save_bytes_in_cache(content=weights.content, file=weights_file, model_id=endpoint)
-        cache_mod.save_json_in_cache(content=environment, file="environment.json", model_id=endpoint)
+        cache_mod.save_json_in_cache(
+            content=environment, file="environment.json", model_id=endpoint
+        )
         if "type" in ort:
-            cache_mod.save_json_in_cache(content={"model_type": ort["type"]}, file="model_type.json",
-                                         model_id=endpoint)
+            cache_mod.save_json_in_cache(
+                content={"model_type": ort["type"]}, file="model_type.json", model_id=endpoint
+            )
     except exceptions.RoboflowAPINotAuthorizedError as exc:
         raise RoboflowFetchError(
-            f"{model_id}: Roboflow refused the API key ({exc}); check ROBOFLOW_API_KEY belongs to the "
+            f"{model_id}: Roboflow refused the API key ({exc}); check ROBOFLOW_API_KEY belongs to "
+            "the "
             f"workspace that owns the model"
         ) from None
     except exceptions.RoboflowAPINotNotFoundError as exc:
         raise RoboflowFetchError(
-            f"{model_id}: Roboflow does not know this model ({exc}); check the project id and version number "
+            f"{model_id}: Roboflow does not know this model ({exc}); check the project id and "
+            "version number "
             f"(Roboflow app -> Deploy), e.g. my-project/3"
         ) from None
     except exceptions.RoboflowAPIConnectionError as exc:
         raise RoboflowFetchError(
-            f"{model_id}: cannot reach Roboflow at {roboflow_api.API_BASE_URL} ({exc}); when offline, give the "
+            f"{model_id}: cannot reach Roboflow at {roboflow_api.API_BASE_URL} ({exc}); when "
+            "offline, give the "
             f"directory of a model inference already cached instead"
         ) from None
-    cached = Path(cache_mod.get_cache_dir(model_id=endpoint)) if hasattr(cache_mod, "get_cache_dir") else cached
+    cached = (
+        Path(cache_mod.get_cache_dir(model_id=endpoint))
+        if hasattr(cache_mod, "get_cache_dir")
+        else cached
+    )
     if not is_roboflow_cache_dir(cached):
-        raise RoboflowFetchError(f"{model_id}: downloaded, but {cached} does not hold the weights inference saved")
+        raise RoboflowFetchError(
+            f"{model_id}: downloaded, but {cached} does not hold the weights inference saved"
+        )
     return cached

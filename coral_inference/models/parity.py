@@ -25,9 +25,11 @@ class FrameDetections:
 
     @classmethod
     def of(cls, detections: Any) -> FrameDetections:
-        return cls(np.asarray(detections.xyxy, np.float32).reshape(-1, 4),
-                   np.asarray(detections.confidence, np.float32).reshape(-1),
-                   np.asarray(detections.class_id, np.int64).reshape(-1))
+        return cls(
+            np.asarray(detections.xyxy, np.float32).reshape(-1, 4),
+            np.asarray(detections.confidence, np.float32).reshape(-1),
+            np.asarray(detections.class_id, np.int64).reshape(-1),
+        )
 
 
 @dataclass
@@ -65,8 +67,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union <= 1e-9, same.astype(np.float32), iou).astype(np.float32)
 
 
-def _match(reference: FrameDetections, candidate: FrameDetections, cls: int, threshold: float
-           ) -> tuple[list[tuple[float, bool]], int, list[int], list[int]]:
+def _match(
+    reference: FrameDetections, candidate: FrameDetections, cls: int, threshold: float
+) -> tuple[list[tuple[float, bool]], int, list[int], list[int]]:
     """Greedy by candidate score: (score, true positive) per candidate box of ``cls``; unmatched indices."""
     ref_idx = np.flatnonzero(reference.class_ids == cls)
     cand_idx = np.flatnonzero(candidate.class_ids == cls)
@@ -144,15 +147,29 @@ def parity_report(
             positives[cls] += count
             name = class_names[cls] if 0 <= cls < len(class_names) else str(cls)
             for i in missed:
-                differences.append({"frame": frame, "kind": "missed by the conversion", "class": name,
-                                    "score": round(float(ref.scores[i]), 4),
-                                    "xyxy": [round(float(v), 1) for v in ref.xyxy[i]]})
+                differences.append(
+                    {
+                        "frame": frame,
+                        "kind": "missed by the conversion",
+                        "class": name,
+                        "score": round(float(ref.scores[i]), 4),
+                        "xyxy": [round(float(v), 1) for v in ref.xyxy[i]],
+                    }
+                )
             for i in extra:
-                differences.append({"frame": frame, "kind": "extra in the conversion", "class": name,
-                                    "score": round(float(cand.scores[i]), 4),
-                                    "xyxy": [round(float(v), 1) for v in cand.xyxy[i]]})
+                differences.append(
+                    {
+                        "frame": frame,
+                        "kind": "extra in the conversion",
+                        "class": name,
+                        "score": round(float(cand.scores[i]), 4),
+                        "xyxy": [round(float(v), 1) for v in cand.xyxy[i]],
+                    }
+                )
     per_class = {
-        (class_names[c] if 0 <= c < len(class_names) else str(c)): round(average_precision(scored[c], positives[c]), 4)
+        (class_names[c] if 0 <= c < len(class_names) else str(c)): round(
+            average_precision(scored[c], positives[c]), 4
+        )
         for c in classes
     }
     agreement = float(np.mean(list(per_class.values()))) if per_class else 1.0
@@ -160,11 +177,18 @@ def parity_report(
     if reference_outputs and candidate_outputs:
         per_output = len(reference_outputs[0])
         for k in range(per_output):
-            values = [cosine(r[k], c[k]) for r, c in zip(reference_outputs, candidate_outputs) if k < len(c)]
+            values = [
+                cosine(r[k], c[k])
+                for r, c in zip(reference_outputs, candidate_outputs)
+                if k < len(c)
+            ]
             cosines.append(round(float(np.mean(values)), 6) if values else float("nan"))
     differences.sort(key=lambda d: -d["score"])
     return ParityReport(
-        frames=len(reference), agreement=round(agreement, 4), per_class_ap=per_class, cosine=cosines,
+        frames=len(reference),
+        agreement=round(agreement, 4),
+        per_class_ap=per_class,
+        cosine=cosines,
         differences=differences[:max_differences],
         reference_detections=sum(len(f.scores) for f in reference),
         candidate_detections=sum(len(f.scores) for f in candidate),

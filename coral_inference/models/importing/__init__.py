@@ -70,9 +70,15 @@ class ImportResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "package": str(self.package.root), "name": self.package.name, "source": self.source, "kind": self.kind,
-            "task": getattr(self.package.manifest, "task", "object-detection"), "head": self.package.head.type,
-            "classes": self.package.classes, "backends": self.package.backends, "notes": self.notes,
+            "package": str(self.package.root),
+            "name": self.package.name,
+            "source": self.source,
+            "kind": self.kind,
+            "task": getattr(self.package.manifest, "task", "object-detection"),
+            "head": self.package.head.type,
+            "classes": self.package.classes,
+            "backends": self.package.backends,
+            "notes": self.notes,
             "checks": [c.as_dict() for c in self.checks],
         }
 
@@ -84,7 +90,9 @@ def is_roboflow_id(source: str) -> bool:
 
 def read_classes_file(path: Path) -> list[str]:
     if not path.is_file():
-        raise ModelImportError(f"--classes {path}: no such file (one class name per line, in training order)")
+        raise ModelImportError(
+            f"--classes {path}: no such file (one class name per line, in training order)"
+        )
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml", ".json"):
         data = yaml.safe_load(text)
@@ -140,7 +148,8 @@ def import_model(
     if not path.exists() and is_roboflow_id(text):
         if fetcher is None:
             raise ModelImportError(
-                f"{text}: a Roboflow model id, but no fetcher was given; use coral-runtime models import {text}"
+                f"{text}: a Roboflow model id, but no fetcher was given; use coral-runtime models "
+                f"import {text}"
             )
         path = fetcher(text)
         kind = "roboflow"
@@ -149,22 +158,29 @@ def import_model(
     if not path.exists():
         raise ModelImportError(
             f"{text}: no such file or directory, and not a Roboflow model id (project/version or "
-            f"workspace/project/version); give an .onnx export, an .rknn with --onnx, an inference cache "
+            "workspace/project/version); give an .onnx export, an .rknn with --onnx, an inference "
+            "cache "
             f"directory or a Roboflow id"
         )
     if path.is_dir():
         if find_manifest(path) is not None:
-            raise ModelImportError(f"{path}: already a Coral model package; use it directly or run models validate")
+            raise ModelImportError(
+                f"{path}: already a Coral model package; use it directly or run models validate"
+            )
         if not is_roboflow_cache_dir(path):
             raise ModelImportError(
-                f"{path}: a directory, but neither a model package nor an inference model cache directory "
-                f"(<cache>/<project>/<version>/ with environment.json and weights.onnx); give the .onnx file"
+                f"{path}: a directory, but neither a model package nor an inference model cache "
+                "directory "
+                "(<cache>/<project>/<version>/ with environment.json and weights.onnx); give the "
+                ".onnx file"
             )
         entry = read_cache_dir(path)
         if entry.unsupported_steps:
             raise ModelImportError(
-                f"{path}: the Roboflow model was trained with preprocessing Coral does not reproduce "
-                f"({', '.join(entry.unsupported_steps)} in environment.json PREPROCESSING); detections would "
+                f"{path}: the Roboflow model was trained with preprocessing Coral does not "
+                "reproduce "
+                f"({', '.join(entry.unsupported_steps)} in environment.json PREPROCESSING); "
+                "detections would "
                 f"drift — retrain without them or write coral-model.yaml by hand"
             )
         if kind != "roboflow":
@@ -177,14 +193,18 @@ def import_model(
         onnx_path = entry.weights
         name = name or _slug(f"{path.parent.name}-{path.name}")
         resize, pad = entry.resize
-        notes.append(f"Roboflow preprocessing: resize {resize!r} (from {entry.preprocessing.get('resize', {})})")
+        notes.append(
+            f"Roboflow preprocessing: resize {resize!r} (from "
+            f"{entry.preprocessing.get('resize', {})})"
+        )
         roboflow_input: dict[str, Any] | None = {"resize": resize, "pad_value": pad}
     else:
         roboflow_input = None
         if path.suffix.lower() == ".rknn":
             if onnx is None:
                 raise ModelImportError(
-                    f"{path}: an .rknn file alone cannot be checked (its outputs and metadata are only readable "
+                    f"{path}: an .rknn file alone cannot be checked (its outputs and metadata are "
+                    "only readable "
                     f"from the ONNX it was converted from); give --onnx FILE"
                 )
             rknn_path, onnx_path, kind = path, Path(onnx), "rknn+onnx"
@@ -200,12 +220,22 @@ def import_model(
     plan.notes[:0] = notes
     name = name or _slug(onnx_path.stem)
     target = Path(out).expanduser() if out else Path.cwd() / name
-    package = write_package(target, name, plan, onnx_path, rknn_path=rknn_path, rknn_box_units=rknn_box_units,
-                            force=force, source=text)
+    package = write_package(
+        target,
+        name,
+        plan,
+        onnx_path,
+        rknn_path=rknn_path,
+        rknn_box_units=rknn_box_units,
+        force=force,
+        source=text,
+    )
     if split:
         package = add_split_head(package, plan)
-        plan.notes.append("--split-head: model_split.onnx (nine outputs, head yolov8_dfl) is the RKNN conversion "
-                          "source; its detections equal the single-output model's")
+        plan.notes.append(
+            "--split-head: model_split.onnx (nine outputs, head yolov8_dfl) is the RKNN conversion "
+            "source; its detections equal the single-output model's"
+        )
     checks = []
     if context is not None:
         from coral_inference.models.validation import check_package
@@ -221,15 +251,26 @@ def import_model(
 
 
 def write_package(
-    target: Path, name: str, plan: Plan, onnx_path: Path, *, rknn_path: Path | None = None,
-    rknn_box_units: str = "pixels", force: bool = False, source: str = "",
+    target: Path,
+    name: str,
+    plan: Plan,
+    onnx_path: Path,
+    *,
+    rknn_path: Path | None = None,
+    rknn_box_units: str = "pixels",
+    force: bool = False,
+    source: str = "",
 ) -> ModelPackage:
     """Copy the artifacts into ``target`` and write the manifest (sha256 of each); load it back."""
     if target.exists() and any(target.iterdir()):
         if not force:
-            raise ModelImportError(f"{target}: exists and is not empty; choose --out DIR or add --force to replace it")
+            raise ModelImportError(
+                f"{target}: exists and is not empty; choose --out DIR or add --force to replace it"
+            )
         if find_manifest(target) is None:
-            raise ModelImportError(f"{target}: exists and is not a Coral package; refusing to replace it with --force")
+            raise ModelImportError(
+                f"{target}: exists and is not a Coral package; refusing to replace it with --force"
+            )
         shutil.rmtree(target)
     target.mkdir(parents=True, exist_ok=True)
     artifacts: dict[str, Any] = {}
@@ -239,8 +280,11 @@ def write_package(
     if rknn_path is not None:
         rknn_file = target / "model.rknn"
         shutil.copyfile(rknn_path, rknn_file)
-        entry: dict[str, Any] = {"file": rknn_file.name, "sha256": sha256_of(rknn_file),
-                                 "input": {"layout": "NHWC", "dtype": "uint8"}}
+        entry: dict[str, Any] = {
+            "file": rknn_file.name,
+            "sha256": sha256_of(rknn_file),
+            "input": {"layout": "NHWC", "dtype": "uint8"},
+        }
         if rknn_box_units != "pixels":
             entry["head"] = {**plan.head, "box_units": rknn_box_units}
         artifacts["rknn"] = entry
@@ -249,8 +293,11 @@ def write_package(
         "description": f"imported by coral-runtime models import from {source or onnx_path}",
         **plan.manifest_fields(),
         "artifacts": artifacts,
-        "metadata": {"imported_from": str(source or onnx_path), "source_sha256": sha256_of(onnx_path),
-                     **plan.metadata},
+        "metadata": {
+            "imported_from": str(source or onnx_path),
+            "source_sha256": sha256_of(onnx_path),
+            **plan.metadata,
+        },
     }
     (target / MANIFEST_NAME).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
     return load_package(target)
@@ -267,13 +314,18 @@ def add_split_head(package: ModelPackage, plan: Plan) -> ModelPackage:
         )
     source = package.local_artifact_path("onnxruntime")
     assert source is not None
-    result = split_head(source, package.root / "model_split.onnx", (package.input.height, package.input.width))
+    result = split_head(
+        source, package.root / "model_split.onnx", (package.input.height, package.input.width)
+    )
     head = {"type": "yolov8_dfl", "reg_max": result.reg_max, "strides": result.strides}
     _check_split_equivalence(package, result.path, head)
     data = yaml.safe_load(package.manifest_path.read_text(encoding="utf-8"))
     data["convert"] = {"rknn": {"onnx": result.path.name, "head": head}}
-    data.setdefault("metadata", {})["split_head"] = {"file": result.path.name, "sha256": sha256_of(result.path),
-                                                      "outputs": result.output_names}
+    data.setdefault("metadata", {})["split_head"] = {
+        "file": result.path.name,
+        "sha256": sha256_of(result.path),
+        "outputs": result.output_names,
+    }
     package.manifest_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return load_package(package.root)
 
@@ -288,21 +340,36 @@ def _check_split_equivalence(package: ModelPackage, split_path: Path, head: dict
 
     backend = OnnxRuntimeBackend()
     whole = Detector(package, backend.prepare_session(package))
-    split = Detector(package, backend.open_session(split_path, model=f"{package.name} (split)"),
-                     head=HeadSpec.model_validate(head))
+    split = Detector(
+        package,
+        backend.open_session(split_path, model=f"{package.name} (split)"),
+        head=HeadSpec.model_validate(head),
+    )
     try:
         for seed in range(2):
             rng = np.random.default_rng(seed)  # smooth random blobs: image-dependent outputs
             small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-            frame = np.kron(small, np.ones((package.input.height // 8 + 1, package.input.width // 8 + 1, 1), np.uint8))
+            frame = np.kron(
+                small,
+                np.ones((package.input.height // 8 + 1, package.input.width // 8 + 1, 1), np.uint8),
+            )
             a, b = whole.detect(frame, confidence=0.05), split.detect(frame, confidence=0.05)
-            same = len(a) == len(b) and np.array_equal(np.sort(a.class_id), np.sort(b.class_id)) and (
-                not len(a) or float(np.abs(np.sort(a.xyxy, axis=0) - np.sort(b.xyxy, axis=0)).max()) < 0.01)
+            same = (
+                len(a) == len(b)
+                and np.array_equal(np.sort(a.class_id), np.sort(b.class_id))
+                and (
+                    not len(a)
+                    or float(np.abs(np.sort(a.xyxy, axis=0) - np.sort(b.xyxy, axis=0)).max()) < 0.01
+                )
+            )
             if not same:
                 raise ModelImportError(
-                    f"--split-head: the rewritten graph does not decode like {package.local_artifact_path('onnxruntime')} "
-                    f"({len(a)} vs {len(b)} detections on a test frame); this export's head is not the stock "
-                    f"Ultralytics Detect — convert without --int8, or export with the airockchip fork"
+                    "--split-head: the rewritten graph does not decode like "
+                    f"{package.local_artifact_path('onnxruntime')} "
+                    f"({len(a)} vs {len(b)} detections on a test frame); this export's head is not "
+                    "the stock "
+                    "Ultralytics Detect — convert without --int8, or export with the airockchip "
+                    "fork"
                 )
     finally:
         whole.close()
@@ -314,7 +381,10 @@ def _check_split_equivalence(package: ModelPackage, split_path: Path, head: dict
 
 def package_cache_dir() -> Path:
     """``$CORAL_CACHE_DIR/packages`` (default ``~/.cache/coral/packages``)."""
-    base = os.environ.get("CORAL_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "coral"
+    base = (
+        os.environ.get("CORAL_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "coral"
+    )
     return Path(base) / "packages"
 
 
@@ -328,8 +398,10 @@ def ensure_onnx_package(path: Path) -> Path:
     facts = read_onnx(path)
     if not facts.is_ultralytics:
         raise MissingClassesError(
-            f"{path}: a bare .onnx works as a model only when it carries Ultralytics metadata (class names, "
-            f"task, input size); this one has none — build a package: coral-runtime models import {path} "
+            f"{path}: a bare .onnx works as a model only when it carries Ultralytics metadata "
+            "(class names, "
+            "task, input size); this one has none — build a package: coral-runtime models import "
+            f"{path} "
             f"--classes FILE"
         )
     plan = from_ultralytics(facts)
@@ -341,6 +413,13 @@ def ensure_onnx_package(path: Path) -> Path:
         tmp.rename(target)
     except OSError:  # another process built it first
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.warning("model %s: no package given, built one from its Ultralytics metadata in %s (%s, head %s, %d classes)",
-                   path, target, plan.task, plan.head["type"], len(plan.classes))
+    logger.warning(
+        "model %s: no package given, built one from its Ultralytics metadata in %s (%s, head %s, "
+        "%d classes)",
+        path,
+        target,
+        plan.task,
+        plan.head["type"],
+        len(plan.classes),
+    )
     return target

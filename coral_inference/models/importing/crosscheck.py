@@ -18,9 +18,13 @@ from coral_inference.models.package import ModelPackage
 BOX_TASK_HEADS = {"yolov8", "yolov8_dfl", "yolov5", "yolov5_single", "end2end"}
 
 
-def metadata_problems(package: ModelPackage, metadata: dict[str, str], backend: str = "onnxruntime") -> list[str]:
+def metadata_problems(
+    package: ModelPackage, metadata: dict[str, str], backend: str = "onnxruntime"
+) -> list[str]:
     """Contradictions between the manifest and Ultralytics export metadata (empty when none or no metadata)."""
-    if not ({"names", "task", "imgsz"} <= set(metadata) or "Ultralytics" in metadata.get("author", "")):
+    if not (
+        {"names", "task", "imgsz"} <= set(metadata) or "Ultralytics" in metadata.get("author", "")
+    ):
         return []
     manifest = package.manifest
     head = package.head_for(backend)
@@ -31,26 +35,35 @@ def metadata_problems(package: ModelPackage, metadata: dict[str, str], backend: 
     declared_task = getattr(manifest, "task", "object-detection")
     if task != declared_task or (task == "object-detection" and head.type not in BOX_TASK_HEADS):
         problems.append(
-            f"task: the ONNX file is an Ultralytics {task_name!r} export ({task}) but the manifest declares "
-            f"task {declared_task!r} with head {head.type!r}; its outputs would decode as garbage — "
-            f"re-import it: coral-runtime models import {package.local_artifact_path(backend) or 'MODEL.onnx'}"
+            f"task: the ONNX file is an Ultralytics {task_name!r} export ({task}) but the manifest "
+            "declares "
+            f"task {declared_task!r} with head {head.type!r}; its outputs would decode as garbage "
+            "— "
+            "re-import it: coral-runtime models import "
+            f"{package.local_artifact_path(backend) or 'MODEL.onnx'}"
         )
     names_raw = literal(metadata, "names", {})
     names = [str(names_raw[k]) for k in sorted(names_raw)] if isinstance(names_raw, dict) else []
     if names and list(manifest.classes) != names:
         if sorted(manifest.classes) == sorted(names):
             problems.append(
-                f"classes: same names as the export but in another order ({manifest.classes} vs the model's "
+                f"classes: same names as the export but in another order ({manifest.classes} vs "
+                "the model's "
                 f"{names}); class ids would be mislabelled — list them in the model's order"
             )
         else:
             problems.append(
                 f"classes: the export was trained on {len(names)} classes {names[:10]}"
-                f"{'...' if len(names) > 10 else ''} but the manifest lists {len(manifest.classes)}: "
+                f"{'...' if len(names) > 10 else ''} but the manifest lists "
+                f"{len(manifest.classes)}: "
                 f"{list(manifest.classes)[:10]}; use the export's names"
             )
     imgsz = literal(metadata, "imgsz")
-    if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and [spec.height, spec.width] != [int(v) for v in imgsz]:
+    if (
+        isinstance(imgsz, (list, tuple))
+        and len(imgsz) == 2
+        and [spec.height, spec.width] != [int(v) for v in imgsz]
+    ):
         problems.append(
             f"input: the export's imgsz is {list(imgsz)} (height, width) but the manifest says "
             f"{spec.width}x{spec.height}; set input.height {imgsz[0]} and input.width {imgsz[1]}"
@@ -61,11 +74,14 @@ def metadata_problems(package: ModelPackage, metadata: dict[str, str], backend: 
         if end2end and head.type != "end2end":
             problems.append(
                 f"head.type: the export is end-to-end (end2end={metadata.get('end2end')}, nms="
-                f"{args.get('nms') if isinstance(args, dict) else None}): its [1, K, 6] rows are final boxes; "
+                f"{args.get('nms') if isinstance(args, dict) else None}): its [1, K, 6] rows are "
+                "final boxes; "
                 f"head {head.type!r} would read them as raw candidates — set head.type: end2end"
             )
         if not end2end and head.type == "end2end":
-            problems.append("head.type: end2end, but the export is not end-to-end; set head.type: yolov8")
+            problems.append(
+                "head.type: end2end, but the export is not end-to-end; set head.type: yolov8"
+            )
     return problems
 
 

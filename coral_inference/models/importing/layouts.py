@@ -48,7 +48,12 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
     def manifest_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"task": self.task, "classes": self.classes, "input": self.input, "head": self.head}
+        fields: dict[str, Any] = {
+            "task": self.task,
+            "classes": self.classes,
+            "input": self.input,
+            "head": self.head,
+        }
         if self.keypoints is not None:
             fields["keypoints"] = self.keypoints
         return fields
@@ -58,21 +63,30 @@ def _shapes(facts: OnnxFacts) -> list[list[int]]:
     shapes = facts.static_outputs
     if shapes is None:
         raise ModelImportError(
-            f"{facts.path}: output shapes {facts.output_shapes} are not static (a dynamic=True export); "
+            f"{facts.path}: output shapes {facts.output_shapes} are not static (a dynamic=True "
+            "export); "
             f"export again with a fixed size (dynamic=False, imgsz=...) so Coral can check the head"
         )
     return shapes
 
 
-def _input(facts: OnnxFacts, imgsz: tuple[int, int] | None = None, **overrides: Any) -> dict[str, Any]:
+def _input(
+    facts: OnnxFacts, imgsz: tuple[int, int] | None = None, **overrides: Any
+) -> dict[str, Any]:
     hw = imgsz or facts.input_hw
     if hw is None:
         raise ModelImportError(
-            f"{facts.path}: the input {facts.input_shape} has no static image size; export with a fixed "
+            f"{facts.path}: the input {facts.input_shape} has no static image size; export with a "
+            "fixed "
             f"imgsz or give --imgsz HEIGHTxWIDTH"
         )
-    spec: dict[str, Any] = {"height": int(hw[0]), "width": int(hw[1]), "layout": facts.input_layout,
-                            "color": "RGB", "dtype": facts.input_dtype}
+    spec: dict[str, Any] = {
+        "height": int(hw[0]),
+        "width": int(hw[1]),
+        "layout": facts.input_layout,
+        "color": "RGB",
+        "dtype": facts.input_dtype,
+    }
     if facts.input_dtype == "uint8":
         spec["scale"] = 1.0
     spec.update(overrides)
@@ -89,7 +103,8 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
     if task_name not in ULTRALYTICS_TASKS:
         raise ModelImportError(
             f"{facts.path}: Ultralytics task {task_name!r} is not one Coral runs "
-            f"({', '.join(ULTRALYTICS_TASKS)}); export a detect, segment, pose, classify or obb model"
+            f"({', '.join(ULTRALYTICS_TASKS)}); export a detect, segment, pose, classify or obb "
+            "model"
         )
     names_raw = literal(meta, "names", {})
     if isinstance(names_raw, dict):
@@ -102,17 +117,25 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
         if names and len(classes) != len(names):
             raise ModelImportError(
                 f"{facts.path}: --classes lists {len(classes)} names but the export was trained on "
-                f"{len(names)} ({', '.join(names[:10])}{'...' if len(names) > 10 else ''}); drop --classes "
+                f"{len(names)} ({', '.join(names[:10])}{'...' if len(names) > 10 else ''}); drop "
+                "--classes "
                 f"(the export carries its names) or give exactly {len(names)}"
             )
         names = classes
     if not names:
-        raise MissingClassesError(f"{facts.path}: the Ultralytics metadata has no class names; give --classes FILE")
+        raise MissingClassesError(
+            f"{facts.path}: the Ultralytics metadata has no class names; give --classes FILE"
+        )
     imgsz = literal(meta, "imgsz")
-    hw = (int(imgsz[0]), int(imgsz[1])) if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 else facts.input_hw
+    hw = (
+        (int(imgsz[0]), int(imgsz[1]))
+        if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2
+        else facts.input_hw
+    )
     if facts.input_hw is not None and hw is not None and tuple(facts.input_hw) != tuple(hw):
         raise ModelImportError(
-            f"{facts.path}: metadata imgsz {list(hw)} differs from the graph's input {facts.input_shape}; "
+            f"{facts.path}: metadata imgsz {list(hw)} differs from the graph's input "
+            f"{facts.input_shape}; "
             f"the file was edited after export — export it again"
         )
     stride = int(literal(meta, "stride", 32) or 32)
@@ -125,10 +148,28 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
     nc = len(names)
     provenance = {
         "format": "ultralytics-onnx",
-        "ultralytics": {k: meta[k] for k in ("version", "task", "imgsz", "stride", "end2end", "args", "kpt_shape",
-                                              "description") if k in meta},
+        "ultralytics": {
+            k: meta[k]
+            for k in (
+                "version",
+                "task",
+                "imgsz",
+                "stride",
+                "end2end",
+                "args",
+                "kpt_shape",
+                "description",
+            )
+            if k in meta
+        },
     }
-    plan = Plan(task=task, head={}, input=_input(facts, hw, pad_value=114), classes=names, metadata=provenance)
+    plan = Plan(
+        task=task,
+        head={},
+        input=_input(facts, hw, pad_value=114),
+        classes=names,
+        metadata=provenance,
+    )
     hw_size = (hw[1], hw[0]) if hw else None  # (width, height) for grid_cells
     cells = grid_cells(strides, hw_size) if hw_size else None
     what = f"{facts.path}: Ultralytics {task_name} export"
@@ -151,8 +192,10 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
         extra = {"object-detection": 0, "obb": 1, "instance-segmentation": 32}.get(task)
         if task != "object-detection":
             raise ModelImportError(
-                f"{what} is end-to-end (end2end/nms in its metadata: outputs {shapes}); Coral reads end-to-end "
-                f"outputs for detection only: export it with nms=False on a non-end2end architecture "
+                f"{what} is end-to-end (end2end/nms in its metadata: outputs {shapes}); Coral "
+                "reads end-to-end "
+                "outputs for detection only: export it with nms=False on a non-end2end "
+                "architecture "
                 f"(e.g. yolo export ... nms=False end2end=False) so the task head can decode it"
             )
         if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] != 6 + (extra or 0):
@@ -163,12 +206,18 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
             f"boxes come out final, Coral runs no NMS"
         )
         return plan
-    rows = {"object-detection": 4 + nc, "obb": 4 + nc + 1, "instance-segmentation": None,
-            "keypoint-detection": None}[task]
+    rows = {
+        "object-detection": 4 + nc,
+        "obb": 4 + nc + 1,
+        "instance-segmentation": None,
+        "keypoint-detection": None,
+    }[task]
     if task == "keypoint-detection":
         kpt = literal(meta, "kpt_shape")
         if not (isinstance(kpt, (list, tuple)) and len(kpt) == 2):
-            raise ModelImportError(f"{what} has no kpt_shape in its metadata; export it again with Ultralytics 8.1+")
+            raise ModelImportError(
+                f"{what} has no kpt_shape in its metadata; export it again with Ultralytics 8.1+"
+            )
         k, dims = int(kpt[0]), int(kpt[1])
         rows = 4 + nc + k * dims
         kpt_names = literal(meta, "kpt_names")
@@ -207,7 +256,9 @@ def numbered(count: int) -> list[str]:
     return [f"class{i}" for i in range(count)]
 
 
-def from_outputs(facts: OnnxFacts, classes: list[str] | None, *, numbered_classes: bool = False) -> Plan:
+def from_outputs(
+    facts: OnnxFacts, classes: list[str] | None, *, numbered_classes: bool = False
+) -> Plan:
     """Recognise rknn_model_zoo, classic YOLOv5, end-to-end and RF-DETR layouts from the outputs alone."""
     shapes = _shapes(facts)
     hw = facts.input_hw
@@ -219,16 +270,22 @@ def from_outputs(facts: OnnxFacts, classes: list[str] | None, *, numbered_classe
             if count is not None and len(classes) != count:
                 looks = describe_layout(shapes, len(classes), hw_size)
                 raise UnknownLayoutError(
-                    f"{what}: --classes lists {len(classes)} names but the {layout} outputs {shapes} hold "
+                    f"{what}: --classes lists {len(classes)} names but the {layout} outputs "
+                    f"{shapes} hold "
                     f"{count} classes{'; they look like ' + looks if looks != 'no known layout' else ''}"
                 )
             return classes
         if count is not None and numbered_classes:
             return numbered(count)
         raise MissingClassesError(
-            f"{what}: {layout} with {count if count is not None else 'an unknown number of'} classes and no "
+            f"{what}: {layout} with {count if count is not None else 'an unknown number of'} "
+            "classes and no "
             f"class names in the file; give --classes FILE (one name per line, in training order)"
-            + (" or --numbered-classes to call them class0, class1, ..." if count is not None else "")
+            + (
+                " or --numbered-classes to call them class0, class1, ..."
+                if count is not None
+                else ""
+            )
         )
 
     levels: list[tuple[int, int]] = []
@@ -238,25 +295,41 @@ def from_outputs(facts: OnnxFacts, classes: list[str] | None, *, numbered_classe
         boxes, scores = shapes[0::per], shapes[1::per]
         reg4 = {b[1] for b in boxes}
         ncs = {c[1] for c in scores}
-        if len(reg4) == 1 and len(ncs) == 1 and next(iter(reg4)) % 4 == 0 and all(
-            b[2:] == c[2:] for b, c in zip(boxes, scores)
+        if (
+            len(reg4) == 1
+            and len(ncs) == 1
+            and next(iter(reg4)) % 4 == 0
+            and all(b[2:] == c[2:] for b, c in zip(boxes, scores, strict=True))
         ):
             levels = [(b[2], b[3]) for b in boxes]
             strides = [hw[0] // h for h, _ in levels] if hw else [8, 16, 32]
             names = names_for(next(iter(ncs)), "nine-output (rknn_model_zoo) YOLOv8 layout")
             head = {"type": "yolov8_dfl", "reg_max": next(iter(reg4)) // 4, "strides": strides}
-            return Plan("object-detection", head, _input(facts, pad_value=0), names,
-                        metadata={"format": "rknn_model_zoo-onnx"},
-                        notes=["rknn_model_zoo layout: letterbox padding 0 as in its demos"])
+            return Plan(
+                "object-detection",
+                head,
+                _input(facts, pad_value=0),
+                names,
+                metadata={"format": "rknn_model_zoo-onnx"},
+                notes=["rknn_model_zoo layout: letterbox padding 0 as in its demos"],
+            )
     # rknn_model_zoo YOLOv5: three anchor heads [1, 3*(5+nc), H, W].
     if len(shapes) == 3 and all(len(s) == 4 for s in shapes) and len({s[1] for s in shapes}) == 1:
         channels = shapes[0][1]
         if channels % 3 == 0 and channels // 3 > 5:
             strides = [hw[0] // s[2] for s in shapes] if hw else [8, 16, 32]
             names = names_for(channels // 3 - 5, "three-head YOLOv5 layout")
-            return Plan("object-detection", {"type": "yolov5", "strides": strides}, _input(facts, pad_value=0), names,
-                        metadata={"format": "rknn_model_zoo-onnx"},
-                        notes=["YOLOv5 anchor heads: default COCO anchors (set head.anchors if you trained others)"])
+            return Plan(
+                "object-detection",
+                {"type": "yolov5", "strides": strides},
+                _input(facts, pad_value=0),
+                names,
+                metadata={"format": "rknn_model_zoo-onnx"},
+                notes=[
+                    "YOLOv5 anchor heads: default COCO anchors (set head.anchors if you trained "
+                    "others)"
+                ],
+            )
     # RF-DETR: boxes [1, Q, 4] + logits [1, Q, nc(+1)] (either order).
     if len(shapes) in (2, 3) and all(len(s) == 3 for s in shapes[:2]):
         boxes = [s for s in shapes[:2] if s[2] == 4]
@@ -269,37 +342,67 @@ def from_outputs(facts: OnnxFacts, classes: list[str] | None, *, numbered_classe
                 names = names_for(count, "RF-DETR layout (boxes [1, Q, 4] + logits [1, Q, nc])")
             head_type = "rfdetr_seg" if len(shapes) == 3 else "rfdetr"
             task = "instance-segmentation" if len(shapes) == 3 else "object-detection"
-            return Plan(task, {"type": head_type}, _input(facts, resize="stretch", mean=IMAGENET_MEAN, std=IMAGENET_STD),
-                        names, metadata={"format": "rfdetr-onnx"},
-                        notes=["RF-DETR: ImageNet normalisation, stretch resize, no NMS"])
+            return Plan(
+                task,
+                {"type": head_type},
+                _input(facts, resize="stretch", mean=IMAGENET_MEAN, std=IMAGENET_STD),
+                names,
+                metadata={"format": "rfdetr-onnx"},
+                notes=["RF-DETR: ImageNet normalisation, stretch resize, no NMS"],
+            )
     if len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][0] == 1:
         _, a, b = shapes[0]
         cells = grid_cells([8, 16, 32], hw_size) if hw_size else None
         if b == 6 and a in (100, 300):
             names = names_for(None, "end-to-end [1, K, 6] layout")
-            return Plan("object-detection", {"type": "end2end"}, _input(facts, pad_value=114), names,
-                        metadata={"format": "onnx"}, notes=["end-to-end export: Coral runs no NMS"])
+            return Plan(
+                "object-detection",
+                {"type": "end2end"},
+                _input(facts, pad_value=114),
+                names,
+                metadata={"format": "onnx"},
+                notes=["end-to-end export: Coral runs no NMS"],
+            )
         if cells is not None and a == 3 * cells and b > 5:
             names = names_for(b - 5, "classic YOLOv5 [1, N, 5+nc] layout")
-            return Plan("object-detection", {"type": "yolov5_single"}, _input(facts, pad_value=114), names,
-                        metadata={"format": "yolov5-onnx"})
+            return Plan(
+                "object-detection",
+                {"type": "yolov5_single"},
+                _input(facts, pad_value=114),
+                names,
+                metadata={"format": "yolov5-onnx"},
+            )
         if cells is not None and b == cells and a > 4:
             count = a - 4
             if classes is not None and len(classes) != count:
                 looks = describe_layout(shapes, len(classes), hw_size)
                 raise UnknownLayoutError(
-                    f"{what}: the output {shapes[0]} holds {count} rows after the box but --classes lists "
+                    f"{what}: the output {shapes[0]} holds {count} rows after the box but "
+                    "--classes lists "
                     f"{len(classes)} names{'; it looks like ' + looks if looks != 'no known layout' else ''}"
                 )
             names = names_for(count, "single-output YOLOv8 [1, 4+nc, N] layout")
-            return Plan("object-detection", {"type": "yolov8"}, _input(facts, pad_value=114), names,
-                        metadata={"format": "onnx"},
-                        notes=[("no metadata: [1, 4+nc, N] read as a detector; a pose or OBB export without "
-                                "metadata has the same shape — re-export with Ultralytics to keep its task")])
+            return Plan(
+                "object-detection",
+                {"type": "yolov8"},
+                _input(facts, pad_value=114),
+                names,
+                metadata={"format": "onnx"},
+                notes=[
+                    (
+                        "no metadata: [1, 4+nc, N] read as a detector; a pose or OBB export "
+                        "without "
+                        "metadata has the same shape — re-export with Ultralytics to keep its task"
+                    )
+                ],
+            )
     looks = describe_layout(shapes, len(classes) if classes else None, hw_size)
     raise UnknownLayoutError(
         f"{what}: outputs {shapes} fit no layout Coral recognises"
-        f"{' (they look like ' + looks + ')' if looks != 'no known layout' else ''}; known: Ultralytics exports "
-        f"(with their metadata), rknn_model_zoo nine-output YOLOv8 or three-head YOLOv5, classic YOLOv5 "
-        f"[1, N, 5+nc], end-to-end [1, K, 6], RF-DETR; write coral-model.yaml by hand (docs/models.md)"
+        f"{' (they look like ' + looks + ')' if looks != 'no known layout' else ''}; known: "
+        "Ultralytics exports "
+        "(with their metadata), rknn_model_zoo nine-output YOLOv8 or three-head YOLOv5, classic "
+        "YOLOv5 "
+        "[1, N, 5+nc], end-to-end [1, K, 6], RF-DETR; write coral-model.yaml by hand "
+        "(docs/models.md)"
     )

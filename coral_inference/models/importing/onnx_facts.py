@@ -51,15 +51,25 @@ class OnnxFacts:
 
     @property
     def input_layout(self) -> str:
-        return "NHWC" if len(self.input_shape) == 4 and self.input_shape[3] == 3 and self.input_shape[1] != 3 else "NCHW"
+        return (
+            "NHWC"
+            if len(self.input_shape) == 4 and self.input_shape[3] == 3 and self.input_shape[1] != 3
+            else "NCHW"
+        )
 
     @property
     def input_dtype(self) -> str:
-        return {"tensor(uint8)": "uint8", "tensor(float16)": "float16"}.get(self.input_type, "float32")
+        return {"tensor(uint8)": "uint8", "tensor(float16)": "float16"}.get(
+            self.input_type, "float32"
+        )
 
     @property
     def is_ultralytics(self) -> bool:
-        return "Ultralytics" in self.metadata.get("author", "") or {"names", "imgsz", "task"} <= set(self.metadata)
+        return "Ultralytics" in self.metadata.get("author", "") or {
+            "names",
+            "imgsz",
+            "task",
+        } <= set(self.metadata)
 
 
 def read_onnx(path: Path) -> OnnxFacts:
@@ -71,17 +81,22 @@ def read_onnx(path: Path) -> OnnxFacts:
     try:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # onnxruntime's Fail / InvalidProtobuf / InvalidGraph
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelImportError(
-            f"{path}: not a readable ONNX model ({type(exc).__name__}: {first}); the file is corrupt or "
-            f"truncated, or not ONNX at all: export it again (e.g. yolo export model=best.pt format=onnx)"
+            f"{path}: not a readable ONNX model ({type(exc).__name__}: {first}); the file is "
+            "corrupt or "
+            "truncated, or not ONNX at all: export it again (e.g. yolo export model=best.pt "
+            "format=onnx)"
         ) from exc
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelImportError(
-            f"{path}: the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); Coral runs "
+            f"{path}: the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+            "Coral runs "
             f"image models with exactly one image input"
         )
     meta = session.get_modelmeta()

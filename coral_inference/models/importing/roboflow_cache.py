@@ -59,11 +59,19 @@ class RoboflowCacheEntry:
 
     @property
     def project_task(self) -> str:
-        return str(self.model_type.get("project_task_type") or self.model_type.get("task_type") or "object-detection")
+        return str(
+            self.model_type.get("project_task_type")
+            or self.model_type.get("task_type")
+            or "object-detection"
+        )
 
 
 def is_roboflow_cache_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "environment.json").is_file() and any((path / n).is_file() for n in WEIGHT_NAMES)
+    return (
+        path.is_dir()
+        and (path / "environment.json").is_file()
+        and any((path / n).is_file() for n in WEIGHT_NAMES)
+    )
 
 
 def read_cache_dir(path: Path) -> RoboflowCacheEntry:
@@ -71,22 +79,35 @@ def read_cache_dir(path: Path) -> RoboflowCacheEntry:
     weights = next((path / n for n in WEIGHT_NAMES if (path / n).is_file()), None)
     if weights is None:
         raise ModelImportError(
-            f"{path}: no ONNX weights ({' or '.join(WEIGHT_NAMES)}); this is not an inference model cache "
+            f"{path}: no ONNX weights ({' or '.join(WEIGHT_NAMES)}); this is not an inference "
+            "model cache "
             f"directory (expected $MODEL_CACHE_DIR/<project>/<version>/)"
         )
     try:
         environment = json.loads((path / "environment.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelImportError(f"{path / 'environment.json'}: unreadable ({exc}); fetch the model again") from None
+        raise ModelImportError(
+            f"{path / 'environment.json'}: unreadable ({exc}); fetch the model again"
+        ) from None
     preprocessing_raw = environment.get("PREPROCESSING", "{}")
     try:
-        preprocessing = json.loads(preprocessing_raw) if isinstance(preprocessing_raw, str) else dict(preprocessing_raw)
+        preprocessing = (
+            json.loads(preprocessing_raw)
+            if isinstance(preprocessing_raw, str)
+            else dict(preprocessing_raw)
+        )
     except ValueError:
-        raise ModelImportError(f"{path / 'environment.json'}: PREPROCESSING is not JSON: {preprocessing_raw!r}") from None
+        raise ModelImportError(
+            f"{path / 'environment.json'}: PREPROCESSING is not JSON: {preprocessing_raw!r}"
+        ) from None
     classes: list[str] = []
     names_file = path / "class_names.txt"
     if names_file.is_file():
-        classes = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        classes = [
+            line.strip()
+            for line in names_file.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     elif isinstance(environment.get("CLASS_MAP"), dict):
         mapping = environment["CLASS_MAP"]
         classes = [str(mapping[k]) for k in sorted(mapping, key=lambda k: int(k))]

@@ -39,7 +39,8 @@ def _onnx() -> Any:
         import onnx
     except ImportError:
         raise ModelImportError(
-            "--split-head rewrites the ONNX graph with the 'onnx' package, which is not installed: pip install onnx"
+            "--split-head rewrites the ONNX graph with the 'onnx' package, which is not installed: "
+            "pip install onnx"
         ) from None
     return onnx
 
@@ -47,9 +48,8 @@ def _onnx() -> Any:
 def split_head(source: Path, target: Path, imgsz: tuple[int, int]) -> SplitResult:
     """Write ``target``: ``source`` with the nine per-stride outputs instead of the decoded one."""
     onnx = _onnx()
-    from onnx import TensorProto, helper, numpy_helper
-
     import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(source))
     graph = model.graph
@@ -62,45 +62,73 @@ def split_head(source: Path, target: Path, imgsz: tuple[int, int]) -> SplitResul
             if key not in last or sub > last[key][0]:
                 last[key] = (sub, node)
     levels = sorted({level for _, level in last})
-    if not levels or any((branch, level) not in last for branch in ("cv2", "cv3") for level in levels):
+    if not levels or any(
+        (branch, level) not in last for branch in ("cv2", "cv3") for level in levels
+    ):
         raise ModelImportError(
-            f"{source}: --split-head found no Ultralytics Detect branches (/model.N/cv2.i and cv3.i convolutions); "
-            f"it works on stock Ultralytics v5u/v8/11/26 detect exports (not end-to-end, seg, pose or OBB ones)"
+            f"{source}: --split-head found no Ultralytics Detect branches (/model.N/cv2.i and "
+            "cv3.i convolutions); "
+            "it works on stock Ultralytics v5u/v8/11/26 detect exports (not end-to-end, seg, pose "
+            "or OBB ones)"
         )
     inits = {i.name: i for i in graph.initializer}
 
     def out_channels(node: Any) -> int:
         weight = inits.get(node.input[1])
         if weight is None:
-            raise ModelImportError(f"{source}: {node.name} has no constant weight; cannot read its channel count")
+            raise ModelImportError(
+                f"{source}: {node.name} has no constant weight; cannot read its channel count"
+            )
         return int(weight.dims[0])
 
     box_channels = {out_channels(last[("cv2", level)][1]) for level in levels}
     class_channels = {out_channels(last[("cv3", level)][1]) for level in levels}
     if len(box_channels) != 1 or len(class_channels) != 1 or next(iter(box_channels)) % 4:
-        raise ModelImportError(f"{source}: box/class branches disagree across levels ({box_channels}, {class_channels})")
+        raise ModelImportError(
+            f"{source}: box/class branches disagree across levels ({box_channels}, "
+            f"{class_channels})"
+        )
     reg_max = next(iter(box_channels)) // 4
     nc = next(iter(class_channels))
     height, width = imgsz
     strides = [8 * 2**i for i in range(len(levels))]
-    graph.initializer.extend([
-        numpy_helper.from_array(np.array([1], np.int64), "coral_split_axes"),
-        numpy_helper.from_array(np.array(0.0, np.float32), "coral_split_zero"),
-        numpy_helper.from_array(np.array(1.0, np.float32), "coral_split_one"),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([1], np.int64), "coral_split_axes"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "coral_split_zero"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "coral_split_one"),
+        ]
+    )
     outputs = []
-    for level, stride in zip(levels, strides):
+    for level, stride in zip(levels, strides, strict=True):
         h, w = -(-height // stride), -(-width // stride)
         box = last[("cv2", level)][1].output[0]
         logits = last[("cv3", level)][1].output[0]
-        scores, summed, clipped = f"scores_{stride}", f"score_sum_raw_{stride}", f"score_sum_{stride}"
-        graph.node.extend([
-            helper.make_node("Sigmoid", [logits], [scores], name=f"coral_split/sigmoid_{stride}"),
-            helper.make_node("ReduceSum", [scores, "coral_split_axes"], [summed], keepdims=1,
-                             name=f"coral_split/sum_{stride}"),
-            helper.make_node("Clip", [summed, "coral_split_zero", "coral_split_one"], [clipped],
-                             name=f"coral_split/clip_{stride}"),
-        ])
+        scores, summed, clipped = (
+            f"scores_{stride}",
+            f"score_sum_raw_{stride}",
+            f"score_sum_{stride}",
+        )
+        graph.node.extend(
+            [
+                helper.make_node(
+                    "Sigmoid", [logits], [scores], name=f"coral_split/sigmoid_{stride}"
+                ),
+                helper.make_node(
+                    "ReduceSum",
+                    [scores, "coral_split_axes"],
+                    [summed],
+                    keepdims=1,
+                    name=f"coral_split/sum_{stride}",
+                ),
+                helper.make_node(
+                    "Clip",
+                    [summed, "coral_split_zero", "coral_split_one"],
+                    [clipped],
+                    name=f"coral_split/clip_{stride}",
+                ),
+            ]
+        )
         outputs += [
             helper.make_tensor_value_info(box, TensorProto.FLOAT, [1, 4 * reg_max, h, w]),
             helper.make_tensor_value_info(scores, TensorProto.FLOAT, [1, nc, h, w]),
@@ -109,7 +137,9 @@ def split_head(source: Path, target: Path, imgsz: tuple[int, int]) -> SplitResul
     del graph.output[:]
     graph.output.extend(outputs)
     _drop_dead_nodes(graph)
-    model.metadata_props.add(key="coral_split_head", value=f"yolov8_dfl reg_max={reg_max} strides={strides}")
+    model.metadata_props.add(
+        key="coral_split_head", value=f"yolov8_dfl reg_max={reg_max} strides={strides}"
+    )
     onnx.checker.check_model(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(target))

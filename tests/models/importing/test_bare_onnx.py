@@ -60,22 +60,42 @@ def test_bare_onnx_runs_in_the_coral_object_detection_block(package_cache):
     workflow = {
         "version": "1.0",
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
-        "steps": [{"type": "coral/object_detection_model@v1", "name": "detect", "images": "$inputs.image",
-                   "model": str(DETECT_FIXTURES / model), "confidence": record["conf"],
-                   "iou_threshold": record["iou"]}],
-        "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"}],
+        "steps": [
+            {
+                "type": "coral/object_detection_model@v1",
+                "name": "detect",
+                "images": "$inputs.image",
+                "model": str(DETECT_FIXTURES / model),
+                "confidence": record["conf"],
+                "iou_threshold": record["iou"],
+            }
+        ],
+        "outputs": [
+            {"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"}
+        ],
     }
     coral_inference.init()
     try:
         engine = compat.get("ExecutionEngine").init(
             workflow_definition=workflow,
-            init_parameters={"workflows_core.model_manager": None, "workflows_core.api_key": None,
-                             "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL},
+            init_parameters={
+                "workflows_core.model_manager": None,
+                "workflows_core.api_key": None,
+                "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL,
+            },
         )
-        for i, (frame, expected) in enumerate(zip(frames(), record["predictions"])):
-            image = {"type": "numpy_object", "value": frame, "video_metadata": {
-                "video_identifier": "t", "frame_number": i, "fps": 10, "comes_from_video_file": True,
-                "frame_timestamp": datetime.now(timezone.utc).isoformat()}}
+        for i, (frame, expected) in enumerate(zip(frames(), record["predictions"], strict=True)):
+            image = {
+                "type": "numpy_object",
+                "value": frame,
+                "video_metadata": {
+                    "video_identifier": "t",
+                    "frame_number": i,
+                    "fps": 10,
+                    "comes_from_video_file": True,
+                    "frame_timestamp": datetime.now(timezone.utc).isoformat(),
+                },
+            }
             result = engine.run(runtime_parameters={"image": image})
             assert_same_detections(result[0]["predictions"], expected, f"block, frame {i}")
     finally:

@@ -39,18 +39,34 @@ def _with_metadata(path: Path, **metadata: str) -> Path:
 
 def _ultralytics(path: Path, outputs: list[np.ndarray], size: int = 64, **metadata: str) -> Path:
     constant_model(path, outputs, input_shape=(1, 3, size, size))
-    base = {"author": "Ultralytics", "task": "detect", "names": NAMES, "imgsz": f"[{size}, {size}]", "stride": "32",
-            "end2end": "False", "args": "{'nms': None, 'dynamic': False}"}
+    base = {
+        "author": "Ultralytics",
+        "task": "detect",
+        "names": NAMES,
+        "imgsz": f"[{size}, {size}]",
+        "stride": "32",
+        "end2end": "False",
+        "args": "{'nms': None, 'dynamic': False}",
+    }
     return _with_metadata(path, **{**base, **metadata})
 
 
 def _hand_package(root: Path, onnx_file: Path, classes: list[str], head: dict, size: int = 64):
     root.mkdir(parents=True, exist_ok=True)
     (root / "m.onnx").write_bytes(onnx_file.read_bytes())
-    (root / "coral-model.yaml").write_text(yaml.safe_dump({
-        "name": "hand", "classes": classes, "input": {"width": size, "height": size}, "head": head,
-        "artifacts": {"onnxruntime": {"file": "m.onnx", "sha256": sha256_of(root / "m.onnx")}},
-    }))
+    (root / "coral-model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "hand",
+                "classes": classes,
+                "input": {"width": size, "height": size},
+                "head": head,
+                "artifacts": {
+                    "onnxruntime": {"file": "m.onnx", "sha256": sha256_of(root / "m.onnx")}
+                },
+            }
+        )
+    )
     return load_package(root)
 
 
@@ -77,7 +93,9 @@ def test_nms_free_output_under_a_two_class_yolov8_head_is_refused_by_geometry(tm
     plain = tmp_path / "e2e.onnx"
     constant_model(plain, [_end2end_rows()], input_shape=(1, 3, 64, 64))  # no metadata at all
     package = _hand_package(tmp_path / "pkg", plain, ["a", "b"], {"type": "yolov8"})
-    with pytest.raises(OutputMismatchError, match=r"300 candidates but a 64x64 input .* gives 84.*end-to-end"):
+    with pytest.raises(
+        OutputMismatchError, match=r"300 candidates but a 64x64 input .* gives 84.*end-to-end"
+    ):
         decode([_end2end_rows()], HeadSpec(type="yolov8"), 2, 0.25, input_size=(64, 64))
     checks = {c.name: c for c in check_package(package, _Context())}
     assert checks["run on onnxruntime"].status == "fail"
@@ -97,8 +115,17 @@ def test_nms_free_ultralytics_export_is_imported_as_end2end_and_decodes_its_rows
 def test_end2end_metadata_contradicting_a_yolov8_manifest_is_refused(tmp_path):
     path = _ultralytics(tmp_path / "v8nms.onnx", [_end2end_rows()], args="{'nms': True}")
     package = _hand_package(tmp_path / "pkg", path, ["person", "bicycle"], {"type": "yolov8"})
-    problems = metadata_problems(package, {"author": "Ultralytics", "task": "detect", "names": NAMES,
-                                           "imgsz": "[64, 64]", "end2end": "False", "args": "{'nms': True}"})
+    problems = metadata_problems(
+        package,
+        {
+            "author": "Ultralytics",
+            "task": "detect",
+            "names": NAMES,
+            "imgsz": "[64, 64]",
+            "end2end": "False",
+            "args": "{'nms': True}",
+        },
+    )
     assert any("set head.type: end2end" in p for p in problems)
 
 
@@ -108,9 +135,15 @@ def test_end2end_metadata_contradicting_a_yolov8_manifest_is_refused(tmp_path):
 @pytest.mark.parametrize(("task", "extra", "family"), [("pose", 51, "keypoint"), ("obb", 1, "obb")])
 def test_pose_or_obb_export_with_edited_classes_is_refused(tmp_path, task, extra, family):
     rows = 4 + 2 + extra
-    path = _ultralytics(tmp_path / f"{task}.onnx", [np.zeros((1, rows, 84), np.float32)], task=task,
-                        kpt_shape="[17, 3]")
-    classes = ["person", "bicycle"] + [f"x{i}" for i in range(extra)]  # the old advice: "check 'classes'"
+    path = _ultralytics(
+        tmp_path / f"{task}.onnx",
+        [np.zeros((1, rows, 84), np.float32)],
+        task=task,
+        kpt_shape="[17, 3]",
+    )
+    classes = ["person", "bicycle"] + [
+        f"x{i}" for i in range(extra)
+    ]  # the old advice: "check 'classes'"
     package = _hand_package(tmp_path / "pkg", path, classes, {"type": "yolov8"})
     checks = {c.name: c for c in check_package(package, _Context())}
     detail = checks["run on onnxruntime"].detail
@@ -127,14 +160,33 @@ def test_pose_or_obb_export_with_edited_classes_is_refused(tmp_path, task, extra
 
 
 def test_a_shape_error_names_the_family_instead_of_suggesting_more_classes():
-    with pytest.raises(OutputMismatchError, match=r"keypoint \(pose\) export with 17 keypoints") as info:
-        decode([np.zeros((1, 57, 8400), np.float32)], HeadSpec(type="yolov8"), 2, 0.25, input_size=(640, 640))
+    with pytest.raises(
+        OutputMismatchError, match=r"keypoint \(pose\) export with 17 keypoints"
+    ) as info:
+        decode(
+            [np.zeros((1, 57, 8400), np.float32)],
+            HeadSpec(type="yolov8"),
+            2,
+            0.25,
+            input_size=(640, 640),
+        )
     assert "check 'classes'" not in str(info.value)
     with pytest.raises(OutputMismatchError, match=r"oriented-box \(OBB\)"):
-        decode([np.zeros((1, 7, 8400), np.float32)], HeadSpec(type="yolov8"), 2, 0.25, input_size=(640, 640))
+        decode(
+            [np.zeros((1, 7, 8400), np.float32)],
+            HeadSpec(type="yolov8"),
+            2,
+            0.25,
+            input_size=(640, 640),
+        )
     with pytest.raises(OutputMismatchError, match=r"instance-segmentation"):
-        decode([np.zeros((1, 38, 8400), np.float32), np.zeros((1, 32, 160, 160), np.float32)],
-               HeadSpec(type="yolov8"), 2, 0.25, input_size=(640, 640))
+        decode(
+            [np.zeros((1, 38, 8400), np.float32), np.zeros((1, 32, 160, 160), np.float32)],
+            HeadSpec(type="yolov8"),
+            2,
+            0.25,
+            input_size=(640, 640),
+        )
 
 
 # ------------------------------------------------------------------ silent failure 3: normalised boxes
@@ -143,7 +195,9 @@ def test_a_shape_error_names_the_family_instead_of_suggesting_more_classes():
 def _normalised_yolov8(size: int = 64) -> np.ndarray:
     out = np.zeros((1, 6, 84), np.float32)
     rng = np.random.default_rng(0)
-    out[0, 0:2] = rng.uniform(0, 1, (2, 84))  # centres in 0-1 units, like Ultralytics' int8 RKNN builds
+    out[0, 0:2] = rng.uniform(
+        0, 1, (2, 84)
+    )  # centres in 0-1 units, like Ultralytics' int8 RKNN builds
     out[0, 2:4] = 0.1
     out[0, 4, 3] = 0.9
     out[0, :4, 3] = [0.5, 0.5, 0.25, 0.5]
@@ -156,12 +210,20 @@ def test_normalised_boxes_under_a_pixel_head_are_refused_with_the_fix():
 
 
 def test_box_units_normalized_scales_to_input_pixels():
-    found = decode([_normalised_yolov8()], HeadSpec(type="yolov8", box_units="normalized"), 2, 0.5, input_size=(64, 64))
+    found = decode(
+        [_normalised_yolov8()],
+        HeadSpec(type="yolov8", box_units="normalized"),
+        2,
+        0.5,
+        input_size=(64, 64),
+    )
     assert found.xyxy.round().tolist() == [[24, 16, 40, 48]]
     with pytest.raises(OutputMismatchError, match="set head.box_units: pixels"):
         pixels = _normalised_yolov8()
         pixels[0, :2] *= 64
-        decode([pixels], HeadSpec(type="yolov8", box_units="normalized"), 2, 0.5, input_size=(64, 64))
+        decode(
+            [pixels], HeadSpec(type="yolov8", box_units="normalized"), 2, 0.5, input_size=(64, 64)
+        )
 
 
 # ------------------------------------------------------------------ other heads
@@ -233,7 +295,9 @@ def test_rknn_without_its_onnx_names_the_flag(tmp_path):
 def test_rknn_with_its_onnx_becomes_two_artifacts(tmp_path):
     path = _ultralytics(tmp_path / "m.onnx", [np.zeros((1, 6, 84), np.float32)])
     (tmp_path / "m.rknn").write_bytes(b"RKNN-fake")
-    package = import_model(tmp_path / "m.rknn", onnx=path, out=tmp_path / "pkg", rknn_box_units="normalized").package
+    package = import_model(
+        tmp_path / "m.rknn", onnx=path, out=tmp_path / "pkg", rknn_box_units="normalized"
+    ).package
     assert set(package.backends) == {"onnxruntime", "rknn"}
     assert package.head_for("rknn").box_units == "normalized"
     assert package.input_for("rknn").layout == "NHWC" and package.input_for("rknn").dtype == "uint8"

@@ -40,9 +40,14 @@ def _roboflow_weights(tmp_path: Path) -> bytes:
 
 
 def _environment(fmt: str = "Stretch to") -> dict:
-    preprocessing = {"auto-orient": {"enabled": True}, "resize": {"enabled": True, "format": fmt, "width": 640,
-                                                                   "height": 640}}
-    return {"PREPROCESSING": json.dumps(preprocessing), "CLASS_MAP": {str(i): c for i, c in enumerate(CLASSES)}}
+    preprocessing = {
+        "auto-orient": {"enabled": True},
+        "resize": {"enabled": True, "format": fmt, "width": 640, "height": 640},
+    }
+    return {
+        "PREPROCESSING": json.dumps(preprocessing),
+        "CLASS_MAP": {str(i): c for i, c in enumerate(CLASSES)},
+    }
 
 
 def _cache_dir(root: Path, weights: bytes, fmt: str = "Stretch to") -> Path:
@@ -51,8 +56,9 @@ def _cache_dir(root: Path, weights: bytes, fmt: str = "Stretch to") -> Path:
     (version / "weights.onnx").write_bytes(weights)
     (version / "class_names.txt").write_text("\n".join(CLASSES) + "\n")
     (version / "environment.json").write_text(json.dumps(_environment(fmt)))
-    (version / "model_type.json").write_text(json.dumps({"project_task_type": "object-detection",
-                                                         "model_type": "yolov8n"}))
+    (version / "model_type.json").write_text(
+        json.dumps({"project_task_type": "object-detection", "model_type": "yolov8n"})
+    )
     return version
 
 
@@ -81,8 +87,15 @@ def roboflow_api(tmp_path):
             if url.path == "/ort/shapes/1":
                 if query.get("api_key") != [API_KEY]:
                     return self._send(401, b'{"error": {"message": "Unauthorized"}}')
-                answer = {"ort": {"model": f"{base}/files/weights.onnx", "environment": f"{base}/files/env.json",
-                                  "classes": CLASSES, "type": "yolov8n", "name": "shapes"}}
+                answer = {
+                    "ort": {
+                        "model": f"{base}/files/weights.onnx",
+                        "environment": f"{base}/files/env.json",
+                        "classes": CLASSES,
+                        "type": "yolov8n",
+                        "name": "shapes",
+                    }
+                }
                 return self._send(200, json.dumps(answer).encode())
             if url.path == "/files/weights.onnx":
                 return self._send(200, weights, "application/octet-stream")
@@ -100,27 +113,54 @@ def roboflow_api(tmp_path):
 
 def _coral_import(*args, env):
     return subprocess.run(
-        [sys.executable, "-m", "coral_inference.cli.main", "models", "import", *args, "--json", "--no-env"],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "DISABLE_VERSION_CHECK": "True", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
-             "RETRY_CONNECTION_ERRORS_TO_ROBOFLOW_API": "False", **env},
+        [
+            sys.executable,
+            "-m",
+            "coral_inference.cli.main",
+            "models",
+            "import",
+            *args,
+            "--json",
+            "--no-env",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={
+            **os.environ,
+            "DISABLE_VERSION_CHECK": "True",
+            "NO_PROXY": "127.0.0.1",
+            "no_proxy": "127.0.0.1",
+            "RETRY_CONNECTION_ERRORS_TO_ROBOFLOW_API": "False",
+            **env,
+        },
     )
 
 
 @pytest.mark.slow  # a subprocess that imports inference.core (~12 s) for its real download code
 def test_roboflow_id_is_fetched_through_inference_and_imported(tmp_path, roboflow_api):
     base, seen = roboflow_api
-    env = {"API_BASE_URL": base, "MODEL_CACHE_DIR": str(tmp_path / "cache"), "ROBOFLOW_API_KEY": API_KEY}
+    env = {
+        "API_BASE_URL": base,
+        "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+        "ROBOFLOW_API_KEY": API_KEY,
+    }
     result = _coral_import("shapes/1", "--out", str(tmp_path / "pkg"), env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     info = json.loads(result.stdout)
     assert info["kind"] == "roboflow" and info["classes"] == CLASSES and info["head"] == "yolov8"
-    assert seen[:1] == ["/ort/shapes/1"] and set(seen[1:]) == {"/files/weights.onnx", "/files/env.json"}
+    assert seen[:1] == ["/ort/shapes/1"] and set(seen[1:]) == {
+        "/files/weights.onnx",
+        "/files/env.json",
+    }
     # inference's own cache layout now holds the model
     cached = tmp_path / "cache" / "shapes" / "1"
     assert (cached / "class_names.txt").read_text().split() == CLASSES
     package = load_package(tmp_path / "pkg")
-    assert package.input.resize == "stretch"  # Roboflow's "Stretch to", not Coral's letterbox default
+    assert (
+        package.input.resize == "stretch"
+    )  # Roboflow's "Stretch to", not Coral's letterbox default
     assert package.manifest.metadata["source"]["model_id"] == "shapes/1"
 
     unknown = _coral_import("shapes/7", "--out", str(tmp_path / "pkg7"), env=env)
@@ -136,7 +176,11 @@ def test_roboflow_id_without_api_key_names_the_variable(tmp_path, monkeypatch):
     with pytest.raises(RoboflowFetchError, match="export ROBOFLOW_API_KEY="):
         fetch_roboflow_model("shapes/1", progress=False)
     with pytest.raises(RoboflowFetchError, match="ROBOFLOW_API_KEY"):
-        import_model("shapes/1", out=tmp_path / "pkg", fetcher=lambda m: fetch_roboflow_model(m, progress=False))
+        import_model(
+            "shapes/1",
+            out=tmp_path / "pkg",
+            fetcher=lambda m: fetch_roboflow_model(m, progress=False),
+        )
 
 
 def test_offline_from_inference_cache_dir_matches_a_hand_written_stretch_package(tmp_path):
@@ -146,16 +190,26 @@ def test_offline_from_inference_cache_dir_matches_a_hand_written_stretch_package
     hand = tmp_path / "hand"
     hand.mkdir()
     (hand / "m.onnx").write_bytes((cached / "weights.onnx").read_bytes())
-    (hand / "coral-model.yaml").write_text(yaml.safe_dump({
-        "name": "hand", "classes": CLASSES, "head": {"type": "yolov8"},
-        "input": {"width": 640, "height": 640, "resize": "stretch"},
-        "artifacts": {"onnxruntime": {"file": "m.onnx", "sha256": sha256_of(hand / "m.onnx")}},
-    }))
+    (hand / "coral-model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "hand",
+                "classes": CLASSES,
+                "head": {"type": "yolov8"},
+                "input": {"width": 640, "height": 640, "resize": "stretch"},
+                "artifacts": {
+                    "onnxruntime": {"file": "m.onnx", "sha256": sha256_of(hand / "m.onnx")}
+                },
+            }
+        )
+    )
     a = Detector(package, OnnxRuntimeBackend().prepare_session(package))
     b = Detector(load_package(hand), OnnxRuntimeBackend().prepare_session(load_package(hand)))
     try:
         for frame in frames():
-            np.testing.assert_array_equal(a.detect(frame, confidence=0.1).xyxy, b.detect(frame, confidence=0.1).xyxy)
+            np.testing.assert_array_equal(
+                a.detect(frame, confidence=0.1).xyxy, b.detect(frame, confidence=0.1).xyxy
+            )
     finally:
         a.close()
         b.close()
@@ -165,7 +219,9 @@ def test_cached_roboflow_id_imports_offline_without_a_key(tmp_path, monkeypatch)
     _cache_dir(tmp_path / "cache", _roboflow_weights(tmp_path), fmt="Fit (grey edges) in")
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("ROBOFLOW_API_KEY", raising=False)
-    result = import_model("shapes/1", out=tmp_path / "pkg", fetcher=lambda m: fetch_roboflow_model(m, progress=False))
+    result = import_model(
+        "shapes/1", out=tmp_path / "pkg", fetcher=lambda m: fetch_roboflow_model(m, progress=False)
+    )
     assert result.kind == "roboflow"
     assert (result.package.input.resize, result.package.input.pad_value) == ("letterbox", 114)
 

@@ -18,16 +18,28 @@ from tests.models.importing.converter_standin import StandInConverter
 from tests.models.importing.ultra_support import DETECT_FIXTURES, frames, recorded
 
 
-@pytest.mark.parametrize(("model", "reg_max"), [("yolov8n", 16), ("yolo11n", 16), ("yolov5nu", 16), ("yolo26n", 1)])
+@pytest.mark.parametrize(
+    ("model", "reg_max"), [("yolov8n", 16), ("yolo11n", 16), ("yolov5nu", 16), ("yolo26n", 1)]
+)
 def test_split_model_decodes_like_the_single_output_model(tmp_path, model, reg_max):
     package = import_model(DETECT_FIXTURES / f"{model}.onnx", out=tmp_path / "pkg").package
-    result = split_head(DETECT_FIXTURES / f"{model}.onnx", tmp_path / "split.onnx",
-                        (package.input.height, package.input.width))
-    assert result.reg_max == reg_max and result.strides == [8, 16, 32] and len(result.output_names) == 9
+    result = split_head(
+        DETECT_FIXTURES / f"{model}.onnx",
+        tmp_path / "split.onnx",
+        (package.input.height, package.input.width),
+    )
+    assert (
+        result.reg_max == reg_max
+        and result.strides == [8, 16, 32]
+        and len(result.output_names) == 9
+    )
     backend = OnnxRuntimeBackend()
     whole = Detector(package, backend.prepare_session(package))
-    split = Detector(package, backend.open_session(result.path, model="split"),
-                     head=HeadSpec(type="yolov8_dfl", reg_max=result.reg_max, strides=result.strides))
+    split = Detector(
+        package,
+        backend.open_session(result.path, model="split"),
+        head=HeadSpec(type="yolov8_dfl", reg_max=result.reg_max, strides=result.strides),
+    )
     conf = recorded()["models"][f"{model}.onnx"]["conf"]
     total = 0
     try:
@@ -45,15 +57,25 @@ def test_split_model_decodes_like_the_single_output_model(tmp_path, model, reg_m
 
 
 def test_split_head_import_makes_int8_conversion_possible(tmp_path):
-    package = import_model(DETECT_FIXTURES / "yolov8n.onnx", out=tmp_path / "pkg", split=True).package
+    package = import_model(
+        DETECT_FIXTURES / "yolov8n.onnx", out=tmp_path / "pkg", split=True
+    ).package
     manifest = yaml.safe_load(package.manifest_path.read_text())
-    assert manifest["convert"]["rknn"] == {"onnx": "model_split.onnx",
-                                           "head": {"type": "yolov8_dfl", "reg_max": 16, "strides": [8, 16, 32]}}
+    assert manifest["convert"]["rknn"] == {
+        "onnx": "model_split.onnx",
+        "head": {"type": "yolov8_dfl", "reg_max": 16, "strides": [8, 16, 32]},
+    }
     plan = plan_rknn_build(package, quantize=True, dataset=tmp_path)
     assert plan.onnx.name == "model_split.onnx" and plan.head.type == "yolov8_dfl"
     many = frames() * 4
-    result = convert_with_gate(package, plan, frames=many, converter=StandInConverter(0.0), held_out_every=3,
-                               confidence=0.15)
+    result = convert_with_gate(
+        package,
+        plan,
+        frames=many,
+        converter=StandInConverter(0.0),
+        held_out_every=3,
+        confidence=0.15,
+    )
     assert result.report.passed and result.report.agreement == 1.0
     assert len(result.report.cosine) == 9
     calibration = (package.root / ".model_rk3588-calibration" / "dataset.txt").read_text().split()

@@ -24,8 +24,12 @@ from tests.models.importing.ultra_support import (
 
 MODELS = sorted(recorded()["models"])
 EXPECTED_HEADS = {
-    "yolov8n.onnx": "yolov8", "yolov8n-nmstrue.onnx": "end2end", "yolo11n.onnx": "yolov8",
-    "yolov5nu.onnx": "yolov8", "yolov10n-nmsfalse.onnx": "end2end", "yolo26n.onnx": "yolov8",
+    "yolov8n.onnx": "yolov8",
+    "yolov8n-nmstrue.onnx": "end2end",
+    "yolo11n.onnx": "yolov8",
+    "yolov5nu.onnx": "yolov8",
+    "yolov10n-nmsfalse.onnx": "end2end",
+    "yolo26n.onnx": "yolov8",
     "yolo26n-nmsfalse.onnx": "end2end",
 }
 
@@ -51,11 +55,15 @@ def test_import_with_no_flag_matches_ultralytics_predictions(model, tmp_path):
     detector = _detector(package)
     try:
         for i, (frame, expected) in enumerate(zip(frames(), record["predictions"])):
-            got = detector.detect(frame, confidence=record["conf"], iou=record["iou"], max_detections=300)
+            got = detector.detect(
+                frame, confidence=record["conf"], iou=record["iou"], max_detections=300
+            )
             assert_same_detections(got, expected, f"{model} frame {i}")
     finally:
         detector.close()
-    assert sum(len(p["xyxy"]) for p in record["predictions"]) > 0, "the fixture must hold boxes to compare"
+    assert sum(len(p["xyxy"]) for p in record["predictions"]) > 0, (
+        "the fixture must hold boxes to compare"
+    )
 
 
 @pytest.mark.parametrize("model", ["yolov8n.onnx", "yolo26n-nmsfalse.onnx"])
@@ -66,11 +74,19 @@ def test_imported_package_equals_a_hand_written_one(model, tmp_path):
     hand.mkdir()
     (hand / "m.onnx").write_bytes((DETECT_FIXTURES / model).read_bytes())
     h, w = record["imgsz"]
-    (hand / "coral-model.yaml").write_text(yaml.safe_dump({
-        "name": "hand", "classes": ["circle", "square", "triangle"],
-        "input": {"width": w, "height": h}, "head": {"type": EXPECTED_HEADS[model]},
-        "artifacts": {"onnxruntime": {"file": "m.onnx", "sha256": sha256_of(hand / "m.onnx")}},
-    }))
+    (hand / "coral-model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "hand",
+                "classes": ["circle", "square", "triangle"],
+                "input": {"width": w, "height": h},
+                "head": {"type": EXPECTED_HEADS[model]},
+                "artifacts": {
+                    "onnxruntime": {"file": "m.onnx", "sha256": sha256_of(hand / "m.onnx")}
+                },
+            }
+        )
+    )
     a, b = _detector(imported), _detector(load_package(hand))
     try:
         for frame in frames():

@@ -23,7 +23,9 @@ def assert_same_detections(detections, expected: dict, where: str, tolerance: fl
     """Same count, and after sorting by confidence the same classes, scores and boxes (within 1 px)."""
     got_xyxy = np.asarray(detections.xyxy, np.float32).reshape(-1, 4)
     want_xyxy = np.asarray(expected["xyxy"], np.float32).reshape(-1, 4)
-    assert len(got_xyxy) == len(want_xyxy), f"{where}: {len(got_xyxy)} boxes, Ultralytics {len(want_xyxy)}"
+    assert len(got_xyxy) == len(want_xyxy), (
+        f"{where}: {len(got_xyxy)} boxes, Ultralytics {len(want_xyxy)}"
+    )
     if not len(want_xyxy):
         return
     got_conf = np.asarray(detections.confidence, np.float32)
@@ -32,7 +34,9 @@ def assert_same_detections(detections, expected: dict, where: str, tolerance: fl
     worst = 0.0
     for box, conf, cls in zip(want_xyxy, expected["confidence"], expected["class_id"]):
         candidates = [j for j in unmatched if got_cls[j] == cls and abs(got_conf[j] - conf) <= 2e-3]
-        assert candidates, f"{where}: no Coral box of class {cls} with confidence {conf:.4f} (Ultralytics {box})"
+        assert candidates, (
+            f"{where}: no Coral box of class {cls} with confidence {conf:.4f} (Ultralytics {box})"
+        )
         j = min(candidates, key=lambda k: float(np.abs(got_xyxy[k] - box).max()))
         worst = max(worst, float(np.abs(got_xyxy[j] - box).max()))
         unmatched.discard(j)
