@@ -85,6 +85,10 @@ def normalisation_for_rknn(spec: InputSpec) -> tuple[list[list[float]], list[lis
     return [mean], [std]
 
 
+# Single-output task heads and the split layout an int8 NPU build needs instead (None: no split layout).
+_SPLIT_LAYOUT_FOR = {"yolov8_seg": "yolov8_seg_dfl", "yolov8_pose": "yolov8_pose_dfl", "yolov8_obb": None}
+
+
 def plan_rknn_build(
     package: ModelPackage,
     *,
@@ -116,6 +120,14 @@ def plan_rknn_build(
             "int8 quantisation needs calibration frames from the target cameras: --calibration DIR|VIDEO "
             "(a folder of images, a video or a Coral recording; a few hundred frames), or --dataset FILE "
             "listing one image path per line"
+        )
+    if head.type in _SPLIT_LAYOUT_FOR and quantize:  # seg/pose/obb single outputs share the problem
+        split = _SPLIT_LAYOUT_FOR[head.type]
+        raise ConversionError(
+            f"int8 with the single-output {head.type} head destroys class scores (pixel boxes and "
+            f"probabilities share one quantisation scale); "
+            + (f"convert the rknn_model_zoo split layout (head {split}) instead, or convert without --int8"
+               if split else "this head has no split layout in Coral yet: convert without --int8 (fp16)")
         )
     if head.type == "yolov8" and quantize:
         raise ConversionError(

@@ -284,3 +284,21 @@ def test_to_tensor_equals_the_plain_formula(changes):
     )
     np.testing.assert_allclose(got[0].astype(np.float64), want, rtol=1e-3, atol=1e-3)
     assert tensor.shape[0] == 1
+
+
+# ------------------------------------------------------------------------------------ conversion
+
+
+@pytest.mark.parametrize(("head", "hint"), [("yolov8_seg", "yolov8_seg_dfl"), ("yolov8_pose", "yolov8_pose_dfl"),
+                                            ("yolov8_obb", "without --int8")])
+def test_int8_conversion_of_single_output_task_heads_is_refused(tmp_path, head, hint):
+    from coral_inference.models.convert import ConversionError, plan_rknn_build
+
+    root = tmp_path / "pkg"
+    constant_model(root / "model.onnx", [np.zeros((1, 6, 84), np.float32)])
+    task = {"yolov8_seg": "instance-segmentation", "yolov8_pose": "keypoint-detection"}.get(head, "obb")
+    extra: dict[str, Any] = {"keypoints": {"names": ["k"]}} if task == "keypoint-detection" else {}
+    package = load_package(write_manifest(root, task=task, head={"type": head}, **extra))
+    with pytest.raises(ConversionError, match=hint):
+        plan_rknn_build(package, quantize=True, dataset=tmp_path / "list.txt")
+    assert plan_rknn_build(package, quantize=False).head.type == head
