@@ -22,7 +22,7 @@ installed backend answers to is an error (a typo, or a package that is missing).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, create_model
 from pydantic_core import PydanticCustomError
@@ -73,10 +73,10 @@ def validate_backend_options(
                 f"not backends.options.{name}"
             )
         elif model is not None:
-            fields[name] = (Optional[model], None)
+            fields[name] = (model | None, None)
         elif name in loaded or name in failed or name in disabled:
             # Untyped backend, or one that cannot load (the registry reports why): passed as is.
-            fields[name] = (Optional[dict[str, Any]], None)
+            fields[name] = (dict[str, Any] | None, None)
         else:
             known = ", ".join(sorted(loaded)) or "none"
             fields[name] = _refusal(
@@ -87,7 +87,8 @@ def validate_backend_options(
         "BackendOptionsByName", __config__=ConfigDict(extra="forbid"), **fields
     )
     wrapper = create_model("BackendOptions", options=(by_name, ...))  # type: ignore[call-overload]
-    checked = wrapper.model_validate({"options": dict(options)}).options
+    validated: Any = wrapper.model_validate({"options": dict(options)})
+    checked = validated.options
     result: dict[str, Any] = {}
     for name in options:
         value = getattr(checked, name)
@@ -97,6 +98,6 @@ def validate_backend_options(
 
 def _refusal(message: str) -> tuple[Any, None]:
     def refuse(_value: Any) -> Any:
-        raise PydanticCustomError("backend_options", message)
+        raise PydanticCustomError("backend_options", "{message}", {"message": message})
 
     return (Annotated[Any, AfterValidator(refuse)], None)

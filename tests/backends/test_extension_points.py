@@ -20,7 +20,11 @@ from coral_inference.backends import BackendRegistry, ProbeResult
 from coral_inference.config import backend_options
 from coral_inference.config.loader import ConfigError, load_config
 from coral_inference.models.artifacts import copy_artifacts, ensure_artifact
-from coral_inference.models.errors import ArtifactNotFoundError, ChecksumMismatchError, ManifestError
+from coral_inference.models.errors import (
+    ArtifactNotFoundError,
+    ChecksumMismatchError,
+    ManifestError,
+)
 from coral_inference.models.package import load_package, sha256_of
 from coral_inference.plugins import PluginRecord
 
@@ -60,13 +64,18 @@ class UntypedBackend:
 
 
 def record(name, obj=None, error=None):
-    return PluginRecord("coral_inference.backends", name, f"tests:{name}", "test-dist", "1.0", obj=obj, error=error)
+    return PluginRecord(
+        "coral_inference.backends", name, f"tests:{name}", "test-dist", "1.0", obj=obj, error=error
+    )
 
 
 @pytest.fixture
 def installed(monkeypatch):
-    records = [record("typed", TypedBackend), record("untyped", UntypedBackend),
-               record("broken", error="ImportError: nope")]
+    records = [
+        record("typed", TypedBackend),
+        record("untyped", UntypedBackend),
+        record("broken", error="ImportError: nope"),
+    ]
     monkeypatch.setattr(backend_options, "discover", lambda group, skip=(): records)
     return records
 
@@ -79,15 +88,25 @@ def problems(*overrides):
 
 def test_typed_options_are_checked_with_dotted_paths(installed):
     (problem,) = problems("backends.options.typed.device=TPU")
-    assert problem.startswith("backends.options.typed.device = 'TPU' (from --set backends.options.typed.device=TPU)")
+    assert problem.startswith(
+        "backends.options.typed.device = 'TPU' (from --set backends.options.typed.device=TPU)"
+    )
     assert "'CPU' or 'GPU'" in problem
     (problem,) = problems("backends.options.typed.devcie=GPU")
-    assert problem.startswith("backends.options.typed.devcie = 'GPU'") and "unknown setting" in problem
+    assert (
+        problem.startswith("backends.options.typed.devcie = 'GPU'") and "unknown setting" in problem
+    )
 
 
 def test_typed_options_are_completed_untyped_ones_pass_through(installed):
-    loaded = load_config(overrides=["backends.options.typed.device=GPU", "backends.options.untyped.x=1",
-                                    "backends.options.broken.y=2"], use_env=False)
+    loaded = load_config(
+        overrides=[
+            "backends.options.typed.device=GPU",
+            "backends.options.untyped.x=1",
+            "backends.options.broken.y=2",
+        ],
+        use_env=False,
+    )
     options = loaded.descriptor.backends.options
     assert options["typed"] == {"device": "GPU", "streams": 1}
     assert options["untyped"] == {"x": 1} and options["broken"] == {"y": 2}
@@ -130,27 +149,50 @@ def write_package(root, artifacts, files):
     root.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (root / name).write_bytes(content)
-    manifest = {"name": "fmt", "classes": ["a"], "input": {"width": 32, "height": 32},
-                "head": {"type": "yolov8"}, "artifacts": artifacts}
+    manifest = {
+        "name": "fmt",
+        "classes": ["a"],
+        "input": {"width": 32, "height": 32},
+        "head": {"type": "yolov8"},
+        "artifacts": artifacts,
+    }
     (root / "coral-model.yaml").write_text(yaml.safe_dump(manifest))
     return root
 
 
 def test_artifact_format_defaults_to_the_suffix(tmp_path):
-    root = write_package(tmp_path / "p", {
-        "onnxruntime": {"file": "m.onnx"}, "rknn": {"file": "m.rknn"},
-        "other": {"file": "net.xml", "format": "IR"},
-    }, {"m.onnx": b"x", "m.rknn": b"y", "net.xml": b"z"})
+    root = write_package(
+        tmp_path / "p",
+        {
+            "onnxruntime": {"file": "m.onnx"},
+            "rknn": {"file": "m.rknn"},
+            "other": {"file": "net.xml", "format": "IR"},
+        },
+        {"m.onnx": b"x", "m.rknn": b"y", "net.xml": b"z"},
+    )
     package = load_package(root)
-    assert {k: s.kind for k, s in package.manifest.artifacts.items()} == {"onnxruntime": "onnx", "rknn": "rknn", "other": "ir"}
+    assert {k: s.kind for k, s in package.manifest.artifacts.items()} == {
+        "onnxruntime": "onnx",
+        "rknn": "rknn",
+        "other": "ir",
+    }
     assert package.artifacts_of_format("ONNX") == ["onnxruntime"]
     assert package.artifacts_of_format("ir") == ["other"]
 
 
 def test_companions_are_verified_and_copied(tmp_path):
     weights = b"weights"
-    root = write_package(tmp_path / "p", {"x": {"file": "net.xml", "format": "ir", "companions": [
-        {"file": "net.bin", "sha256": sha256_of_bytes(tmp_path, weights)}]}}, {"net.xml": b"<xml/>", "net.bin": weights})
+    root = write_package(
+        tmp_path / "p",
+        {
+            "x": {
+                "file": "net.xml",
+                "format": "ir",
+                "companions": [{"file": "net.bin", "sha256": sha256_of_bytes(tmp_path, weights)}],
+            }
+        },
+        {"net.xml": b"<xml/>", "net.bin": weights},
+    )
     package = load_package(root)
     assert ensure_artifact(package, "x") == (root / "net.xml").resolve()
     copied = copy_artifacts(package, "x", tmp_path / "out")
@@ -159,16 +201,33 @@ def test_companions_are_verified_and_copied(tmp_path):
     with pytest.raises(ChecksumMismatchError, match=r"artifacts.x.companions.0.sha256"):
         ensure_artifact(package, "x")
     (root / "net.bin").unlink()
-    with pytest.raises(ArtifactNotFoundError, match=r"companion file named by artifacts.x.companions.0.file"):
+    with pytest.raises(
+        ArtifactNotFoundError, match=r"companion file named by artifacts.x.companions.0.file"
+    ):
         ensure_artifact(package, "x")
 
 
 def test_companions_must_stay_inside_the_package_and_need_a_file(tmp_path):
-    root = write_package(tmp_path / "p", {"x": {"file": "net.xml", "companions": [{"file": "../net.bin"}]}}, {"net.xml": b""})
-    with pytest.raises(ManifestError, match=r"artifacts.x.companions.0.file: '../net.bin' points outside"):
+    root = write_package(
+        tmp_path / "p",
+        {"x": {"file": "net.xml", "companions": [{"file": "../net.bin"}]}},
+        {"net.xml": b""},
+    )
+    with pytest.raises(
+        ManifestError, match=r"artifacts.x.companions.0.file: '../net.bin' points outside"
+    ):
         load_package(root)
-    root = write_package(tmp_path / "q", {"x": {"url": "https://example.invalid/n.xml", "sha256": "0" * 64,
-                                                "companions": [{"file": "n.bin"}]}}, {})
+    root = write_package(
+        tmp_path / "q",
+        {
+            "x": {
+                "url": "https://example.invalid/n.xml",
+                "sha256": "0" * 64,
+                "companions": [{"file": "n.bin"}],
+            }
+        },
+        {},
+    )
     with pytest.raises(ManifestError, match=r"companions are supported for in-package artifacts"):
         load_package(root)
 
@@ -182,9 +241,13 @@ def test_choose_backend_asks_the_adapter_which_artifacts_it_loads(tmp_path):
     package = load_package(root)
     registry = BackendRegistry()
     registry.register("typed", TypedBackend)
-    # What choose_backend reads: the registry and the auto order (a runtime context or a model catalog).
-    where = SimpleNamespace(backends=registry, order=("typed",), entries={},
-                            config=SimpleNamespace(backends=SimpleNamespace(order=["typed"]), models={}))
+    # What choose_backend reads: the registry and the auto order (a context or a model catalog).
+    where = SimpleNamespace(
+        backends=registry,
+        order=("typed",),
+        entries={},
+        config=SimpleNamespace(backends=SimpleNamespace(order=["typed"]), models={}),
+    )
     assert loaded.choose_backend(where, package, "typed").name == "typed"
     assert loaded.choose_backend(where, package, "auto").name == "typed"
 
