@@ -230,6 +230,11 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
             names_list = [f"kp{i}" for i in range(k)]
         plan.keypoints = {"names": names_list}
         plan.head = {"type": "yolov8_pose", "keypoint_dims": dims, "strides": strides}
+    split = _split_layout(task, shapes, nc, strides, plan.head)
+    if split is not None:
+        plan.head = split
+        plan.notes.append(f"per-stride (split) layout: head {split['type']}")
+        return plan
     if task == "instance-segmentation":
         if len(shapes) != 2 or len(shapes[1]) != 4:
             raise refuse("two outputs: detections [1, 4+nc+32, N] and prototypes [1, 32, H/4, W/4]")
@@ -247,6 +252,34 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
     if cells is not None and det[2] != cells:
         raise refuse(f"{cells} candidates for a {hw[1]}x{hw[0]} input with strides {strides}")
     return plan
+
+
+def _split_layout(
+    task: str, shapes: list[list[int]], nc: int, strides: list[int], head: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The head of a per-stride rewrite of an Ultralytics export (``--split-head``, rknn_model_zoo
+    style) that kept the export's metadata; None for the standard single-tensor layouts."""
+    levels = len(strides)
+    if len(shapes) <= 2 or not all(len(s) == 4 for s in shapes):
+        return None
+    if task == "object-detection" and len(shapes) in (2 * levels, 3 * levels):
+        per = len(shapes) // levels
+        boxes, scores = shapes[0::per], shapes[1::per]
+        if all(b[1] % 4 == 0 for b in boxes) and all(c[1] == nc for c in scores):
+            return {"type": "yolov8_dfl", "reg_max": boxes[0][1] // 4, "strides": strides}
+    if task == "instance-segmentation" and len(shapes) in (3 * levels + 1, 4 * levels + 1):
+        if shapes[0][1] % 4 == 0 and shapes[1][1] == nc:
+            return {"type": "yolov8_seg_dfl", "reg_max": shapes[0][1] // 4, "strides": strides}
+    if task == "keypoint-detection" and len(shapes) == levels + 1:
+        channels = shapes[0][1] - nc
+        if channels > 0 and channels % 4 == 0:
+            return {
+                "type": "yolov8_pose_dfl",
+                "reg_max": channels // 4,
+                "keypoint_dims": head.get("keypoint_dims", 3),
+                "strides": strides,
+            }
+    return None
 
 
 # --------------------------------------------------------------------------- no metadata
