@@ -1,4 +1,4 @@
-"""blocks/: one generated page per block, in step with its manifest, each with an example the tests run."""
+"""blocks/: a generated page per block, in step with its manifest, with an example tests run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 from coral_inference.manifests import example_workflows, render_block_page, render_blocks_index
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFESTS = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((ROOT / "manifests").glob("*.json"))}
+MANIFESTS = {
+    p.stem: json.loads(p.read_text(encoding="utf-8"))
+    for p in sorted((ROOT / "manifests").glob("*.json"))
+}
 
 
 @pytest.mark.parametrize("stem", sorted(MANIFESTS))
@@ -19,13 +22,17 @@ def test_each_block_page_matches_its_manifest_and_shows_a_tested_example(stem):
     example = example_workflows(ROOT).get(manifest["type"])
     assert example is not None, f"no workflow in examples/workflows uses {manifest['type']}"
     page = (ROOT / "blocks" / f"{stem}.md").read_text(encoding="utf-8")
-    assert page == render_block_page(stem, manifest, example, ROOT), "run: coral-runtime docs generate"
+    assert page == render_block_page(stem, manifest, example, ROOT), (
+        "run: coral-runtime docs generate"
+    )
     steps = json.loads(example.read_text(encoding="utf-8"))["steps"]
     assert manifest["type"] in {step["type"] for step in steps}
 
 
 def test_the_index_lists_every_block_and_no_page_is_stale():
-    assert (ROOT / "blocks" / "README.md").read_text(encoding="utf-8") == render_blocks_index(MANIFESTS)
+    assert (ROOT / "blocks" / "README.md").read_text(encoding="utf-8") == render_blocks_index(
+        MANIFESTS
+    )
     pages = {p.stem for p in (ROOT / "blocks").glob("*.md")} - {"README"}
     assert pages == set(MANIFESTS)
 

@@ -1,20 +1,21 @@
-"""The model-serving names Coral's registry needs (see the package docstring)."""
+"""The model-serving names Coral's registry needs (see the package docstring).
+
+Importing this submodule runs the package's ``__init__`` first, which loads
+``inference.core`` (offline defaults, set-once configuration) before these imports.
+"""
 
 from __future__ import annotations
 
-import coral_inference.inference_adapter  # noqa: F401  (loads inference.core first)
+from typing import TYPE_CHECKING
+
 from inference.core.entities.responses.inference import (
     ClassificationInferenceResponse,
-    InferenceResponseImage,
-    InstanceSegmentationInferenceResponse,
-    InstanceSegmentationPrediction,
     Keypoint,
     KeypointsDetectionInferenceResponse,
     KeypointsPrediction,
     MultiLabelClassificationInferenceResponse,
     ObjectDetectionInferenceResponse,
     ObjectDetectionPrediction,
-    Point,
 )
 from inference.core.exceptions import ModelNotRecognisedError
 from inference.core.managers.base import ModelManager
@@ -22,6 +23,23 @@ from inference.core.models.base import Model
 from inference.core.registries.base import ModelRegistry
 from inference.core.registries.roboflow import RoboflowModelRegistry
 from inference.core.utils.image_utils import load_image_bgr
+
+if TYPE_CHECKING:  # re-exported by inference's responses module from their canonical homes
+    from roboflow_workflows.core_steps.common.inference_response_entities import (
+        InferenceResponseImage,
+        InstanceSegmentationInferenceResponse,
+    )
+    from roboflow_workflows.core_steps.common.segmentation_entities import (
+        InstanceSegmentationPrediction,
+        Point,
+    )
+else:
+    from inference.core.entities.responses.inference import (
+        InferenceResponseImage,
+        InstanceSegmentationInferenceResponse,
+        InstanceSegmentationPrediction,
+        Point,
+    )
 
 __all__ = [
     "ClassificationInferenceResponse",

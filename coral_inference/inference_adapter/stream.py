@@ -1,10 +1,12 @@
-"""The video-pipeline names Coral's runner needs (see the package docstring)."""
+"""The video-pipeline names Coral's runner needs (see the package docstring).
+
+Importing this submodule runs the package's ``__init__`` first, which loads
+``inference.core`` before these imports.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-import coral_inference.inference_adapter  # noqa: F401  (loads inference.core first)
 
 if TYPE_CHECKING:
     from inference.core.interfaces.legacy_stream.inference_pipeline import InferencePipeline

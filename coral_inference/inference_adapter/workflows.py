@@ -1,10 +1,12 @@
-"""The Workflows names a block or an engine caller needs (see the package docstring)."""
+"""The Workflows names a block or an engine caller needs (see the package docstring).
+
+Importing this submodule runs the package's ``__init__`` first, which loads
+``inference.core`` before these imports.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-import coral_inference.inference_adapter  # noqa: F401  (loads inference.core first)
 
 if TYPE_CHECKING:
     from roboflow_workflows.core_steps.common.entities import StepExecutionMode

@@ -24,6 +24,7 @@ configured recordings root and runs retention for their folders.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -71,7 +72,9 @@ class RecorderOptions:
     max_clip_s: float = 300.0
     queue_frames: int = 64
     idle_close_s: float = 5.0
-    resume_free_bytes: int = RESUME_FREE_BYTES  # after a full disk, write again once this much is free
+    resume_free_bytes: int = (
+        RESUME_FREE_BYTES  # after a full disk, write again once this much is free
+    )
     encoder: EncoderSettings = EncoderSettings()
 
     def __post_init__(self) -> None:
@@ -95,15 +98,33 @@ class RecorderOptions:
     @classmethod
     def from_config(cls, cfg: RecordingConfig, **overrides: Any) -> RecorderOptions:
         """Defaults from a ``RecordingConfig``; ``overrides`` of None are ignored."""
-        encoder_fields = {"codec", "preset", "crf", "keyframe_interval_s", "threads", "width", "height", "fps"}
+        encoder_fields = {
+            "codec",
+            "preset",
+            "crf",
+            "keyframe_interval_s",
+            "threads",
+            "width",
+            "height",
+            "fps",
+        }
         given = {k: v for k, v in overrides.items() if v is not None}
         encoder = EncoderSettings(
-            codec=cfg.codec, preset=cfg.preset, crf=cfg.crf,
-            keyframe_interval_s=cfg.keyframe_interval_s, threads=cfg.threads,
+            codec=cfg.codec,
+            preset=cfg.preset,
+            crf=cfg.crf,
+            keyframe_interval_s=cfg.keyframe_interval_s,
+            threads=cfg.threads,
         )
         encoder = replace(encoder, **{k: v for k, v in given.items() if k in encoder_fields})
-        base = cls(segment_seconds=cfg.segment_seconds, queue_frames=cfg.queue_frames, idle_close_s=cfg.idle_close_s)
-        return replace(base, encoder=encoder, **{k: v for k, v in given.items() if k not in encoder_fields})
+        base = cls(
+            segment_seconds=cfg.segment_seconds,
+            queue_frames=cfg.queue_frames,
+            idle_close_s=cfg.idle_close_s,
+        )
+        return replace(
+            base, encoder=encoder, **{k: v for k, v in given.items() if k not in encoder_fields}
+        )
 
 
 @dataclass
@@ -148,7 +169,7 @@ class CloseClip:
     pass
 
 
-Command = Union[Restart, OpenSegment, OpenClip, CloseClip]
+Command = Restart | OpenSegment | OpenClip | CloseClip
 
 
 class RecordingPlanner:
@@ -157,7 +178,13 @@ class RecordingPlanner:
     ``exists`` tells whether a file name is taken (the folder on disk by default).
     """
 
-    def __init__(self, folder: Path, options: RecorderOptions, *, exists: Callable[[Path], bool] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        options: RecorderOptions,
+        *,
+        exists: Callable[[Path], bool] | None = None,
+    ):
         self.folder = Path(folder)
         self.options = options
         self._exists = exists or (lambda path: path.exists())
@@ -184,12 +211,16 @@ class RecordingPlanner:
         if restarted:
             cmds.append(Restart())
             self.segment = self.clip = None
-        if opts.continuous and (self.segment is None or t - self.segment_start >= opts.segment_seconds):
+        if opts.continuous and (
+            self.segment is None or t - self.segment_start >= opts.segment_seconds
+        ):
             self.segment, self.segment_start = self.new_path("segment", wall), t
             cmds.append(OpenSegment(self.segment))
         if opts.events:
             rotated = False
-            if self.clip is not None and (t > self.clip_until or t - self.clip_start >= opts.max_clip_s):
+            if self.clip is not None and (
+                t > self.clip_until or t - self.clip_start >= opts.max_clip_s
+            ):
                 rotated = t - self.clip_start >= opts.max_clip_s
                 cmds.append(CloseClip())
                 self.clip = None
@@ -248,7 +279,8 @@ def resolve_inside(root: Path, directory: str | Path) -> Path:
     target = (root / Path(directory)).resolve()
     if target != root and root not in target.parents:
         raise OutsideRecordingsRootError(
-            f"recording directory {str(directory)!r} resolves to {target}, outside the recordings root "
+            f"recording directory {str(directory)!r} resolves to {target}, "
+            "outside the recordings root "
             f"{root} (config storage.recordings); use a path relative to that root"
         )
     return target
@@ -260,7 +292,8 @@ def source_folder_name(source: Any) -> str:
     visible = text
     if "://" in text:  # folder names show up in listings: never the URL's credentials
         parts = urlsplit(text)
-        visible = f"{parts.scheme}_{parts.hostname or ''}{'_' + str(parts.port) if parts.port else ''}{parts.path}"
+        port = f"_{parts.port}" if parts.port else ""
+        visible = f"{parts.scheme}_{parts.hostname or ''}{port}{parts.path}"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", visible).strip("._") or "source"
     if slug != text or len(slug) > 64:
         # Different sources could collapse to one slug: a short digest keeps them apart.
@@ -342,7 +375,9 @@ class SourceRecorder:
                 self.stats.frames_dropped += 1
                 accepted = False
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"coral-recorder-{self.name}", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name=f"coral-recorder-{self.name}", daemon=True
+                )
                 self._thread.start()
             return SubmitResult(accepted, self._planner.current_file, self._health.error)
 
@@ -374,7 +409,9 @@ class SourceRecorder:
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
-            logger.warning("recorder %s: queue still full after %.0fs; closing anyway", self.name, timeout)
+            logger.warning(
+                "recorder %s: queue still full after %.0fs; closing anyway", self.name, timeout
+            )
         thread.join(timeout)
         with self._lock:
             self._planner.segment = self._planner.clip = None
@@ -419,7 +456,7 @@ class SourceRecorder:
             self.stats.frames_processed += 1
 
     def _ready_to_write(self) -> bool:
-        """False while in an error state before its retry time (or, disk full, before space is back)."""
+        """False in an error state before its retry time (disk full: before space is back)."""
         health = self._health
         if health.ok or health.retry_at is None:
             return True
@@ -449,7 +486,9 @@ class SourceRecorder:
         if not previous.ok:
             logger.warning(
                 "recorder %s: writing again after %s (%d frame(s) dropped meanwhile)",
-                self.name, previous.state.value, previous.frames_dropped_in_error,
+                self.name,
+                previous.state.value,
+                previous.frames_dropped_in_error,
             )
         self._backoff = RETRY_FIRST_S
         with self._lock:
@@ -468,7 +507,10 @@ class SourceRecorder:
         state = RecorderState.DISK_FULL if is_disk_full(exc) else RecorderState.FAILED
         message = f"{type(exc).__name__}: {exc}"
         if state is RecorderState.DISK_FULL:
-            message = f"disk full in {self.folder} ({message}); frames are dropped until space is free again"
+            message = (
+                f"disk full in {self.folder} ({message}); "
+                "frames are dropped until space is free again"
+            )
         previous = self._health
         if previous.state is not state:
             logger.error("recorder %s: %s", self.name, message)
@@ -476,18 +518,28 @@ class SourceRecorder:
         with self._lock:
             self.stats.last_error = message
             self._health = RecorderHealth(
-                source=self.name, state=state, error=message,
+                source=self.name,
+                state=state,
+                error=message,
                 since=previous.since if previous.state is state else now,
                 retry_at=now + self._next_backoff(),
-                frames_dropped_in_error=previous.frames_dropped_in_error if previous.state is state else 0,
+                frames_dropped_in_error=previous.frames_dropped_in_error
+                if previous.state is state
+                else 0,
             )
         self._abandon()
 
-    def _write_frame(self, frame: np.ndarray, t: float, fps: float | None, cmds: list[Command]) -> None:
+    def _write_frame(
+        self, frame: np.ndarray, t: float, fps: float | None, cmds: list[Command]
+    ) -> None:
         if any(isinstance(c, Restart) for c in cmds):
             self._finish()
             cmds = [c for c in cmds if not isinstance(c, Restart)]
-        if self.options.continuous and not self._segment_expected and not any(isinstance(c, OpenSegment) for c in cmds):
+        if (
+            self.options.continuous
+            and not self._segment_expected
+            and not any(isinstance(c, OpenSegment) for c in cmds)
+        ):
             # The planner thinks a segment is open but this thread closed it (idle or error).
             with self._lock:
                 path = self._planner.segment = self._planner.new_path("segment", time.time())
@@ -516,7 +568,12 @@ class SourceRecorder:
             self.stats.frames_written += 1
         if self.options.events:
             self._ring.append(packet)
-            horizon = packet.seconds - self.options.pre_roll_s - 2 * self.options.encoder.keyframe_interval_s - 1.0
+            horizon = (
+                packet.seconds
+                - self.options.pre_roll_s
+                - 2 * self.options.encoder.keyframe_interval_s
+                - 1.0
+            )
             while self._ring and self._ring[0].seconds < horizon:
                 self._ring.popleft()
 
@@ -588,10 +645,8 @@ class SourceRecorder:
     def _abandon(self) -> None:
         for attr in ("_segment_file", "_clip_file"):
             mp4: Mp4File | None = getattr(self, attr)
-            try:
+            with contextlib.suppress(Exception):  # already failing; the file may be unusable
                 self._close_file(attr)
-            except Exception:  # already failing; the file may be unusable
-                pass
             if mp4 is not None:
                 _remove_if_empty(mp4.path)
         self._encoder = None
@@ -648,7 +703,9 @@ class RecordingService:
             rec = rec_set.recorders.get(key)
             if rec is None:
                 opts = options or RecorderOptions.from_config(self.defaults)
-                rec = SourceRecorder(folder / source_folder_name(source), opts, name=source_folder_name(source))
+                rec = SourceRecorder(
+                    folder / source_folder_name(source), opts, name=source_folder_name(source)
+                )
                 rec_set.recorders[key] = rec
                 policy = retention or RetentionPolicy.from_config(self.defaults.retention)
                 self.retention.register(folder, policy, lambda s=rec_set: self._open_files(s))
@@ -679,4 +736,3 @@ class RecordingService:
         for rec in recorders:
             rec.close()
         self.retention.close()
-

@@ -49,7 +49,9 @@ class RetentionPolicy:
         return cls(
             max_age_s=None if values["max_age_hours"] is None else values["max_age_hours"] * 3600.0,
             max_bytes=None if values["max_gb"] is None else int(values["max_gb"] * GB),
-            min_free_bytes=None if values["min_free_gb"] is None else int(values["min_free_gb"] * GB),
+            min_free_bytes=None
+            if values["min_free_gb"] is None
+            else int(values["min_free_gb"] * GB),
         )
 
     @property
@@ -77,7 +79,9 @@ class RetentionPolicy:
         for f in sorted(files, key=lambda f: f.mtime):
             too_old = self.max_age_s is not None and now - f.mtime > self.max_age_s
             too_big = self.max_bytes is not None and total > self.max_bytes
-            too_full = self.min_free_bytes is not None and free is not None and free < self.min_free_bytes
+            too_full = (
+                self.min_free_bytes is not None and free is not None and free < self.min_free_bytes
+            )
             if not (too_old or too_big or too_full):
                 break  # younger files are not older, and size and free space already hold
             if os.path.realpath(f.path) in keep:
@@ -127,7 +131,9 @@ def enforce(
         return report
     files = scan(folder)
     free = shutil.disk_usage(folder).free if policy.min_free_bytes is not None else None
-    doomed = policy.select(files, now=time.time() if now is None else now, free_bytes=free, protected=protected)
+    doomed = policy.select(
+        files, now=time.time() if now is None else now, free_bytes=free, protected=protected
+    )
     report.deleted, report.freed_bytes, report.errors = delete_files(doomed)
     report.remaining_bytes = sum(f.size for f in files) - report.freed_bytes
     return report
@@ -180,7 +186,9 @@ class RetentionWorker:
         with self._lock:
             self._folders[Path(folder).resolve()] = _Registration(policy, protected)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="coral-retention", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="coral-retention", daemon=True
+                )
                 self._thread.start()
 
     def run_once(self) -> list[RetentionReport]:
@@ -193,7 +201,12 @@ class RetentionWorker:
             except Exception as exc:  # a bad folder must not stop retention of the others
                 report = RetentionReport(folder=folder, errors=[f"{type(exc).__name__}: {exc}"])
             if report.deleted:
-                logger.info("retention: deleted %d file(s), %d bytes in %s", len(report.deleted), report.freed_bytes, folder)
+                logger.info(
+                    "retention: deleted %d file(s), %d bytes in %s",
+                    len(report.deleted),
+                    report.freed_bytes,
+                    folder,
+                )
             self.deleted_files += len(report.deleted)
             self.freed_bytes += report.freed_bytes
             if report.errors:

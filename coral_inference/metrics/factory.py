@@ -32,7 +32,9 @@ def build_metrics_hub(
     """
     hub = MetricsHub()
     for name, sink_cfg in metrics.sinks.items():
-        hub.add_sink(build_sink(name, sink_cfg, hub, storage_root=storage_root, worker_key=worker_key))
+        hub.add_sink(
+            build_sink(name, sink_cfg, hub, storage_root=storage_root, worker_key=worker_key)
+        )
     return hub
 
 

@@ -17,6 +17,7 @@ from coral_inference.backends.registry import BackendRegistry
 from coral_inference.config.loader import LoadedConfig, load_config
 from coral_inference.config.schema import RuntimeDescriptor
 from coral_inference.patches.registry import PatchSet
+from coral_inference.platform import detect_platform
 from coral_inference.plugins import WEB_PLUGINS_GROUP, discover
 from coral_inference.runtime.context import ContextKey, RuntimeContext
 from coral_inference.runtime.errors import (
@@ -24,7 +25,6 @@ from coral_inference.runtime.errors import (
     RuntimeAlreadyInitialisedError,
     RuntimeClosedError,
 )
-from coral_inference.platform import detect_platform
 
 __all__ = [
     "ContextKey",
@@ -137,9 +137,13 @@ def ensure_context() -> RuntimeContext:
             return context
         logger.warning(
             "coral_workflows: no coral_inference.init() in this process; initialising from %s",
-            f"CORAL_CONFIG={os.environ['CORAL_CONFIG']}" if os.environ.get("CORAL_CONFIG") else "defaults and CORAL_* environment",
+            f"CORAL_CONFIG={os.environ['CORAL_CONFIG']}"
+            if os.environ.get("CORAL_CONFIG")
+            else "defaults and CORAL_* environment",
         )
-        return init(load_config(), source="implicit init by coral_workflows (CORAL_CONFIG / environment)")
+        return init(
+            load_config(), source="implicit init by coral_workflows (CORAL_CONFIG / environment)"
+        )
 
 
 def shutdown() -> list[str]:

@@ -38,9 +38,9 @@ from coral_inference.metrics.factory import build_metrics_hub
 from coral_inference.metrics.hub import MetricsHub
 from coral_inference.models.catalog import ModelCatalog
 from coral_inference.patches.registry import PatchSet
+from coral_inference.platform import PlatformInfo
 from coral_inference.plugins import PluginRecord
 from coral_inference.runtime.errors import RuntimeClosedError
-from coral_inference.platform import PlatformInfo
 from coral_inference.runtime.process import current_pipeline_identity
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ContextKey(Generic[T]):
-    """A typed key for ``RuntimeContext.shared``: ``ContextKey[FrameObserver]("server.observer")``."""
+    """A typed key for ``RuntimeContext.shared``: ``ContextKey[Observer]("server.observer")``."""
 
     name: str
 
@@ -102,7 +102,9 @@ class ModelCache:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                entry = _Once(self._context, f"model {name}", lambda: _load(self._catalog, name, backend))
+                entry = _Once(
+                    self._context, f"model {name}", lambda: _load(self._catalog, name, backend)
+                )
                 self._entries[key] = entry
         return entry.get()
 
@@ -128,7 +130,7 @@ class RuntimeContext:
         self.patches = patches
         self.web_plugins = web_plugins
         self.init_source = init_source
-        self._closers: list[tuple[str, Callable[[], None]]] = []
+        self._closers: list[tuple[str, Callable[[], object]]] = []
         self._lock = threading.RLock()
         self.closed = False
         cfg = loaded.descriptor
@@ -139,7 +141,9 @@ class RuntimeContext:
         self._metrics = _Once(self, "metrics hub", lambda: _metrics_hub(cfg))
         self._recordings = _Once(self, "recordings", lambda: _recording_service(cfg))
         self._streams = _Once(self, "stream hub", lambda: _stream_hub(cfg))
-        self._inference_model_class = _Once(self, "inference model class", lambda: _model_class(self))
+        self._inference_model_class = _Once(
+            self, "inference model class", lambda: _model_class(self)
+        )
         self._shared: dict[ContextKey[Any], _Once[Any]] = {}
 
     @property
@@ -193,7 +197,7 @@ class RuntimeContext:
                 "this Coral runtime context was shut down; call coral_inference.init() again"
             )
 
-    def on_shutdown(self, label: str, closer: Callable[[], None]) -> None:
+    def on_shutdown(self, label: str, closer: Callable[[], object]) -> None:
         with self._lock:
             self._closers.append((label, closer))
 

@@ -114,8 +114,12 @@ def submit(rec: SourceRecorder, frames: range) -> None:
 def test_a_full_disk_backs_off_with_one_error_and_resumes_when_space_returns(tmp_path, caplog):
     clock, disk = FakeClock(), FullDisk()
     rec = SourceRecorder(
-        tmp_path / "cam", RecorderOptions(encoder=FAST, queue_frames=1000), name="cam",
-        clock=clock, free_bytes=disk.free_bytes, open_file=disk.open,
+        tmp_path / "cam",
+        RecorderOptions(encoder=FAST, queue_frames=1000),
+        name="cam",
+        clock=clock,
+        free_bytes=disk.free_bytes,
+        open_file=disk.open,
     )
     caplog.set_level(logging.WARNING, logger="coral_inference.media.recorder")
     submit(rec, range(30))
@@ -152,7 +156,9 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if shutil.which("mount") is None or os.geteuid() != 0:
         return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     return done.returncode == 0
 
 
@@ -163,18 +169,29 @@ def test_a_real_full_tmpfs_leaves_no_empty_files_and_recording_resumes(tmp_path,
         pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
     try:
         caplog.set_level(logging.WARNING, logger="coral_inference.media.recorder")
-        options = RecorderOptions(encoder=FAST, queue_frames=1000, segment_seconds=1, resume_free_bytes=100_000)
+        options = RecorderOptions(
+            encoder=FAST, queue_frames=1000, segment_seconds=1, resume_free_bytes=100_000
+        )
         rec = SourceRecorder(mount / "cam", options, name="cam")
         i = 0
         while rec.health().state is not RecorderState.DISK_FULL and i < 3000:  # noise fills it fast
-            rec.submit(moving_bar(i, noise=True), media_time=i / 30, wall_time=WALL + i / 30, fps=30)
+            rec.submit(
+                moving_bar(i, noise=True), media_time=i / 30, wall_time=WALL + i / 30, fps=30
+            )
             i += 1
             if i % 30 == 0:
-                wait_until(lambda n=i: rec.stats.frames_processed >= n - 5, message="recorder keeps up")
+                wait_until(
+                    lambda n=i: rec.stats.frames_processed >= n - 5, message="recorder keeps up"
+                )
         wait_until(lambda: rec.health().state is RecorderState.DISK_FULL, message="disk full state")
         for n in range(60):  # more frames on the full disk: dropped, no new files
-            rec.submit(moving_bar(i + n, noise=True), media_time=(i + n) / 30, wall_time=WALL, fps=30)
-        wait_until(lambda: rec.stats.frames_processed >= i + 60 - 1, message="frames on a full disk handled")
+            rec.submit(
+                moving_bar(i + n, noise=True), media_time=(i + n) / 30, wall_time=WALL, fps=30
+            )
+        wait_until(
+            lambda: rec.stats.frames_processed >= i + 60 - 1,
+            message="frames on a full disk handled",
+        )
         files = sorted((mount / "cam").glob("*.mp4"))
         assert all(f.stat().st_size > 0 for f in files), [(f.name, f.stat().st_size) for f in files]
         assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1

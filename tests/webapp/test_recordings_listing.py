@@ -16,7 +16,9 @@ def test_a_symlink_loop_named_mp4_is_left_out_of_the_listing(tmp_path):
     (cam / "loop-a.mp4").symlink_to(cam / "loop-b.mp4")
     (cam / "loop-b.mp4").symlink_to(cam / "loop-a.mp4")
     (cam / "self.mp4").symlink_to(cam / "self.mp4")
-    config = RuntimeDescriptor.model_validate({"storage": {"root": str(tmp_path), "recordings": str(root)}})
+    config = RuntimeDescriptor.model_validate(
+        {"storage": {"root": str(tmp_path), "recordings": str(root)}}
+    )
     service = StreamService(SimpleNamespace(config=config), pipelines=None)
     service._duration = lambda path, size, mtime: None  # no decoder: the bytes are not a video
     rows = service.list_recordings()
