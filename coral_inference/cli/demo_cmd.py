@@ -67,8 +67,12 @@ def demo(
     from coral_inference.webapp import create_web_app
     from coral_inference.webapp.auth import generate_key, hash_key
 
+    from coral_inference.server.launcher import configure_logging, tame_upstream_loggers
+
     started = time.monotonic()
     root = root.resolve()
+    # The console shows Coral's lines; upstream warnings and per-request client lines go to the log.
+    configure_logging(root / "demo.log")
     workflows = find_examples()
     key = generate_key()
     loaded = load_or_exit(config, demo_overrides(root, workflows, port, hash_key(key)) + list(set_), no_env)
@@ -83,7 +87,9 @@ def demo(
     Path(loaded.descriptor.services.pipelines.database).unlink(missing_ok=True)
     context = init(loaded, source="coral-runtime demo")
     url = f"http://127.0.0.1:{port}/"
-    server = uvicorn.Server(uvicorn.Config(create_web_app(context=context), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_web_app(context=context)
+    tame_upstream_loggers()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
     driver = threading.Thread(
         target=_drive, args=(server, url, key, video, once, started), name="coral-demo-driver", daemon=True)
     driver.start()

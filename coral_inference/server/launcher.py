@@ -1,4 +1,4 @@
-"""``coral-runtime server start``: Roboflow's inference HTTP server with its stream manager and Coral.
+"""``coral-runtime server start``: Roboflow's inference server, its stream manager and Coral.
 
 What Roboflow's CPU image does (``docker/config/cpu_http.py`` in roboflow/inference:
 start the stream manager process, build ``HttpInterface`` over a model manager),
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -92,16 +93,26 @@ def configure_logging(log_file: Path, *, level: int = logging.INFO) -> None:
 
 def tame_upstream_loggers() -> None:
     """inference and friends attach their own console handlers: route them through the root's."""
-    for name in ("inference", "streamvision", "roboflow_workflows", "uvicorn", "uvicorn.error", "uvicorn.access",
-                 "httpx", "httpcore"):
+    for name in (
+        "inference",
+        "streamvision",
+        "roboflow_workflows",
+        "uvicorn",
+        "uvicorn.error",
+        "uvicorn.access",
+        "httpx",
+        "httpcore",
+    ):
         upstream = logging.getLogger(name)
         for handler in list(upstream.handlers):
             upstream.removeHandler(handler)
         upstream.propagate = True
 
 
-def server_environment(settings: ServerSettings, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment variables the launcher sets (the user's own values win, except the plugin list)."""
+def server_environment(
+    settings: ServerSettings, environ: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Variables the launcher sets (the user's own values win, except the plugin list)."""
     env = dict(os.environ) if environ is None else environ
     plugins = [p for p in env.get("WORKFLOWS_PLUGINS", "").split(",") if p]
     if PLUGIN not in plugins:
@@ -132,7 +143,9 @@ def start_stream_manager(warm_pipelines: int) -> Process:
     """The stream manager process, started as Roboflow's CPU image starts it."""
     from coral_inference import compat
 
-    bootstrap = compat.import_module("inference.core.interfaces.stream_manager.manager_app.bootstrap")
+    bootstrap = compat.import_module(
+        "inference.core.interfaces.stream_manager.manager_app.bootstrap"
+    )
     streams = compat.import_module("inference.core.interfaces.streams_configuration")
     process = Process(
         target=partial(
@@ -206,15 +219,25 @@ def run_server(settings: ServerSettings) -> None:
     try:
         app = build_app()
         tame_upstream_loggers()
+        info = compat.inference_info()
         logger.info(
             "inference %s with Coral on http://%s:%d (stream manager %s; config %s; log %s)",
-            compat.inference_info().version if compat.inference_info() else "?",
-            settings.host, settings.port,
+            info.version if info is not None else "?",
+            settings.host,
+            settings.port,
             f"on 127.0.0.1:{os.environ['STREAM_MANAGER_PORT']}" if manager else "off",
-            os.environ.get("CORAL_CONFIG", "defaults"), log_file,
+            os.environ.get("CORAL_CONFIG", "defaults"),
+            log_file,
         )
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, log_level="info",
-                    access_log=False, timeout_graceful_shutdown=20)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
     finally:
         if manager is not None and manager.is_alive():
             logger.info("stopping the stream manager (pipelines finish their recordings)")
@@ -226,3 +249,7 @@ def run_server(settings: ServerSettings) -> None:
             from coral_inference.runtime import shutdown
 
             shutdown()
+        for name in ("CORAL_PROMETHEUS_DIR", "CORAL_PREVIEW_DIR"):
+            run_dir = Path(os.environ.get(name, "")).parent
+            if run_dir.name.startswith("coral-server-"):
+                shutil.rmtree(run_dir, ignore_errors=True)

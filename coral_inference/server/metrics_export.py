@@ -45,11 +45,13 @@ PIPELINE_LABEL = "pipeline"
 
 
 def export_dir(config: Any | None = None) -> Path:
-    """Where workers drop their series: ``$CORAL_PROMETHEUS_DIR`` or ``<storage.root>/prometheus``."""
+    """Where workers drop their series: ``$CORAL_PROMETHEUS_DIR``, else ``<root>/prometheus``."""
     if os.environ.get(EXPORT_DIR_ENV):
         return Path(os.environ[EXPORT_DIR_ENV])
     if config is None:
-        raise ValueError(f"set {EXPORT_DIR_ENV} or pass the Coral config to find the export directory")
+        raise ValueError(
+            f"set {EXPORT_DIR_ENV} or pass the Coral config to find the export directory"
+        )
     return Path(config.storage.root) / "prometheus"
 
 
@@ -61,13 +63,17 @@ def exported_by_files() -> bool:
 class WorkerExport:
     """Writes one worker's registry to its export file every ``interval_s``; removes it on close."""
 
-    def __init__(self, registry: CollectorRegistry, directory: Path, key: str, *, interval_s: float = 1.0):
+    def __init__(
+        self, registry: CollectorRegistry, directory: Path, key: str, *, interval_s: float = 1.0
+    ):
         self.registry = registry
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{key}-{os.getpid()}{SUFFIX}"
         self.interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="coral-prometheus-export", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="coral-prometheus-export", daemon=True
+        )
         self._thread.start()
 
     def write(self) -> None:
@@ -99,7 +105,9 @@ def ensure_worker_export(context: RuntimeContext) -> WorkerExport | None:
         return None
     hub = context.metrics
     directory = export_dir(context.config)
-    return context.shared(EXPORT, lambda: WorkerExport(hub.prometheus_registry, directory, identity.key))
+    return context.shared(
+        EXPORT, lambda: WorkerExport(hub.prometheus_registry, directory, identity.key)
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -151,13 +159,17 @@ class WorkerFilesCollector:
             for family in families:
                 target = merged.get(family.name)
                 if target is None:
-                    target = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                    target = merged[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
                 elif target.type != family.type:
                     continue
                 for sample in family.samples:
                     labels = dict(sample.labels)
                     labels.setdefault(PIPELINE_LABEL, key)
-                    target.samples.append(Sample(sample.name, labels, sample.value, sample.timestamp, sample.exemplar))
+                    target.samples.append(
+                        Sample(sample.name, labels, sample.value, sample.timestamp, sample.exemplar)
+                    )
         yield from merged.values()
 
 

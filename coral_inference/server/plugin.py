@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +28,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("coral_inference.server")
 
 DATA_DIR_ENV = "CORAL_DATA_DIR"
-STORAGE_DEFAULTS = {"storage.root": "", "storage.recordings": "recordings", "storage.results": "results"}
+STORAGE_DEFAULTS = {
+    "storage.root": "",
+    "storage.recordings": "recordings",
+    "storage.results": "results",
+}
 
 _lock = threading.Lock()
 _logged: set[str] = set()
-_error_class: type[Exception] | None = None
+_error_class: Callable[..., Exception] | None = None
 
 
 def data_dir(environ: dict[str, str] | None = None) -> Path:
@@ -50,7 +55,7 @@ def data_dir(environ: dict[str, str] | None = None) -> Path:
 
 
 def load_server_config(environ: dict[str, str] | None = None) -> LoadedConfig:
-    """``CORAL_CONFIG`` / ``CORAL_*`` as usual; storage paths left at their defaults become absolute.
+    """``CORAL_CONFIG`` / ``CORAL_*`` as usual; storage paths left at defaults become absolute.
 
     ``storage.recordings`` and ``storage.results`` default to ``recordings`` and
     ``results`` under ``storage.root``; ``storage.root`` defaults to :func:`data_dir`.
@@ -82,8 +87,9 @@ def configuration_error(exc: ConfigError) -> Exception:
     source = os.environ.get("CORAL_CONFIG")
     where = f"CORAL_CONFIG={source}" if source else "the CORAL_* environment"
     message = (
-        f"Coral is not configured correctly ({where}):\n  " + "\n  ".join(exc.problems) +
-        "\nFix it (check with: coral-runtime config validate); the next request reads it again, "
+        f"Coral is not configured correctly ({where}):\n  "
+        + "\n  ".join(exc.problems)
+        + "\nFix it (check with: coral-runtime config validate); the next request reads it again, "
         "no restart needed."
     )
     return _error_class(public_message=message, context="coral_configuration", inner_error=exc)
@@ -104,7 +110,9 @@ def plugin_context() -> RuntimeContext:
                 loaded = load_server_config()
             except ConfigError as exc:
                 raise configuration_error(exc) from None
-            context = init(loaded, source="implicit init by coral_workflows (CORAL_CONFIG / environment)")
+            context = init(
+                loaded, source="implicit init by coral_workflows (CORAL_CONFIG / environment)"
+            )
             logger.info("Coral storage: %s", context.config.storage.root)
     attach_stream_manager_worker(context)
     return context

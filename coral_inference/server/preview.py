@@ -80,9 +80,16 @@ class WorkerPreview:
                 slot = FrameSlot.create(max(MIN_CAPACITY, frame.nbytes))
                 announcement = self.directory / f"{safe_key(channel)}.json"
                 temporary = announcement.with_name(f".{announcement.name}.tmp")
-                temporary.write_text(json.dumps({
-                    "channel": channel, "pipeline": self.pipeline, "shm": slot.name, "pid": os.getpid(),
-                }))
+                temporary.write_text(
+                    json.dumps(
+                        {
+                            "channel": channel,
+                            "pipeline": self.pipeline,
+                            "shm": slot.name,
+                            "pid": os.getpid(),
+                        }
+                    )
+                )
                 os.replace(temporary, announcement)
                 entry = self._slots[channel] = (slot, announcement)
         entry[0].write(frame)
@@ -125,7 +132,7 @@ def live_channels(directory: Path) -> dict[str, dict[str, Any]]:
 
 
 class PreviewRelay:
-    """The server's side: copies announced slots' new frames into its stream hub while viewers watch."""
+    """The server's side: copies announced slots' new frames into its stream hub."""
 
     def __init__(self, directory: Path, hub: StreamHub):
         self.directory = directory
@@ -148,10 +155,17 @@ class PreviewRelay:
             if current is None or current[0] != entry["shm"]:
                 if current is not None:
                     current[1].close()
-                self._attached[channel] = (entry["shm"], FrameSlot.attach(entry["shm"]), -1)
+                try:
+                    slot = FrameSlot.attach(entry["shm"])
+                except FileNotFoundError:  # the pipeline is ending: its slot is gone
+                    self._attached.pop(channel, None)
+                    return False
+                self._attached[channel] = (entry["shm"], slot, -1)
             self._wanted[channel] = time.monotonic()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="coral-preview-relay", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="coral-preview-relay", daemon=True
+                )
                 self._thread.start()
         self._copy(channel)
         return True
@@ -194,22 +208,30 @@ class PreviewRelay:
 
 
 VIEWER_PAGE = """<!doctype html><meta charset="utf-8"><title>Coral preview: {channel}</title>
-<style>body{{margin:0;background:#111;color:#ddd;font:14px sans-serif}}video{{width:100%;max-height:95vh}}</style>
+<style>
+body{{margin:0;background:#111;color:#ddd;font:14px sans-serif}}
+video{{width:100%;max-height:95vh}}
+</style>
 <p>Coral live preview — channel <b>{channel}</b> <span id="state"></span></p>
 <video id="v" autoplay playsinline muted></video>
 <script>
 (async () => {{
+  const state = document.getElementById("state");
   const pc = new RTCPeerConnection();
   pc.addTransceiver("video", {{direction: "recvonly"}});
-  pc.ontrack = (e) => {{ document.getElementById("v").srcObject = e.streams[0] || new MediaStream([e.track]); }};
-  pc.onconnectionstatechange = () => {{ document.getElementById("state").textContent = pc.connectionState; }};
+  pc.ontrack = (e) => {{
+    document.getElementById("v").srcObject = e.streams[0] || new MediaStream([e.track]);
+  }};
+  pc.onconnectionstatechange = () => {{ state.textContent = pc.connectionState; }};
   await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => {{ if (pc.iceGatheringState === "complete") r();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && r(); }});
-  const reply = await fetch(location.pathname.replace(/\\/$/, "") + "/offer", {{method: "POST",
-    headers: {{"content-type": "application/json"}},
+  await new Promise((r) => {{
+    if (pc.iceGatheringState === "complete") r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && r();
+  }});
+  const reply = await fetch(location.pathname.replace(/\\/$/, "") + "/offer", {{
+    method: "POST", headers: {{"content-type": "application/json"}},
     body: JSON.stringify({{sdp: pc.localDescription.sdp, type: "offer"}})}});
-  if (!reply.ok) {{ document.getElementById("state").textContent = (await reply.json()).message; return; }}
+  if (!reply.ok) {{ state.textContent = (await reply.json()).message; return; }}
   await pc.setRemoteDescription(await reply.json());
 }})();
 </script>
@@ -265,9 +287,13 @@ async def answer_offer(channel: str, body: Offer) -> Any:
     relay = server_relay()
     if relay is None or not relay.want(channel):
         live = sorted(live_channels(relay.directory)) if relay is not None else []
-        return JSONResponse(status_code=404, content={
-            "message": f"no running pipeline publishes preview channel {channel!r}; live channels: {live}",
-        })
+        return JSONResponse(
+            status_code=404,
+            content={
+                "message": f"no running pipeline publishes preview channel {channel!r}; "
+                f"live channels: {live}",
+            },
+        )
     try:
         return await relay.hub.answer(channel, body.sdp, body.type)
     except InvalidOfferError as exc:
@@ -279,12 +305,28 @@ async def answer_offer(channel: str, body: Offer) -> Any:
 
 
 def add_preview_routes(app: Any) -> None:
-    """The preview routes on a FastAPI app (the launcher moves them in front of the static mount)."""
+    """The preview routes on a FastAPI app (the launcher moves them before the static mount)."""
     from fastapi.responses import HTMLResponse
 
-    app.add_api_route("/coral/preview", list_channels, methods=["GET"], tags=["coral"],
-                      summary="Live preview channels of this server's Coral pipelines")
-    app.add_api_route("/coral/preview/{channel}", viewer_page, methods=["GET"], tags=["coral"],
-                      response_class=HTMLResponse, summary="Watch a channel in the browser")
-    app.add_api_route("/coral/preview/{channel}/offer", answer_offer, methods=["POST"], tags=["coral"],
-                      summary="Answer a viewer's WebRTC offer for a channel")
+    app.add_api_route(
+        "/coral/preview",
+        list_channels,
+        methods=["GET"],
+        tags=["coral"],
+        summary="Live preview channels of this server's Coral pipelines",
+    )
+    app.add_api_route(
+        "/coral/preview/{channel}",
+        viewer_page,
+        methods=["GET"],
+        tags=["coral"],
+        response_class=HTMLResponse,
+        summary="Watch a channel in the browser",
+    )
+    app.add_api_route(
+        "/coral/preview/{channel}/offer",
+        answer_offer,
+        methods=["POST"],
+        tags=["coral"],
+        summary="Answer a viewer's WebRTC offer for a channel",
+    )

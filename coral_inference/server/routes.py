@@ -39,13 +39,17 @@ def uses_coral(value: Any) -> bool:
 
 
 class CoralConfigGate:
-    """ASGI middleware: a Coral pipeline is refused with the config problems while the config is bad."""
+    """ASGI middleware: while the config is bad, a Coral pipeline is refused with its problems."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") not in INITIALISE_PATHS:
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path") not in INITIALISE_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -57,10 +61,19 @@ class CoralConfigGate:
         body = b"".join(chunks)
         problem = self._problem(body)
         if problem is not None:
-            payload = json.dumps({"message": problem, "error_type": "CoralConfigurationError"}).encode()
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(payload)).encode())]})
+            payload = json.dumps(
+                {"message": problem, "error_type": "CoralConfigurationError"}
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
         sent = False
@@ -80,7 +93,9 @@ class CoralConfigGate:
             request = json.loads(body or b"{}")
         except ValueError:
             return None
-        if not uses_coral(request.get("processing_configuration") if isinstance(request, dict) else None):
+        if not uses_coral(
+            request.get("processing_configuration") if isinstance(request, dict) else None
+        ):
             return None
         from coral_inference.server.plugin import configuration_error, load_server_config
 
@@ -105,8 +120,13 @@ def mount_coral_routes(app: Any) -> None:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     before = len(app.router.routes)
-    app.add_api_route("/coral/metrics", coral_metrics, methods=["GET"], tags=["coral"],
-                      summary="Prometheus series of every Coral pipeline of this server")
+    app.add_api_route(
+        "/coral/metrics",
+        coral_metrics,
+        methods=["GET"],
+        tags=["coral"],
+        summary="Prometheus series of every Coral pipeline of this server",
+    )
     add_preview_routes(app)
     added = app.router.routes[before:]
     del app.router.routes[before:]

@@ -97,7 +97,8 @@ class FrameObserver:
                 return
             self._last[source] = frame_number
         frame = SimpleNamespace(
-            source_id=source, frame_id=frame_number,
+            source_id=source,
+            frame_id=frame_number,
             frame_timestamp=getattr(metadata, "frame_timestamp", None),
         )
         self._metrics.observe(None, frame)

@@ -1,4 +1,4 @@
-"""Coral's hooks for stream-manager workers, without a server: identity, exit shutdown, config, metrics files."""
+"""Coral's hooks for stream-manager workers, no server: identity, shutdown, config, metrics."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def test_exit_shutdown_runs_in_a_multiprocessing_child(tmp_path):
 def _graceful_child(marker: str, ready: str) -> None:
     stop = {"flag": False}
 
-    def own_handler(signum, frame):  # like the stream manager's worker: stop the loop, return from run
+    def own_handler(
+        signum, frame
+    ):  # like the stream manager's worker: stop the loop, return from run
         stop["flag"] = True
         Path(marker).write_text("own handler first;")
 
@@ -73,8 +75,12 @@ def test_the_stream_manager_pipeline_id_is_found_in_its_worker_process():
 
     queue = fork.Queue()
     process = PipelineManagerProcess(
-        pipeline_id="8b1c-pipeline", command_queue=fork.Queue(), responses_queue=fork.Queue(),
-        configuration=None, host_descriptor=None, manager_class="x:y",  # type: ignore[arg-type]
+        pipeline_id="8b1c-pipeline",
+        command_queue=fork.Queue(),
+        responses_queue=fork.Queue(),
+        configuration=None,
+        host_descriptor=None,
+        manager_class="x:y",  # type: ignore[arg-type]
     )
     process.run = lambda: _report_pipeline_id(queue)  # type: ignore[method-assign]
     process.start()
@@ -136,7 +142,10 @@ def test_worker_series_merge_into_one_scrape_and_leave_with_their_worker(tmp_pat
     children = []
     for key, value in (("pipe-a", 12.5), ("pipe-b", 7.0)):
         ready = tmp_path / f"ready-{key}"
-        child = fork.Process(target=_write_export, args=(str(tmp_path / "prom"), key, value, str(ready), str(release)))
+        child = fork.Process(
+            target=_write_export,
+            args=(str(tmp_path / "prom"), key, value, str(ready), str(release)),
+        )
         child.start()
         children.append((child, ready))
     for _, ready in children:
@@ -145,11 +154,14 @@ def test_worker_series_merge_into_one_scrape_and_leave_with_their_worker(tmp_pat
             time.sleep(0.02)
     time.sleep(0.2)
     # A file left by a process that no longer exists is not scraped.
-    (tmp_path / "prom" / "ghost-999999999.prom").write_text('coral_pipeline_fps{pipeline_id="ghost"} 1.0\n')
+    (tmp_path / "prom" / "ghost-999999999.prom").write_text(
+        'coral_pipeline_fps{pipeline_id="ghost"} 1.0\n'
+    )
     text = metrics_export.scrape(tmp_path / "prom").decode()
     samples = {
         s.labels["pipeline_id"]: (s.value, s.labels["pipeline"])
-        for family in text_string_to_metric_families(text) for s in family.samples
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
         if s.name == "coral_pipeline_fps"
     }
     assert samples == {"pipe-a": (12.5, "pipe-a"), "pipe-b": (7.0, "pipe-b")}
@@ -174,14 +186,48 @@ def test_a_prometheus_port_in_use_is_a_clear_sink_error_and_workers_never_open_i
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(SinkStartError, match=rf"metrics sink 'prom'.*127.0.0.1:{port}.*metrics.sinks.prom.port"):
+        with pytest.raises(
+            SinkStartError, match=rf"metrics sink 'prom'.*127.0.0.1:{port}.*metrics.sinks.prom.port"
+        ):
             PrometheusSink("prom", CollectorRegistry(), port=port)
-        config = RuntimeDescriptor.model_validate({"metrics": {"sinks": {"prom": {"type": "prometheus", "port": port}}}})
+        config = RuntimeDescriptor.model_validate(
+            {"metrics": {"sinks": {"prom": {"type": "prometheus", "port": port}}}}
+        )
         coral_process.set_pipeline_identity("pipe-a")
         try:
             # a worker: series go to the export dir, no port
-            hub = build_metrics_hub(config.metrics, storage_root=config.storage.root, worker_key="pipe-a")
+            hub = build_metrics_hub(
+                config.metrics, storage_root=config.storage.root, worker_key="pipe-a"
+            )
             hub.emit("people", {"in": 1})
             hub.close()
         finally:
             coral_process.clear_pipeline_identity()
+
+
+def _log_some_lines(log_file: str, console_file: str) -> None:
+    import logging
+    import sys
+    import warnings
+
+    from coral_inference.server.launcher import configure_logging
+
+    sys.stderr = open(console_file, "w")  # noqa: SIM115 - the child exits right after
+    configure_logging(Path(log_file))
+    logging.getLogger("coral_inference.server").info("coral line")
+    logging.getLogger("httpx").info('HTTP Request: GET http://127.0.0.1/ "HTTP/1.1 200 OK"')
+    warnings.warn("an upstream deprecation", DeprecationWarning, stacklevel=1)
+    logging.getLogger("uvicorn.error").error("an upstream error")
+    sys.stderr.flush()
+
+
+def test_the_console_shows_coral_lines_and_the_log_file_everything(tmp_path):
+    log_file, console_file = tmp_path / "server.log", tmp_path / "console.txt"
+    child = fork.Process(target=_log_some_lines, args=(str(log_file), str(console_file)))
+    child.start()
+    child.join(30)
+    console, log = console_file.read_text(), log_file.read_text()
+    assert "coral line" in console and "an upstream error" in console
+    assert "HTTP Request" not in console and "an upstream deprecation" not in console
+    for line in ("coral line", "HTTP Request", "an upstream deprecation", "an upstream error"):
+        assert line in log
