@@ -23,7 +23,7 @@ class RoboflowFetchError(ModelImportError):
 
 
 def cache_dir_for(model_id: str) -> Path:
-    """Where inference keeps ``model_id``: ``$MODEL_CACHE_DIR/<project>/<version>`` (default /tmp/cache)."""
+    """Where inference keeps ``model_id``: ``$MODEL_CACHE_DIR/<project>/<version>``."""
     parts = model_id.strip("/").split("/")
     project, version = parts[-2], parts[-1]
     return Path(os.environ.get("MODEL_CACHE_DIR", "/tmp/cache")) / project / version

@@ -70,7 +70,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _match(
     reference: FrameDetections, candidate: FrameDetections, cls: int, threshold: float
 ) -> tuple[list[tuple[float, bool]], int, list[int], list[int]]:
-    """Greedy by candidate score: (score, true positive) per candidate box of ``cls``; unmatched indices."""
+    """Greedy by score: (score, true positive) per candidate box of ``cls``; unmatched indices."""
     ref_idx = np.flatnonzero(reference.class_ids == cls)
     cand_idx = np.flatnonzero(candidate.class_ids == cls)
     cand_idx = cand_idx[np.argsort(-candidate.scores[cand_idx], kind="stable")]
@@ -133,7 +133,7 @@ def parity_report(
     iou_threshold: float = 0.5,
     max_differences: int = 50,
 ) -> ParityReport:
-    """mAP@0.5 of ``candidate`` against ``reference`` (ground truth), output cosines, differing boxes."""
+    """mAP@0.5 of ``candidate`` against ``reference`` (ground truth), cosines, differing boxes."""
     if len(reference) != len(candidate):
         raise ValueError(f"{len(reference)} reference frames but {len(candidate)} candidate frames")
     classes = sorted({int(c) for f in list(reference) + list(candidate) for c in f.class_ids})

@@ -304,7 +304,7 @@ def write_package(
 
 
 def add_split_head(package: ModelPackage, plan: Plan) -> ModelPackage:
-    """Write ``model_split.onnx`` and make it ``convert.rknn.onnx``; refused unless it decodes identically."""
+    """Write ``model_split.onnx`` as ``convert.rknn.onnx``, refused unless it decodes the same."""
     from coral_inference.models.importing.split_head import split_head
 
     if plan.head.get("type") != "yolov8" or plan.task != "object-detection":

@@ -21,7 +21,7 @@ BOX_TASK_HEADS = {"yolov8", "yolov8_dfl", "yolov5", "yolov5_single", "end2end"}
 def metadata_problems(
     package: ModelPackage, metadata: dict[str, str], backend: str = "onnxruntime"
 ) -> list[str]:
-    """Contradictions between the manifest and Ultralytics export metadata (empty when none or no metadata)."""
+    """Contradictions between the manifest and Ultralytics export metadata (empty if none)."""
     if not (
         {"names", "task", "imgsz"} <= set(metadata) or "Ultralytics" in metadata.get("author", "")
     ):

@@ -267,9 +267,10 @@ def _split_layout(
         boxes, scores = shapes[0::per], shapes[1::per]
         if all(b[1] % 4 == 0 for b in boxes) and all(c[1] == nc for c in scores):
             return {"type": "yolov8_dfl", "reg_max": boxes[0][1] // 4, "strides": strides}
-    if task == "instance-segmentation" and len(shapes) in (3 * levels + 1, 4 * levels + 1):
-        if shapes[0][1] % 4 == 0 and shapes[1][1] == nc:
-            return {"type": "yolov8_seg_dfl", "reg_max": shapes[0][1] // 4, "strides": strides}
+    segment_counts = (3 * levels + 1, 4 * levels + 1)
+    segment = task == "instance-segmentation" and len(shapes) in segment_counts
+    if segment and shapes[0][1] % 4 == 0 and shapes[1][1] == nc:
+        return {"type": "yolov8_seg_dfl", "reg_max": shapes[0][1] // 4, "strides": strides}
     if task == "keypoint-detection" and len(shapes) == levels + 1:
         channels = shapes[0][1] - nc
         if channels > 0 and channels % 4 == 0:
@@ -292,7 +293,7 @@ def numbered(count: int) -> list[str]:
 def from_outputs(
     facts: OnnxFacts, classes: list[str] | None, *, numbered_classes: bool = False
 ) -> Plan:
-    """Recognise rknn_model_zoo, classic YOLOv5, end-to-end and RF-DETR layouts from the outputs alone."""
+    """rknn_model_zoo, classic YOLOv5, end-to-end and RF-DETR layouts from the outputs alone."""
     shapes = _shapes(facts)
     hw = facts.input_hw
     hw_size = (hw[1], hw[0]) if hw else None
@@ -305,7 +306,8 @@ def from_outputs(
                 raise UnknownLayoutError(
                     f"{what}: --classes lists {len(classes)} names but the {layout} outputs "
                     f"{shapes} hold "
-                    f"{count} classes{'; they look like ' + looks if looks != 'no known layout' else ''}"
+                    f"{count} classes"
+                    f"{'; they look like ' + looks if looks != 'no known layout' else ''}"
                 )
             return classes
         if count is not None and numbered_classes:
@@ -322,7 +324,8 @@ def from_outputs(
         )
 
     levels: list[tuple[int, int]] = []
-    # rknn_model_zoo YOLOv8/11 (and the --split-head output): per stride box [1,4*r,H,W], cls [1,nc,H,W], sum.
+    # rknn_model_zoo YOLOv8/11 (and the --split-head output): per stride box [1,4*r,H,W],
+    # class scores [1,nc,H,W] and their sum.
     if len(shapes) in (6, 9) and all(len(s) == 4 for s in shapes):
         per = len(shapes) // 3
         boxes, scores = shapes[0::per], shapes[1::per]
@@ -412,7 +415,8 @@ def from_outputs(
                 raise UnknownLayoutError(
                     f"{what}: the output {shapes[0]} holds {count} rows after the box but "
                     "--classes lists "
-                    f"{len(classes)} names{'; it looks like ' + looks if looks != 'no known layout' else ''}"
+                    f"{len(classes)} names"
+                    f"{'; it looks like ' + looks if looks != 'no known layout' else ''}"
                 )
             names = names_for(count, "single-output YOLOv8 [1, 4+nc, N] layout")
             return Plan(

@@ -112,7 +112,7 @@ def read_onnx(path: Path) -> OnnxFacts:
 
 
 def literal(metadata: dict[str, str], key: str, default: Any = None) -> Any:
-    """A Python-literal metadata value (``names``, ``imgsz``, ``args``, ``kpt_shape``), or ``default``."""
+    """A Python-literal metadata value (``names``, ``imgsz``, ``args``, ``kpt_shape``)."""
     raw = metadata.get(key)
     if raw is None:
         return default

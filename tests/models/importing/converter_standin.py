@@ -40,7 +40,7 @@ class StandInConverter:
         return BuildResult(plan.output, outputs)
 
     def _damage(self, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """What a bad int8 scale does to a [1, 4+nc, N] output: boxes jitter, class scores collapse."""
+        """A bad int8 scale on a [1, 4+nc, N] output: boxes jitter, class scores collapse."""
         out = raw.copy()
         if out.ndim == 3 and out.shape[1] < out.shape[2]:
             out[0, :4] += rng.normal(0, 40 * self.degrade, out[0, :4].shape).astype(out.dtype)

@@ -1,4 +1,4 @@
-"""A bare Ultralytics ``.onnx`` path is a model: Coral builds its package in the cache on first use."""
+"""A bare Ultralytics ``.onnx`` path is a model: its package is built in the cache on first use."""
 
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ def test_end2end_metadata_contradicting_a_yolov8_manifest_is_refused(tmp_path):
     assert any("set head.type: end2end" in p for p in problems)
 
 
-# ------------------------------------------------------------------ silent failure 2: pose / OBB with edited classes
+# --------------------------------------------------- silent failure 2: pose / OBB, edited classes
 
 
 @pytest.mark.parametrize(("task", "extra", "family"), [("pose", 51, "keypoint"), ("obb", 1, "obb")])
@@ -189,7 +189,7 @@ def test_a_shape_error_names_the_family_instead_of_suggesting_more_classes():
         )
 
 
-# ------------------------------------------------------------------ silent failure 3: normalised boxes
+# ------------------------------------------------------ silent failure 3: normalised boxes
 
 
 def _normalised_yolov8(size: int = 64) -> np.ndarray:

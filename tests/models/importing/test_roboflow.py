@@ -64,7 +64,7 @@ def _cache_dir(root: Path, weights: bytes, fmt: str = "Stretch to") -> Path:
 
 @pytest.fixture
 def roboflow_api(tmp_path):
-    """A loopback HTTP server answering inference's model-data and artifact requests for shapes/1."""
+    """A loopback server answering inference's model-data and artifact requests for shapes/1."""
     weights = _roboflow_weights(tmp_path)
     requests_seen: list[str] = []
 

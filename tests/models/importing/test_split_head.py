@@ -1,4 +1,4 @@
-"""``--split-head``: the nine-output rewrite of stock Ultralytics detect exports decodes exactly like
+"""``--split-head``: the nine-output rewrite of stock Ultralytics detect exports decodes like
 the single-output model (YOLOv8n, YOLO11n, YOLOv5nu; YOLO26n's raw distances too), and makes int8
 conversion possible."""
 

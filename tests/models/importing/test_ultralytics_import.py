@@ -1,4 +1,4 @@
-"""``models import`` on real Ultralytics exports (fixtures from scripts/peers/ultralytics_detect_exports.py).
+"""``models import`` on real Ultralytics exports (scripts/peers/ultralytics_detect_exports.py).
 
 Each export is imported with no flag, run through the onnxruntime backend, and must give
 Ultralytics' own recorded predictions (boxes within 1 px) and the same detections as a
