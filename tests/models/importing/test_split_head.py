@@ -85,3 +85,40 @@ def test_split_head_import_makes_int8_conversion_possible(tmp_path):
 def test_split_head_refuses_an_end_to_end_export(tmp_path):
     with pytest.raises(ModelImportError, match="single-output detection exports"):
         import_model(DETECT_FIXTURES / "yolo26n-nmsfalse.onnx", out=tmp_path / "pkg", split=True)
+
+
+def test_rknn_model_zoo_layout_imports_with_only_classes(tmp_path):
+    """A nine-output export with no metadata (as rknn_model_zoo's exporter writes it)."""
+    import onnx
+
+    original = import_model(DETECT_FIXTURES / "yolo11n.onnx", out=tmp_path / "orig").package
+    split = split_head(DETECT_FIXTURES / "yolo11n.onnx", tmp_path / "s.onnx", (320, 320))
+    model = onnx.load(str(split.path))
+    del model.metadata_props[:]
+    zoo = tmp_path / "yolo11_zoo.onnx"
+    onnx.save(model, str(zoo))
+    names = tmp_path / "names.txt"
+    names.write_text("circle\nsquare\ntriangle\n")
+    with pytest.raises(ModelImportError, match="--classes FILE"):
+        import_model(zoo, out=tmp_path / "nope")
+    package = import_model(zoo, out=tmp_path / "zoo", classes_file=names).package
+    assert package.head.type == "yolov8_dfl" and package.head.reg_max == 16
+    assert package.classes == ["circle", "square", "triangle"]
+    assert package.input.pad_value == 0  # rknn_model_zoo letterboxes with black
+    # Same network, same decode: equal to the single-output model fed the same (black-padded) input.
+    backend = OnnxRuntimeBackend()
+    whole = Detector(
+        original,
+        backend.prepare_session(original),
+        input_spec=original.input.model_copy(update={"pad_value": 0}),
+    )
+    zoo_detector = Detector(package, backend.prepare_session(package))
+    conf = recorded()["models"]["yolo11n.onnx"]["conf"]
+    try:
+        for frame in frames():
+            a, b = whole.detect(frame, confidence=conf), zoo_detector.detect(frame, confidence=conf)
+            order_a, order_b = np.lexsort(a.xyxy.T), np.lexsort(b.xyxy.T)
+            np.testing.assert_allclose(a.xyxy[order_a], b.xyxy[order_b], atol=0.01)
+    finally:
+        whole.close()
+        zoo_detector.close()
