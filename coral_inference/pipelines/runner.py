@@ -165,6 +165,7 @@ class PipelineRunner:
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self._metrics: Any = None  # PipelineMetrics, built at start when metrics are on
+        self.source_unavailable = False  # it failed because its source could not be opened
 
     # ------------------------------------------------------------------ control
 
@@ -394,6 +395,8 @@ class PipelineRunner:
         elif event == "FRAME_DROPPED":
             self._dropped += 1
         elif event in ("INFERENCE_ERROR", "SOURCE_ERROR", "INFERENCE_RESULTS_DISPATCHING_ERROR"):
+            if payload.get("error_type") == "SourceConnectionError":
+                self.source_unavailable = True  # the camera is down: a reason to retry, not a broken workflow
             message = payload.get("error_message") or "unknown error"
             self._fail(f"{payload.get('error_type', 'Error')}: {message} ({payload.get('error_context', event)})")
 

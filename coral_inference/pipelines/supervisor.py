@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from coral_inference.pipelines.frames import FrameHeader, FrameSlot
-from coral_inference.pipelines.status import ExitInfo, PipelineState, Placement, ResourceUsage
+from coral_inference.pipelines.status import ExitInfo, PipelineState, Placement, ResourceUsage, RunnerStatus
 from coral_inference.pipelines.worker import EXIT_START_FAILED, WorkerSpec, worker_main
 
 logger = logging.getLogger("coral_inference.pipelines.supervisor")
@@ -120,7 +120,8 @@ class WorkerHandle:
         self.pid: int | None = None
         self.slot: FrameSlot | None = None
         self.last_frame: tuple[np.ndarray, FrameHeader] | None = None  # kept when the slot is released
-        self.status: dict[str, Any] = {"id": spec.pipeline_id, "state": "starting"}
+        self.status: dict[str, Any] = RunnerStatus(id=spec.pipeline_id, state=PipelineState.starting).model_dump(
+            mode="json")
         self.result: dict[str, Any] | None = None
         self.restarts = 0
         self.restart_times: deque[float] = deque()
@@ -386,22 +387,25 @@ class Supervisor:
     def _loop(self) -> None:
         while not self._closed.is_set():
             with self.lock:
-                live = [h for h in self._handles.values() if h.process is not None and h.conn is not None]
+                live = [(h, h.conn, h.process.sentinel) for h in self._handles.values()
+                        if h.process is not None and h.conn is not None]
             waitables: list[Any] = []
-            for h in live:
-                waitables += [h.conn, h.process.sentinel]
+            for _, conn, sentinel in live:
+                waitables += [conn, sentinel]
             try:
                 ready = set(wait(waitables, LOOP_PERIOD_S)) if waitables else set()
             except (OSError, ValueError):  # a handle closed under us; next round
                 ready = set()
             if not waitables:
                 self._closed.wait(LOOP_PERIOD_S)
-            for h in live:
-                if h.conn in ready:
-                    self._drain(h)
-                if h.process.sentinel in ready:
-                    self._drain(h)
-                    self._reap(h)
+            for handle, conn, sentinel in live:
+                try:
+                    if conn in ready or sentinel in ready:
+                        self._drain(handle)
+                    if sentinel in ready:
+                        self._reap(handle)
+                except Exception:  # noqa: BLE001 - one worker's trouble must not stop the watching
+                    logger.exception("pipeline %s: supervisor", handle.pipeline_id)
             try:
                 self._check(time.monotonic())
             except Exception:  # noqa: BLE001 - the supervisor must keep watching
@@ -635,7 +639,11 @@ def _tail(path: Path, lines: int) -> list[str]:
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return []
-    return [line[:500] for line in text.splitlines()[-lines:]]
+    all_lines = text.splitlines()
+    tail = all_lines[-lines:]
+    # A native crash dumps every thread's stack: keep its first line, which names the fault.
+    fatal = [line for line in all_lines[:-lines] if line.startswith("Fatal Python error")]
+    return [line[:500] for line in fatal[-1:] + tail]
 
 
 def _noop() -> None:

@@ -40,6 +40,8 @@ EXIT_FINISHED = 0
 EXIT_FAILED = 1
 EXIT_START_FAILED = 3
 LOG_MAX_BYTES = 2 * 1024 * 1024
+# How long a new runner may take to open its source before the worker says it started.
+SOURCE_OPEN_WAIT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class _Worker:
         self._phase = "starting"  # starting | reconnecting | started
         self._phase_error: str | None = None
         self._result_sent_frame: int | None = None
+        self._delay = spec.reconnect_backoff_s
 
     # ------------------------------------------------------------------ main loop
 
@@ -197,7 +200,7 @@ class _Worker:
         )
 
         spec = self.spec
-        delay = spec.reconnect_backoff_s
+        self._delay = spec.reconnect_backoff_s
         while not self._stop.is_set():
             runner = PipelineRunner(
                 context, spec.workflow, spec.source, pipeline_id=spec.pipeline_id, max_fps=spec.max_fps,
@@ -209,35 +212,52 @@ class _Worker:
             except PipelineStartError as exc:
                 cause = exc.__cause__ or exc
                 message = f"{type(cause).__name__}: {cause}"
-                if is_source_unavailable(exc) and not self._stop.is_set():
-                    # A camera that is down: keep trying while the pipeline is wanted running.
-                    first = self._phase != "reconnecting"
-                    self._phase, self._phase_error = "reconnecting", message
-                    if first:
-                        self._send(("reconnecting", message))
-                    logger.warning("pipeline %s: source unavailable, retrying in %.0f s: %s",
-                                   spec.pipeline_id, delay, message)
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, spec.reconnect_backoff_max_s)
+                if is_source_unavailable(exc):
+                    self._reconnect_later(message)
                     continue
                 self._send(("start_failed", message))
                 self._exit_code = EXIT_START_FAILED
                 return
-            break
-        else:
-            self._exit_code = EXIT_FINISHED
+            # inference opens sources on its own thread: give the source a moment to open or refuse.
+            deadline = time.monotonic() + SOURCE_OPEN_WAIT_S
+            while time.monotonic() < deadline and runner.status()["frames"] == 0 and not runner.join(0.05):
+                pass
+            if runner.source_unavailable:
+                runner.join(TERMINATE_JOIN_S)
+                self._reconnect_later(runner.status()["error"] or "the source could not be opened")
+                continue
+            if self._phase != "started":
+                self._phase, self._phase_error = "started", None
+                self._delay = spec.reconnect_backoff_s
+                self._send(("started", self.status()))
+                if spec.start_paused:
+                    try:
+                        runner.pause()
+                    except Exception:  # noqa: BLE001 - e.g. a very short file that already ended
+                        logger.debug("pipeline %s: pause at start", spec.pipeline_id, exc_info=True)
+            runner.join()
+            if runner.source_unavailable and not self._stop.is_set():
+                # The source went away for good mid-run: keep trying while the pipeline is wanted.
+                self._reconnect_later(runner.status()["error"] or "the source went away")
+                continue
+            if self._exit_code is None:
+                self._exit_code = EXIT_FAILED if runner.state.value == "failed" else EXIT_FINISHED
             return
-        self._phase, self._phase_error = "started", None
-        self._send(("started", self.status()))
-        if spec.start_paused:
-            try:
-                runner.pause()
-            except Exception:  # noqa: BLE001 - e.g. a very short file that already ended
-                logger.debug("pipeline %s: pause at start", spec.pipeline_id, exc_info=True)
-        runner.join()
-        state = runner.state.value
         if self._exit_code is None:
-            self._exit_code = EXIT_FAILED if state == "failed" else EXIT_FINISHED
+            self._exit_code = EXIT_FINISHED
+
+    def _reconnect_later(self, message: str) -> None:
+        """A source that is down: report ``reconnecting`` and wait (backoff) before the next attempt."""
+        if self._stop.is_set():
+            return
+        changed = self._phase != "reconnecting"
+        self._phase, self._phase_error = "reconnecting", message
+        if changed:
+            self._send(("reconnecting", message))
+        logger.warning("pipeline %s: source unavailable, retrying in %.0f s: %s",
+                       self.spec.pipeline_id, self._delay, message)
+        self._stop.wait(self._delay)
+        self._delay = min(self._delay * 2, self.spec.reconnect_backoff_max_s)
 
     # ------------------------------------------------------------------ reporting
 

@@ -101,8 +101,10 @@ class Readiness(BaseModel):
                    "monitor": {"ok": False, "detail": "monitoring task is not running"}},
     }]})
 
-    status: Literal["ready", "not_ready"]
+    status: Literal["ready", "degraded", "not_ready"] = Field(
+        ..., description="'degraded': ready, but a check names a problem (e.g. a camera reconnecting).")
     failing: list[str]
+    degraded: list[str] = Field(default_factory=list, examples=[["pipelines"]])
     checks: dict[str, dict[str, Any]]
 
 

@@ -100,16 +100,22 @@ class WebServices:
         await self.store.ping()
         return True, f"{self.store.path} ({await self.store.journal_mode()})"
 
-    async def _check_pipelines(self) -> tuple[bool, str]:
+    async def _check_pipelines(self) -> tuple[bool, str, bool]:
         if not self.pipelines.restored.is_set():
             return False, "restoring persisted pipelines"
-        failed = [s["id"] for s in self.pipelines.statuses() if s["state"] == "failed"]
+        statuses = self.pipelines.statuses()
+        failed = [s["id"] for s in statuses if s["state"] == "failed"]
+        # Wanted running but not delivering: a camera down (reconnecting) or a worker coming back.
+        degraded = [s["id"] for s in statuses if s["state"] in ("reconnecting", "restarting")]
         detail = f"{self.pipelines.active_count()} active"
         if self.pipelines.restore_errors:
             detail += f"; not restored: {sorted(self.pipelines.restore_errors)}"
         if failed:
             detail += f"; failed: {failed}"
-        return True, detail  # a failed pipeline is reported, it does not make the app unready
+        if degraded:
+            detail += f"; degraded (reconnecting or restarting): {degraded}"
+        # A failed pipeline is reported, it does not make the app unready.
+        return True, detail, bool(degraded)
 
     async def _check_monitor(self) -> tuple[bool, str]:
         if not self.monitor.enabled:

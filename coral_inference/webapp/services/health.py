@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Union
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-Check = Callable[[], Awaitable[tuple[bool, str]]]
+Check = Callable[[], Awaitable[Union[tuple[bool, str], tuple[bool, str, bool]]]]
 
 
 class HealthService:
@@ -36,14 +36,21 @@ class HealthService:
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         results = {}
+        degraded = []
         for name, check in self._checks.items():
             try:
-                ok, detail = await check()
+                outcome = await check()
             except Exception as exc:  # a check that breaks is a failing check
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
+                outcome = (False, f"{type(exc).__name__}: {exc}")
+            ok, detail = outcome[0], outcome[1]
             results[name] = {"ok": ok, "detail": detail}
+            # A third value marks a passing check as degraded (e.g. a pipeline whose camera is down):
+            # still ready (200), but named, so an operator or a probe can see it.
+            if ok and len(outcome) > 2 and outcome[2]:
+                degraded.append(name)
         failing = [name for name, r in results.items() if not r["ok"]]
-        body = {"status": "ready" if not failing else "not_ready", "failing": failing, "checks": results}
+        status = "not_ready" if failing else "degraded" if degraded else "ready"
+        body = {"status": status, "failing": failing, "degraded": degraded, "checks": results}
         return not failing, body
 
     def metrics(self) -> tuple[bytes, str]:
@@ -73,4 +80,25 @@ class WebCollector:
         peers.add_metric([], self._peers())
         uptime = GaugeMetricFamily("coral_web_uptime_seconds", "Seconds since the web app started")
         uptime.add_metric([], time.time() - self._started_at)
-        return [by_state, peers, uptime]
+        return [by_state, peers, uptime, *self._per_pipeline()]
+
+    def _per_pipeline(self) -> list[Any]:
+        """Figures of every pipeline's worker, by ``pipeline_id`` (present while it runs)."""
+        families = {key: GaugeMetricFamily(name, text, labels=["pipeline_id"]) for key, name, text in (
+            ("fps", "coral_pipeline_status_fps", "Frames per second delivered"),
+            ("frames", "coral_pipeline_status_frames", "Frames delivered since the worker started"),
+            ("restarts", "coral_pipeline_restarts", "Worker restarts by the supervisor"),
+            ("rss_bytes", "coral_pipeline_rss_bytes", "Resident memory of the pipeline's worker"),
+            ("cpu_percent", "coral_pipeline_cpu_percent", "CPU of the pipeline's worker (100 = one core)"),
+            ("threads", "coral_pipeline_threads", "Threads of the pipeline's worker"),
+            ("open_files", "coral_pipeline_open_files", "Open file descriptors of the pipeline's worker"),
+        )}
+        for status in self._statuses():
+            labels = [str(status.get("id"))]
+            figures = {"fps": status.get("fps"), "frames": status.get("frames"), "restarts": status.get("restarts")}
+            figures.update(status.get("resources") or {})
+            for key, family in families.items():
+                value = figures.get(key)
+                if isinstance(value, (int, float)):
+                    family.add_metric(labels, float(value))
+        return list(families.values())

@@ -191,7 +191,7 @@ class PipelineService:
             if self._seen_states.get(pipeline_id) == status["state"]:
                 continue
             self._seen_states[pipeline_id] = status["state"]
-            values: dict[str, Any] = {"last_state": status["state"], "last_error": status["error"]}
+            values: dict[str, Any] = {"last_state": status["state"], "last_error": status.get("error")}
             if status["state"] == PipelineState.finished.value:
                 values["desired_state"] = "finished"  # a file that ended is not restarted
             try:
