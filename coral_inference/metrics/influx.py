@@ -16,8 +16,8 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from coral_inference.config.schema import InfluxSinkConfig
 from coral_inference.metrics.hub import MetricPoint
 from coral_inference.metrics.sinks import QueuedSink
 from coral_inference.metrics.spool import DiskSpool
@@ -70,7 +70,9 @@ def influx_writer(url: str, token: str, org: str, bucket: str, timeout_s: float)
 
 
 class InfluxSink(QueuedSink):
-    def __init__(self, name: str, cfg: Any, *, spool_dir: Path, write: WriteFn | None = None):
+    def __init__(
+        self, name: str, cfg: InfluxSinkConfig, *, spool_dir: Path, write: WriteFn | None = None
+    ):
         self.cfg = cfg
         self.spool = DiskSpool(spool_dir, cfg.max_spool_bytes)
         if write is None:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import SpecifierSet
 
 from coral_inference import compat
 
+if TYPE_CHECKING:  # patches sit below the runtime: the context is an annotation here
+    from coral_inference.runtime.context import RuntimeContext
+
 # A replacement factory gets the current (original) attribute and the runtime context
 # and returns the object to install.
-ReplacementFactory = Callable[[Any, Any], Any]
+ReplacementFactory = Callable[[Any, "RuntimeContext | None"], Any]
 _MISSING = object()
 
 
@@ -91,7 +94,7 @@ class Patch:
                 return PatchOutcome(self.name, "refused", f"target missing: {exc}")
         return None
 
-    def enable(self, context: Any = None) -> PatchOutcome:
+    def enable(self, context: RuntimeContext | None = None) -> PatchOutcome:
         if self._enabled:
             return PatchOutcome(self.name, "enabled", "already enabled")
         refusal = self.check()
@@ -110,7 +113,7 @@ class Patch:
         self._enabled = True
         return PatchOutcome(self.name, "enabled", f"replaced {', '.join(self.replacements)}")
 
-    def disable(self, context: Any = None) -> PatchOutcome:
+    def disable(self, context: RuntimeContext | None = None) -> PatchOutcome:
         if not self._enabled:
             return PatchOutcome(self.name, "off", "not enabled")
         self._restore()

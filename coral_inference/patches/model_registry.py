@@ -15,19 +15,22 @@ called "coral" still resolves). ``disable`` restores the original function.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral_inference.patches.base import Patch
+
+if TYPE_CHECKING:  # patches sit below the runtime: the context is an annotation here
+    from coral_inference.runtime.context import RuntimeContext
 
 TARGET = "inference.core.registries.roboflow:RoboflowModelRegistry.get_model"
 
 
-def _replace_get_model(original: Any, context: Any) -> Any:
+def _replace_get_model(original: Any, context: RuntimeContext | None) -> Any:
     from coral_inference.models.inference_registry import coral_model_class, is_coral_model_id
 
     @functools.wraps(original)
     def get_model(self: Any, model_id: str, api_key: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        if is_coral_model_id(context, model_id):
+        if context is not None and is_coral_model_id(context, model_id):
             return coral_model_class(context)
         return original(self, model_id, api_key, *args, **kwargs)
 

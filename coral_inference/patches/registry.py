@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral_inference.patches.base import Patch, PatchOutcome
 from coral_inference.plugins import PATCHES_GROUP, PluginRecord, discover
+
+if TYPE_CHECKING:  # patches sit below the runtime: the context is an annotation here
+    from coral_inference.runtime.context import RuntimeContext
 
 
 class PatchSet:
@@ -37,7 +40,7 @@ class PatchSet:
                 self._origins[record.name] = origin
         return records
 
-    def apply(self, switches: Mapping[str, bool], context: Any) -> None:
+    def apply(self, switches: Mapping[str, bool], context: RuntimeContext) -> None:
         """Enable or leave off each patch as config says; record the outcome and reason."""
         for name in switches:
             if name not in self._patches and name not in self.outcomes:
@@ -52,7 +55,7 @@ class PatchSet:
                 continue
             self.outcomes[name] = patch.enable(context)
 
-    def disable_all(self, context: Any) -> None:
+    def disable_all(self, context: RuntimeContext) -> None:
         for name, patch in reversed(list(self._patches.items())):
             if patch.is_enabled:
                 self.outcomes[name] = patch.disable(context)

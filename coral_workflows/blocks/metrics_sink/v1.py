@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -31,11 +32,16 @@ from coral_workflows.blocks.sink_support import (
     sinks_disabled,
 )
 
-
 FIELD_KINDS = [
-    kinds.INTEGER_KIND, kinds.FLOAT_KIND, kinds.FLOAT_ZERO_TO_ONE_KIND, kinds.BOOLEAN_KIND,
-    kinds.OBJECT_DETECTION_PREDICTION_KIND, kinds.INSTANCE_SEGMENTATION_PREDICTION_KIND,
-    kinds.KEYPOINT_DETECTION_PREDICTION_KIND, kinds.DICTIONARY_KIND, kinds.WILDCARD_KIND,
+    kinds.INTEGER_KIND,
+    kinds.FLOAT_KIND,
+    kinds.FLOAT_ZERO_TO_ONE_KIND,
+    kinds.BOOLEAN_KIND,
+    kinds.OBJECT_DETECTION_PREDICTION_KIND,
+    kinds.INSTANCE_SEGMENTATION_PREDICTION_KIND,
+    kinds.KEYPOINT_DETECTION_PREDICTION_KIND,
+    kinds.DICTIONARY_KIND,
+    kinds.WILDCARD_KIND,
 ]
 
 LONG_DESCRIPTION = """
@@ -70,7 +76,11 @@ class BlockManifest(WorkflowBlockManifest):
             "long_description": LONG_DESCRIPTION,
             "license": "Apache-2.0",
             "block_type": "sink",
-            "ui_manifest": {"section": "data_storage", "icon": "fal fa-chart-line", "blockPriority": 6},
+            "ui_manifest": {
+                "section": "data_storage",
+                "icon": "fal fa-chart-line",
+                "blockPriority": 6,
+            },
         }
     )
     type: Literal["coral/metrics_sink@v1"]
@@ -122,10 +132,10 @@ class MetricsSinkBlockV1(WorkflowBlock):
         self._last_write: dict[str, float] = {}
         self._seen_classes: dict[tuple[str, str], set[str]] = {}
         if not self._disabled:
-            try:  # build the hub (client imports, spool scan) at compile time, not on the first frame
+            # Build the hub (client imports, spool scan) at compile time, not on the first
+            # frame; a failure is reported by the first run instead.
+            with contextlib.suppress(Exception):
                 _ = coral_context.metrics
-            except Exception:  # reported by the first run instead
-                pass
 
     @classmethod
     def get_init_parameters(cls) -> list[str]:
@@ -151,7 +161,9 @@ class MetricsSinkBlockV1(WorkflowBlock):
         source = pipeline_source_key(image) if image is not None else None
         key = source or ""
         now = time.monotonic()
-        if min_interval_seconds and now - self._last_write.get(key, -1e18) < float(min_interval_seconds):
+        if min_interval_seconds and now - self._last_write.get(key, -1e18) < float(
+            min_interval_seconds
+        ):
             return {"error_status": False, "message": "skipped: min_interval_seconds not elapsed"}
         try:
             values = self._flatten(fields, key)
@@ -169,8 +181,11 @@ class MetricsSinkBlockV1(WorkflowBlock):
             if is_detections(value):
                 values[name] = len(value)
                 names = value.data.get("class_name")
-                unique, counts = (np.unique(np.asarray(names).astype(str), return_counts=True)
-                                  if names is not None and len(value) else (np.array([]), np.array([])))
+                unique, counts = (
+                    np.unique(np.asarray(names).astype(str), return_counts=True)
+                    if names is not None and len(value)
+                    else (np.array([]), np.array([]))
+                )
                 seen = self._seen_classes.setdefault((source, name), set())
                 seen.update(unique.tolist())
                 present = dict(zip(unique.tolist(), counts.tolist()))

@@ -32,7 +32,6 @@ from coral_workflows.blocks.sink_support import (
     sinks_disabled,
 )
 
-
 logger = logging.getLogger("coral_workflows.video_recorder")
 
 LONG_DESCRIPTION = """
@@ -101,48 +100,67 @@ class BlockManifest(WorkflowBlockManifest):
         examples=[60, "$inputs.segment_seconds"],
     )
     pre_roll_seconds: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float = Field(
-        default=5.0, description="Seconds kept before the trigger in an event clip.", examples=[5, 10],
+        default=5.0,
+        description="Seconds kept before the trigger in an event clip.",
+        examples=[5, 10],
     )
     post_roll_seconds: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float = Field(
-        default=5.0, description="Seconds recorded after the trigger was last true.", examples=[5, 10],
+        default=5.0,
+        description="Seconds recorded after the trigger was last true.",
+        examples=[5, 10],
     )
     codec: Literal["h264", "mpeg4"] | None = Field(
         default=None,
         description="h264 (browser-playable) or mpeg4 (default: recording.codec).",
         examples=["h264"],
     )
-    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] | None = Field(
-        default=None,
-        description="Encoder speed preset: faster uses less CPU and more disk (default: recording.preset).",
-        examples=["veryfast"],
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] | None = (
+        Field(
+            default=None,
+            description="Encoder speed preset: faster uses less CPU and more disk (default: recording.preset).",
+            examples=["veryfast"],
+        )
     )
     quality: int | None = Field(
-        default=None, ge=0, le=51,
+        default=None,
+        ge=0,
+        le=51,
         description="H.264 constant rate factor, lower is better (default: recording.crf).",
         examples=[23],
     )
     fps: float | None = Field(
-        default=None, gt=0,
-        description="Frame rate written in the file (default: the stream's).", examples=[15],
+        default=None,
+        gt=0,
+        description="Frame rate written in the file (default: the stream's).",
+        examples=[15],
     )
     width: int | None = Field(
-        default=None, gt=0, description="Scale frames to this width (default: the stream's).", examples=[1280],
+        default=None,
+        gt=0,
+        description="Scale frames to this width (default: the stream's).",
+        examples=[1280],
     )
     height: int | None = Field(
-        default=None, gt=0, description="Scale frames to this height (default: the stream's).", examples=[720],
+        default=None,
+        gt=0,
+        description="Scale frames to this height (default: the stream's).",
+        examples=[720],
     )
     retention_max_age_hours: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="Delete recordings older than this (default: recording.retention.max_age_hours).",
         examples=[168],
     )
     retention_max_gb: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="Keep the output directory under this size (default: recording.retention.max_gb).",
         examples=[20],
     )
     retention_min_free_gb: float | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="Delete oldest recordings while free disk is below this (default: recording.retention.min_free_gb).",
         examples=[2],
     )
@@ -200,13 +218,22 @@ class VideoRecorderBlockV1(WorkflowBlock):
         try:
             options = RecorderOptions.from_config(
                 self._context.config.recording,
-                mode=mode, segment_seconds=segment_seconds, pre_roll_s=pre_roll_seconds,
-                post_roll_s=post_roll_seconds, codec=codec, preset=preset, crf=quality,
-                fps=fps, width=width, height=height,
+                mode=mode,
+                segment_seconds=segment_seconds,
+                pre_roll_s=pre_roll_seconds,
+                post_roll_s=post_roll_seconds,
+                codec=codec,
+                preset=preset,
+                crf=quality,
+                fps=fps,
+                width=width,
+                height=height,
             )
             retention = RetentionPolicy.from_config(
-                self._context.config.recording.retention, max_age_hours=retention_max_age_hours,
-                max_gb=retention_max_gb, min_free_gb=retention_min_free_gb,
+                self._context.config.recording.retention,
+                max_age_hours=retention_max_age_hours,
+                max_gb=retention_max_gb,
+                min_free_gb=retention_min_free_gb,
             )
             recorder = service.recorder(output_directory, source, options, retention)
         except (OutsideRecordingsRootError, ValueError, TypeError) as exc:
@@ -220,7 +247,15 @@ class VideoRecorderBlockV1(WorkflowBlock):
         )
         file = str(result.file) if result.file else ""
         if result.error:
-            return {"error_status": True, "message": f"recorder {source}: {result.error}", "file": file}
+            return {
+                "error_status": True,
+                "message": f"recorder {source}: {result.error}",
+                "file": file,
+            }
         if not result.accepted:
-            return {"error_status": False, "message": "frame dropped: the encoder is behind", "file": file}
+            return {
+                "error_status": False,
+                "message": "frame dropped: the encoder is behind",
+                "file": file,
+            }
         return {"error_status": False, "message": "recording", "file": file}

@@ -31,7 +31,6 @@ from coral_workflows.blocks.sink_support import (
     sinks_disabled,
 )
 
-
 LONG_DESCRIPTION = """
 Show the frames that reach this step live in a browser, over WebRTC.
 
@@ -77,10 +76,14 @@ class BlockManifest(WorkflowBlockManifest):
         examples=["{source}", "gate-camera", "$inputs.channel"],
     )
     max_fps: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float = Field(
-        default=15.0, description="Most frames per second published to the channel.", examples=[15, 30],
+        default=15.0,
+        description="Most frames per second published to the channel.",
+        examples=[15, 30],
     )
     overlay: Selector(kind=[kinds.BOOLEAN_KIND]) | bool = Field(
-        default=False, description="Draw publishing fps and frame latency on the preview.", examples=[True],
+        default=False,
+        description="Draw publishing fps and frame latency on the preview.",
+        examples=[True],
     )
 
     @classmethod
@@ -103,7 +106,16 @@ def draw_overlay(frame: Any, lines: list[str]) -> Any:
     height = int(28 * scale) + 6
     cv2.rectangle(out, (0, 0), (int(out.shape[1] * 0.45), height * len(lines) + 6), (0, 0, 0), -1)
     for i, text in enumerate(lines):
-        cv2.putText(out, text, (8, height * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (8, height * (i + 1)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 
@@ -122,7 +134,9 @@ class WebRtcPreviewBlockV1(WorkflowBlock):
     def get_manifest(cls) -> type[WorkflowBlockManifest]:
         return BlockManifest
 
-    def run(self, image: WorkflowImageData, channel: str, max_fps: float, overlay: bool) -> BlockResult:
+    def run(
+        self, image: WorkflowImageData, channel: str, max_fps: float, overlay: bool
+    ) -> BlockResult:
         name = str(channel).replace("{source}", pipeline_source_key(image))
         identity = current_pipeline_identity()
         if identity is not None and "{source}" not in str(channel):
@@ -136,12 +150,16 @@ class WebRtcPreviewBlockV1(WorkflowBlock):
         if max_fps and last is not None and now - last < 1.0 / float(max_fps):
             return {"error_status": False, "message": "skipped: max_fps", "channel": name}
         if last is not None:
-            self._fps[name] = 0.9 * self._fps.get(name, 1.0 / (now - last)) + 0.1 / max(now - last, 1e-6)
+            self._fps[name] = 0.9 * self._fps.get(name, 1.0 / (now - last)) + 0.1 / max(
+                now - last, 1e-6
+            )
         self._last_publish[name] = now
         frame = image.numpy_image
         if overlay:
             age_ms = max(0.0, time.time() - capture_time_of(image)) * 1000
-            frame = draw_overlay(frame, [f"{self._fps.get(name, 0.0):.1f} fps", f"latency {age_ms:.0f} ms"])
+            frame = draw_overlay(
+                frame, [f"{self._fps.get(name, 0.0):.1f} fps", f"latency {age_ms:.0f} ms"]
+            )
         try:
             self._context.streams.publish(name, frame)
             publish_to_server(self._context, name, frame)  # an inference server's pipeline process
