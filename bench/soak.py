@@ -104,6 +104,7 @@ def write_clip(path: Path, bgr: tuple[int, int, int], seconds: float) -> None:
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=FPS)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
         for i in range(int(seconds * FPS)):
             frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)

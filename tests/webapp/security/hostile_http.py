@@ -28,7 +28,7 @@ class HostileHttpServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base name)
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)

@@ -149,7 +149,7 @@ def test_one_message_for_every_unreachable_source():
 def test_the_default_config_admits_videos_dir_and_no_camera(tmp_path):
     from coral_inference.config.schema import PipelinesConfig
 
-    cfg = PipelinesConfig(videos_dir=tmp_path)
+    cfg = PipelinesConfig.model_validate({"videos_dir": str(tmp_path)})
     (tmp_path / "abc123abc123_v.mp4").write_bytes(VIDEO)
     p = SourcePolicy.from_config(cfg)
     assert p.check(str(tmp_path / "abc123abc123_v.mp4")).kind == "file"
