@@ -3,7 +3,10 @@
 ``RetentionPolicy.select`` is the pure decision (oldest files first, never a
 protected file); ``enforce`` applies it to one folder; ``RetentionWorker`` runs
 ``enforce`` periodically for every registered folder, asking each registration
-which files are being written right now so they are never deleted.
+which files are being written right now so they are never deleted, and
+``enforce_quota`` for named quotas over several roots (the web monitor's disk
+quota). The ``RetentionWorker`` of the runtime's ``RecordingService`` is the one
+component that deletes recordings; everyone else (the monitor) reports.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class RetentionPolicy:
         return doomed
 
 
-def scan(folder: Path) -> list[RecordingFile]:
+def scan(folder: Path, patterns: Sequence[str] = RECORDING_PATTERNS) -> list[RecordingFile]:
     """Regular recording files under ``folder`` (recursively), oldest first.
 
     Only regular files count: a symlink (even a loop named ``*.mp4``), a directory
@@ -101,7 +104,7 @@ def scan(folder: Path) -> list[RecordingFile]:
     so one odd entry cannot stop retention of its folder.
     """
     files = []
-    for pattern in RECORDING_PATTERNS:
+    for pattern in patterns:
         for path in Path(folder).rglob(pattern):
             try:
                 st = path.lstat()
@@ -157,10 +160,43 @@ def delete_files(doomed: Iterable[RecordingFile]) -> tuple[list[Path], int, list
     return deleted, freed, errors
 
 
+def enforce_quota(
+    roots: Sequence[Path],
+    policy: RetentionPolicy,
+    *,
+    spare_younger_than_s: float,
+    now: float | None = None,
+) -> RetentionReport:
+    """One quota over every regular file under ``roots`` (recordings and results alike).
+
+    Files modified in the last ``spare_younger_than_s`` seconds may still be written
+    and are spared; the free-space floor is measured on the first existing root.
+    """
+    now = time.time() if now is None else now
+    existing = [Path(root) for root in roots if Path(root).is_dir()]
+    report = RetentionReport(folder=Path(roots[0]) if roots else Path("."))
+    files = sorted((f for root in existing for f in scan(root, ("*",))), key=lambda f: f.mtime)
+    protected = [f.path for f in files if now - f.mtime < spare_younger_than_s]
+    free = None
+    if policy.min_free_bytes is not None:
+        free = shutil.disk_usage(existing[0] if existing else Path(".")).free
+    doomed = policy.select(files, now=now, free_bytes=free, protected=protected)
+    report.deleted, report.freed_bytes, report.errors = delete_files(doomed)
+    report.remaining_bytes = sum(f.size for f in files) - report.freed_bytes
+    return report
+
+
 @dataclass
 class _Registration:
     policy: RetentionPolicy
     protected: Callable[[], Iterable[Path]]
+
+
+@dataclass
+class _Quota:
+    roots: tuple[Path, ...]
+    policy: RetentionPolicy
+    spare_younger_than_s: float
 
 
 class RetentionWorker:
@@ -169,6 +205,8 @@ class RetentionWorker:
     def __init__(self, interval_s: float = 30.0):
         self.interval_s = interval_s
         self._folders: dict[Path, _Registration] = {}
+        self._quotas: dict[str, _Quota] = {}
+        self.last_quota_reports: dict[str, RetentionReport] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -185,34 +223,77 @@ class RetentionWorker:
             return
         with self._lock:
             self._folders[Path(folder).resolve()] = _Registration(policy, protected)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="coral-retention", daemon=True
-                )
-                self._thread.start()
+            self._start()
+
+    def register_quota(
+        self,
+        name: str,
+        roots: Sequence[Path],
+        policy: RetentionPolicy,
+        *,
+        spare_younger_than_s: float,
+    ) -> None:
+        """Keep every file under ``roots`` within ``policy`` (e.g. the monitoring disk quota)."""
+        if not policy.active:
+            return
+        with self._lock:
+            self._quotas[name] = _Quota(tuple(Path(r) for r in roots), policy, spare_younger_than_s)
+            self._start()
+
+    def run_quota(self, name: str, now: float | None = None) -> RetentionReport | None:
+        """Enforce the named quota now (None when no such quota is registered)."""
+        with self._lock:
+            quota = self._quotas.get(name)
+        if quota is None:
+            return None
+        report = enforce_quota(
+            quota.roots, quota.policy, spare_younger_than_s=quota.spare_younger_than_s, now=now
+        )
+        self._account(quota.roots[0] if quota.roots else Path("."), report)
+        self.last_quota_reports[name] = report
+        return report
+
+    def _account(self, folder: Path, report: RetentionReport) -> None:
+        if report.deleted:
+            logger.info(
+                "retention: deleted %d file(s), %d bytes in %s",
+                len(report.deleted),
+                report.freed_bytes,
+                folder,
+            )
+        self.deleted_files += len(report.deleted)
+        self.freed_bytes += report.freed_bytes
+        if report.errors:
+            self.last_errors = report.errors
+            logger.warning("retention in %s: %s", folder, "; ".join(report.errors))
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="coral-retention", daemon=True)
+            self._thread.start()
 
     def run_once(self) -> list[RetentionReport]:
         with self._lock:
             registrations = list(self._folders.items())
+            quotas = list(self._quotas)
         reports = []
         for folder, reg in registrations:
             try:
                 report = enforce(folder, reg.policy, protected=list(reg.protected()))
             except Exception as exc:  # a bad folder must not stop retention of the others
                 report = RetentionReport(folder=folder, errors=[f"{type(exc).__name__}: {exc}"])
-            if report.deleted:
-                logger.info(
-                    "retention: deleted %d file(s), %d bytes in %s",
-                    len(report.deleted),
-                    report.freed_bytes,
-                    folder,
-                )
-            self.deleted_files += len(report.deleted)
-            self.freed_bytes += report.freed_bytes
-            if report.errors:
-                self.last_errors = report.errors
-                logger.warning("retention in %s: %s", folder, "; ".join(report.errors))
+            self._account(folder, report)
             reports.append(report)
+        for name in quotas:
+            try:
+                quota_report = self.run_quota(name)
+            except Exception as exc:  # as above: one bad quota must not stop the rest
+                quota_report = RetentionReport(
+                    folder=Path("."), errors=[f"{type(exc).__name__}: {exc}"]
+                )
+                self._account(Path("."), quota_report)
+            if quota_report is not None:
+                reports.append(quota_report)
         return reports
 
     def _run(self) -> None:

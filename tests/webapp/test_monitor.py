@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from coral_inference.runtime import init
+from coral_inference.webapp.services import monitor as monitor_module
 from coral_inference.webapp.services.monitor import MonitorService, read_npu_load
 
 
@@ -74,3 +76,19 @@ def test_cleanup_deletes_oldest_first_down_to_the_quota_and_spares_fresh_files(m
     assert sorted(os.path.basename(p) for p in report["deleted"]) == ["a.mp4"]
     assert report["remaining_bytes"] == 3000
     assert (tmp_path / "rec/cam/d.mp4").exists() and (tmp_path / "res/b.json").exists()
+
+
+def test_the_monitor_reports_and_the_retention_owner_deletes(monitor, tmp_path):
+    service, _ = monitor
+    old = tmp_path / "rec" / "cam" / "old.mp4"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"x" * 4000)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert service.disk_report() is None  # nothing enforced yet
+    report = service.cleanup()
+    owner = service.retention
+    assert owner is service.context.recordings.retention
+    assert owner.last_quota_reports["monitoring.disk_quota"].deleted == [old]
+    assert report["deleted"] == [str(old)] and service.disk_report()["deleted"] == [str(old)]
+    source = Path(monitor_module.__file__).read_text()
+    assert "unlink" not in source and "delete_files" not in source  # one deleter per tree

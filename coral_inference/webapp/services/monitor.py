@@ -4,10 +4,13 @@ Every ``services.monitoring.poll_interval_s`` it samples the host (CPU, memory,
 disk of the storage root, NPU/GPU load where ``/sys`` exposes it) and every
 pipeline's status, keeps a bounded history for the dashboard charts, and emits
 host figures to the metric sinks named in ``services.monitoring.sinks``
-(pipelines emit their own through ``PipelineMetrics``). Cleanup keeps
-recordings and results under ``disk_quota_bytes`` and the disk above
-``min_free_bytes``, oldest files first, never a file written in the last
-``ACTIVE_FILE_S`` seconds.
+(pipelines emit their own through ``PipelineMetrics``).
+
+The monitor does not delete anything: it registers the disk quota
+(``disk_quota_bytes`` over recordings and results, ``min_free_bytes`` on the disk,
+oldest files first, never a file written in the last ``ACTIVE_FILE_S`` seconds)
+with the runtime's one retention owner, ``context.recordings.retention``, and
+reports what that owner did (``cleanup`` asks it to enforce the quota now).
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from coral_inference.media.retention import RecordingFile, RetentionPolicy, delete_files
+from coral_inference.media.retention import RetentionPolicy, RetentionReport, RetentionWorker
+
+if TYPE_CHECKING:
+    from coral_inference.metrics.hub import MetricsHub
+    from coral_inference.runtime.context import RuntimeContext
 
 logger = logging.getLogger("coral_inference.webapp.monitor")
 
 HISTORY = 720  # samples kept per series (an hour at 5 s)
 ACTIVE_FILE_S = 30.0
-CLEANUP_EVERY_S = 60.0
+QUOTA_NAME = "monitoring.disk_quota"
 HOST_MEASUREMENT = "coral_host"
 
 # Where accelerators report their load (first readable wins per device).
@@ -73,8 +80,15 @@ def _read(path: Path) -> str | None:
 
 
 class MonitorService:
-    def __init__(self, context: Any, pipeline_statuses: Callable[[], list[dict[str, Any]]], *,
-                 metrics_hub: Any = None, sys_root: Path = Path("/")):
+    def __init__(
+        self,
+        context: RuntimeContext,
+        pipeline_statuses: Callable[[], list[dict[str, Any]]],
+        *,
+        metrics_hub: MetricsHub | None = None,
+        retention: RetentionWorker | None = None,
+        sys_root: Path = Path("/"),
+    ):
         cfg = context.config
         self.context = context
         self.enabled = cfg.services.monitoring.enabled
@@ -86,6 +100,7 @@ class MonitorService:
             max_bytes=cfg.services.monitoring.disk_quota_bytes,
             min_free_bytes=cfg.services.monitoring.min_free_bytes,
         )
+        self._retention = retention
         self._statuses = pipeline_statuses
         self._metrics_hub = metrics_hub
         self._sys_root = sys_root
@@ -95,6 +110,16 @@ class MonitorService:
         self.last_cleanup: dict[str, Any] | None = None
         self.emit_errors = 0
         psutil.cpu_percent(None)  # prime: the first call has no interval to measure over
+
+    @property
+    def retention(self) -> RetentionWorker:
+        """The one deleter: the runtime's recordings retention (the quota registered on it)."""
+        if self._retention is None:
+            self._retention = self.context.recordings.retention
+            self._retention.register_quota(
+                QUOTA_NAME, self.cleanup_roots, self.policy, spare_younger_than_s=ACTIVE_FILE_S
+            )
+        return self._retention
 
     @property
     def metrics_hub(self) -> Any:
@@ -180,46 +205,37 @@ class MonitorService:
     # ------------------------------------------------------------------ cleanup
 
     def cleanup(self, now: float | None = None) -> dict[str, Any]:
-        """Delete the oldest recordings/results beyond the quota or below the free-space floor."""
-        now = time.time() if now is None else now
-        files = []
-        for root in self.cleanup_roots:
-            if root.is_dir():
-                for path in root.rglob("*"):
-                    try:
-                        if path.is_file() and not path.is_symlink():
-                            st = path.stat()
-                            files.append(RecordingFile(path=path, size=st.st_size, mtime=st.st_mtime))
-                    except OSError:
-                        continue
-        files.sort(key=lambda f: f.mtime)
-        protected = {f.path for f in files if now - f.mtime < ACTIVE_FILE_S}
-        free = None
-        if self.policy.min_free_bytes is not None:
-            probe = next((r for r in self.cleanup_roots if r.exists()), Path("."))
-            free = shutil.disk_usage(probe).free
-        doomed = self.policy.select(files, now=now, free_bytes=free, protected=protected) if self.policy.active else []
-        removed, freed, errors = delete_files(doomed)
-        deleted = [str(path) for path in removed]
-        report = {"time": now, "deleted": deleted, "freed_bytes": freed, "errors": errors,
-                  "remaining_bytes": sum(f.size for f in files) - freed,
-                  "quota_bytes": self.policy.max_bytes, "min_free_bytes": self.policy.min_free_bytes}
-        self.last_cleanup = report
-        if deleted:
-            logger.info("cleanup deleted %d file(s), %d bytes", len(deleted), freed)
-        return report
+        """Ask the retention owner to enforce the disk quota now; report what it deleted."""
+        report = self.retention.run_quota(QUOTA_NAME, now=now)
+        return self._report(report, time.time() if now is None else now)
+
+    def disk_report(self) -> dict[str, Any] | None:
+        """The last quota enforcement (by the retention thread or ``cleanup``), if any."""
+        report = self.retention.last_quota_reports.get(QUOTA_NAME)
+        return self._report(report, time.time()) if report is not None else None
+
+    def _report(self, report: RetentionReport | None, now: float) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "time": now,
+            "deleted": [str(path) for path in report.deleted] if report else [],
+            "freed_bytes": report.freed_bytes if report else 0,
+            "errors": list(report.errors) if report else [],
+            "remaining_bytes": report.remaining_bytes if report else 0,
+            "quota_bytes": self.policy.max_bytes,
+            "min_free_bytes": self.policy.min_free_bytes,
+        }
+        self.last_cleanup = result
+        return result
 
     # ------------------------------------------------------------------ background
 
     async def run(self) -> None:
         """Sample and clean up until cancelled; one failing round is logged, not fatal."""
-        last_cleanup = 0.0
+        if self.policy.active:
+            _ = self.retention  # registers the quota with the retention thread
         while True:
             try:
                 await asyncio.to_thread(self.sample)
-                if time.monotonic() - last_cleanup >= CLEANUP_EVERY_S:
-                    last_cleanup = time.monotonic()
-                    await asyncio.to_thread(self.cleanup)
             except Exception:
                 logger.exception("monitoring round failed")
             await asyncio.sleep(self.interval_s)
