@@ -2,8 +2,9 @@
 
 The demo detector (``coral-demo``, bundled) on demo-video frames through
 ``RuntimeContext.get_model``, its OpenVINO IR form (an ``openvino`` artifact with the
-weights as a companion), and the segmentation / pose / oriented-box / classification
-models Coral's model tests use (tiny Ultralytics exports in tests/fixtures/peers).
+weights as a companion), every bundled demo package (one per task), and the
+segmentation / pose / oriented-box / classification models Coral's model tests use
+(tiny Ultralytics exports in tests/fixtures/peers).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from coral_openvino import OpenVinoBackend
 from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
 from coral_inference.models import load_package
 from coral_inference.models.detector import Detector
-from coral_inference.models.package import sha256_of
+from coral_inference.models.package import bundled_packages, sha256_of
 
 PEERS = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "peers" / "ultralytics"
 CONFIDENCE = 0.4
@@ -160,6 +161,46 @@ def test_every_task_decodes_the_same_from_openvino(task, tmp_path, same_detectio
             for i, f in enumerate(frames)
         )
         assert matched > 0, f"{task}: no objects to compare"
+    finally:
+        reference.close()
+        candidate.close()
+
+
+def task_frames() -> list[np.ndarray]:
+    """Demo traffic frames (shapes) and pose stills (figures): every demo task finds objects."""
+    from coral_inference.demo import traffic_scene
+    from coral_inference.demo.tasks import pose_still
+
+    frames = [traffic_scene(7, 640, 480, frame_count=30).render(i).image for i in (3, 12)]
+    for seed in (1, 2):
+        scene, index = pose_still(seed, 320, 240)
+        frames.append(scene.render(index).image)
+    return frames
+
+
+@pytest.mark.parametrize("name", sorted(bundled_packages()))
+def test_every_bundled_demo_package_decodes_the_same(name, same_detections):
+    """The bundled demo models of every task (coral-demo, -seg, -pose, -cls...)."""
+    package = load_package(name)
+    reference = Detector(package, OnnxRuntimeBackend().prepare_session(package))
+    candidate = Detector(package, OpenVinoBackend({"cache": False}).prepare_session(package))
+    try:
+        if package.manifest.task == "classification":
+            for frame in task_frames():
+                want, got = reference.classify(frame), candidate.classify(frame)
+                np.testing.assert_allclose(got.confidences, want.confidences, atol=1e-3)
+            return
+        threshold = 0.25
+        matched = sum(
+            same_detections(
+                reference.detect(f, confidence=threshold),
+                candidate.detect(f, confidence=threshold),
+                threshold,
+                f"{name} frame {i}",
+            )
+            for i, f in enumerate(task_frames())
+        )
+        assert matched > 0, f"{name}: no objects to compare"
     finally:
         reference.close()
         candidate.close()
