@@ -82,9 +82,16 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--idle", action="store_true",
                         help="No pipeline: the same load on an idle server (the API's own cost).")
+    parser.add_argument("--workers", action="store_true",
+                        help="Issue 11 in one run: idle p99 vs one pipeline's, fps alone vs loaded, "
+                             "two pipelines vs one, POST to first frame, memory per added pipeline.")
+    parser.add_argument("--isolation", choices=["process", "thread"], default="process",
+                        help="services.pipelines.isolation of the server (--workers).")
     args = parser.parse_args()
     if args.idle:
         return idle(args)
+    if args.workers:
+        return workers(args)
 
     from coral_inference.demo.scenes import write_demo_video
 
@@ -122,6 +129,99 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if not loaded.get("errors") and state == "running" else 1
+
+
+def memory(pid: int) -> dict:
+    """RSS and PSS (proportional: pages shared with the forkserver and siblings split) of a process tree."""
+    import psutil
+
+    root = psutil.Process(pid)
+    rss = pss = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            info = proc.memory_full_info()
+        except psutil.Error:
+            continue
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)
+    return {"rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1)}
+
+
+def first_frame(http: httpx.Client, body: dict) -> tuple[str, float]:
+    began = time.monotonic()
+    created = http.post("/api/v1/pipelines", headers=HEADERS, json=body)
+    created.raise_for_status()
+    pid = created.json()["id"]
+    while http.get(f"/api/v1/pipelines/{pid}").json()["frames"] == 0:
+        if time.monotonic() - began > 600:
+            raise TimeoutError("no first frame in 600 s")
+        time.sleep(0.05)
+    return pid, time.monotonic() - began
+
+
+def workers(args: argparse.Namespace) -> int:
+    from coral_inference.demo.scenes import write_demo_video
+
+    def load(web: WebServer, path: str) -> dict:
+        return asyncio.run(poll(web.base, path, args.clients, args.seconds))
+
+    with tempfile.TemporaryDirectory(prefix="coral-bench-web-") as tmp:
+        root = Path(tmp)
+        video = root / "demo.mp4"
+        write_demo_video(video, seconds=300, fps=15)
+        web = WebServer(root / "web", free_port(), f"services.pipelines.isolation={args.isolation}")
+        web.write_workflow("detect.json", detect_and_record_workflow())
+        web.start(timeout=900)
+        body = {"workflow_file": "detect.json", "source": str(video)}
+        try:
+            with web.client(timeout=900) as http:
+                # Inference imported (forkserver preload, or the web process's warm-up) before timing.
+                web.wait_for(lambda: http.get("/readyz").status_code == 200, timeout=900, what="ready")
+                time.sleep(5)
+                memory_idle = memory(web.process.pid)
+                idle_load = load(web, "/api/v1/pipelines")
+                first, first_s = first_frame(http, body)
+                web.wait_for(lambda: http.get(f"/api/v1/pipelines/{first}").json()["frames"] > 30, what="warm")
+                memory_one = memory(web.process.pid)
+                fps_alone = pipeline_fps(http, first, args.baseline_seconds)
+                loaded: dict = {}
+                thread = threading.Thread(target=lambda: loaded.update(load(web, f"/api/v1/pipelines/{first}")))
+                thread.start()
+                time.sleep(1.0)
+                fps_loaded = pipeline_fps(http, first, args.seconds - 2.0)
+                thread.join()
+                second, second_s = first_frame(http, body)
+                web.wait_for(lambda: http.get(f"/api/v1/pipelines/{second}").json()["frames"] > 30, what="warm 2")
+                memory_two = memory(web.process.pid)
+                t0 = time.monotonic()
+                a0 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
+                b0 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
+                time.sleep(args.baseline_seconds)
+                a1 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
+                b1 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
+                combined = ((a1 - a0) + (b1 - b0)) / (time.monotonic() - t0)
+                states = [http.get(f"/api/v1/pipelines/{p}").json()["state"] for p in (first, second)]
+        finally:
+            web.stop()
+    result = {
+        "isolation": args.isolation, "clients": args.clients, "seconds": args.seconds,
+        "idle_p99_ms": round(idle_load["p99_ms"], 1), "one_pipeline_p99_ms": round(loaded["p99_ms"], 1),
+        "p99_ratio": round(loaded["p99_ms"] / idle_load["p99_ms"], 2),
+        "errors": {**idle_load["errors"], **loaded["errors"]},
+        "fps_alone": round(fps_alone, 2), "fps_under_load": round(fps_loaded, 2),
+        "fps_load_ratio": round(fps_loaded / fps_alone, 3) if fps_alone else None,
+        "two_pipelines_combined_fps": round(combined, 2),
+        "two_vs_one_ratio": round(combined / fps_alone, 3) if fps_alone else None,
+        "post_to_first_frame_s": [round(first_s, 2), round(second_s, 2)],
+        "memory_idle": memory_idle, "memory_one_pipeline": memory_one, "memory_two_pipelines": memory_two,
+        "pss_per_added_pipeline_mb": round(memory_two["pss_mb"] - memory_one["pss_mb"], 1),
+        "rss_per_added_pipeline_mb": round(memory_two["rss_mb"] - memory_one["rss_mb"], 1),
+        "states_after": states,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if states == ["running", "running"] else 1
 
 
 def idle(args: argparse.Namespace) -> int:

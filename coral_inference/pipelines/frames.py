@@ -12,6 +12,7 @@ the worker only attaches to it.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 from multiprocessing import shared_memory
@@ -50,6 +51,13 @@ class FrameSlot:
         self._closed = False
 
     @property
+    def _buf(self) -> memoryview:
+        buf = self._shm.buf
+        if buf is None:
+            raise FrameSlotError(f"frame slot {self._shm.name} is closed")
+        return buf
+
+    @property
     def name(self) -> str:
         return self._shm.name
 
@@ -57,10 +65,13 @@ class FrameSlot:
     def create(cls, capacity: int) -> FrameSlot:
         """A new slot for frames of up to ``capacity`` bytes (the web process's side)."""
         if capacity < 3:
-            raise FrameSlotError(f"a frame slot needs room for at least one pixel, got {capacity} bytes")
+            raise FrameSlotError(
+                f"a frame slot needs room for at least one pixel, got {capacity} bytes"
+            )
         shm = shared_memory.SharedMemory(create=True, size=HEADER_BYTES + capacity)
-        shm.buf[:HEADER_BYTES] = bytes(HEADER_BYTES)
-        return cls(shm, owner=True)
+        slot = cls(shm, owner=True)
+        slot._buf[:HEADER_BYTES] = bytes(HEADER_BYTES)
+        return slot
 
     @classmethod
     def attach(cls, name: str) -> FrameSlot:
@@ -73,7 +84,7 @@ class FrameSlot:
     # ------------------------------------------------------------------ writer
 
     def write(self, frame: np.ndarray) -> None:
-        """Make ``frame`` (H×W×3 uint8) the latest one; frames over capacity are scaled down to fit."""
+        """Make ``frame`` (H×W×3 uint8) the latest one; larger frames are scaled down to fit."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise FrameSlotError(f"preview frames are H×W×3 uint8, got {frame.shape} {frame.dtype}")
         if frame.nbytes > self.capacity:
@@ -86,9 +97,11 @@ class FrameSlot:
             if dt > 0:
                 self._fps = 1.0 / dt if self._fps == 0 else 0.9 * self._fps + 0.1 / dt
         self._last_write = now
-        buf = self._shm.buf
+        buf = self._buf
         seq, frames = _HEADER.unpack_from(buf, 0)[:2]
-        _HEADER.pack_into(buf, 0, seq + 1, frames, height, width, frame.nbytes, now, self._fps)  # odd: writing
+        _HEADER.pack_into(
+            buf, 0, seq + 1, frames, height, width, frame.nbytes, now, self._fps
+        )  # odd: writing
         target = np.ndarray((frame.nbytes,), dtype=np.uint8, buffer=buf, offset=HEADER_BYTES)
         target[:] = frame.reshape(-1)
         del target
@@ -97,12 +110,12 @@ class FrameSlot:
     # ------------------------------------------------------------------ reader
 
     def header(self) -> FrameHeader:
-        seq, frames, height, width, _nbytes, wall, fps = _HEADER.unpack_from(self._shm.buf, 0)
+        seq, frames, height, width, _nbytes, wall, fps = _HEADER.unpack_from(self._buf, 0)
         return FrameHeader(seq, frames, height, width, wall, fps)
 
     def read(self) -> tuple[np.ndarray, FrameHeader] | None:
         """A copy of the latest frame and its header; None before the first frame."""
-        buf = self._shm.buf
+        buf = self._buf
         for _ in range(READ_ATTEMPTS):
             seq, frames, height, width, nbytes, wall, fps = _HEADER.unpack_from(buf, 0)
             if seq == 0:
@@ -126,15 +139,12 @@ class FrameSlot:
         if self._closed:
             return
         self._closed = True
-        try:
+        # A reader's view still alive: the mapping goes with the process.
+        with contextlib.suppress(BufferError):
             self._shm.close()
-        except BufferError:  # a reader's view still alive; the mapping goes with the process
-            pass
         if self._owner:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self._shm.unlink()
-            except FileNotFoundError:
-                pass
 
 
 def _fit(frame: np.ndarray, capacity: int) -> np.ndarray:

@@ -30,7 +30,7 @@ class NoFrameError(LookupError):
 
 @dataclass(frozen=True)
 class WorkerResult:
-    """The latest result a worker pushed: outputs already JSON-ready, the frame from shared memory."""
+    """The latest result a worker pushed: JSON-ready outputs, the frame from shared memory."""
 
     frame_id: int
     frame_timestamp: datetime
@@ -80,15 +80,24 @@ class WorkerRunner:
         start_paused: bool = False,
     ):
         if not isinstance(workflow, dict) or "steps" not in workflow:
-            raise ValueError("workflow must be a workflow definition (a dict with 'version', 'inputs', 'steps', 'outputs')")
+            raise ValueError(
+                "workflow must be a workflow definition "
+                "(a dict with 'version', 'inputs', 'steps', 'outputs')"
+            )
         self.pipeline_id = pipeline_id
         self.supervisor = supervisor
         self.start_timeout_s = start_timeout_s or supervisor.settings.start_timeout_s
         self.spec = WorkerSpec(
-            pipeline_id=pipeline_id, name=name, config=context.config.model_dump(mode="json"),
-            workflow=workflow, source=parse_source(source), max_fps=max_fps,
-            parameters=dict(workflows_parameters or {}), preview_output=preview_output,
-            npu_core_mask=npu_core_mask, cpu_affinity=tuple(cpu_affinity) if cpu_affinity else None,
+            pipeline_id=pipeline_id,
+            name=name,
+            config=context.config.model_dump(mode="json"),
+            workflow=workflow,
+            source=parse_source(source),
+            max_fps=max_fps,
+            parameters=dict(workflows_parameters or {}),
+            preview_output=preview_output,
+            npu_core_mask=npu_core_mask,
+            cpu_affinity=tuple(cpu_affinity) if cpu_affinity else None,
             start_paused=start_paused,
         )
         self.handle: WorkerHandle | None = None
@@ -107,11 +116,15 @@ class WorkerRunner:
     def start(self) -> None:
         with self._launch_lock:
             if self._terminated_early:
-                raise PipelineStartError(f"pipeline {self.pipeline_id} was terminated before it started")
+                raise PipelineStartError(
+                    f"pipeline {self.pipeline_id} was terminated before it started"
+                )
             self.handle = self.supervisor.launch(self.spec)
         outcome, message = self.handle.wait_started(self.start_timeout_s)
         if outcome == "failed":
-            raise PipelineStartError(f"pipeline {self.pipeline_id} did not start: {message}") from RuntimeError(message)
+            raise PipelineStartError(
+                f"pipeline {self.pipeline_id} did not start: {message}"
+            ) from RuntimeError(message)
 
     def pause(self) -> None:
         self._command("pause")
@@ -146,8 +159,15 @@ class WorkerRunner:
 
     def status(self) -> dict[str, Any]:
         if self.handle is None:
-            return {"id": self.pipeline_id, "state": self.state.value, "frames": 0, "fps": 0.0,
-                    "latency_ms": None, "error": None, "isolation": "process"}
+            return {
+                "id": self.pipeline_id,
+                "state": self.state.value,
+                "frames": 0,
+                "fps": 0.0,
+                "latency_ms": None,
+                "error": None,
+                "isolation": "process",
+            }
         return self.handle.describe()
 
     def latest_result(self) -> WorkerResult | None:
@@ -155,6 +175,9 @@ class WorkerRunner:
         if handle is None or handle.result is None:
             return None
         result = handle.result
-        return WorkerResult(frame_id=int(result["frame_id"]),
-                            frame_timestamp=datetime.fromisoformat(result["frame_timestamp"]),
-                            outputs=result["outputs"], _handle=handle)
+        return WorkerResult(
+            frame_id=int(result["frame_id"]),
+            frame_timestamp=datetime.fromisoformat(result["frame_timestamp"]),
+            outputs=result["outputs"],
+            _handle=handle,
+        )

@@ -9,7 +9,7 @@ example from a real object, so the documentation cannot drift from the API.
 from __future__ import annotations
 
 import enum
-from typing import Literal, Optional, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +30,7 @@ class PipelineState(str, enum.Enum):
 
     @property
     def active(self) -> bool:
-        """Counts against ``services.pipelines.max_pipelines`` (a process or threads exist for it)."""
+        """Counts against ``services.pipelines.max_pipelines`` (a process or threads exist)."""
         return self in ACTIVE_STATES
 
     @property
@@ -38,10 +38,15 @@ class PipelineState(str, enum.Enum):
         return self in (PipelineState.finished, PipelineState.failed, PipelineState.terminated)
 
 
-ACTIVE_STATES = frozenset({
-    PipelineState.starting, PipelineState.running, PipelineState.paused,
-    PipelineState.reconnecting, PipelineState.restarting,
-})
+ACTIVE_STATES = frozenset(
+    {
+        PipelineState.starting,
+        PipelineState.running,
+        PipelineState.paused,
+        PipelineState.reconnecting,
+        PipelineState.restarting,
+    }
+)
 
 
 class DesiredState(str, enum.Enum):
@@ -68,17 +73,25 @@ class StrictModel(BaseModel):
 
 
 class SourceStatus(StrictModel):
-    reference: Union[str, int] = Field(..., examples=["videos/entrance.mp4"])
-    state: Optional[str] = Field(None, description="inference's stream state", examples=["RUNNING"])
+    reference: str | int = Field(..., examples=["videos/entrance.mp4"])
+    state: str | None = Field(
+        default=None, description="inference's stream state", examples=["RUNNING"]
+    )
 
 
 class ExitInfo(StrictModel):
     """How a pipeline's worker process last ended."""
 
-    code: Optional[int] = Field(None, description="Exit code (None when a signal ended it).", examples=[None])
-    signal: Optional[str] = Field(None, description="Signal that ended it.", examples=["SIGSEGV"])
+    code: int | None = Field(
+        default=None, description="Exit code (None when a signal ended it).", examples=[None]
+    )
+    signal: str | None = Field(
+        default=None, description="Signal that ended it.", examples=["SIGSEGV"]
+    )
     reason: str = Field(..., examples=["worker killed by SIGSEGV"])
-    at: str = Field(..., description="UTC time of the exit, ISO 8601.", examples=["2026-11-22T10:00:00+00:00"])
+    at: str = Field(
+        ..., description="UTC time of the exit, ISO 8601.", examples=["2026-11-22T10:00:00+00:00"]
+    )
     log_tail: list[str] = Field(default_factory=list, description="The worker's last log lines.")
 
 
@@ -95,10 +108,12 @@ class ResourceUsage(StrictModel):
 class Placement(StrictModel):
     """Where a worker runs: NPU cores for its RKNN sessions, CPU cores for its threads."""
 
-    npu_core_mask: Optional[str] = Field(None, description="RKNN core mask of the worker's sessions.",
-                                         examples=["1"])
-    cpu_affinity: Optional[list[int]] = Field(None, description="CPU cores the worker may run on.",
-                                              examples=[[2, 3]])
+    npu_core_mask: str | None = Field(
+        default=None, description="RKNN core mask of the worker's sessions.", examples=["1"]
+    )
+    cpu_affinity: list[int] | None = Field(
+        default=None, description="CPU cores the worker may run on.", examples=[[2, 3]]
+    )
 
 
 class RunnerStatus(StrictModel):
@@ -106,19 +121,22 @@ class RunnerStatus(StrictModel):
 
     id: str = Field(..., examples=["3f2a9c1b7d4e"])
     state: PipelineState = Field(..., examples=["running"])
-    frames: int = Field(0, description="Frames delivered to the sink.", examples=[1200])
-    fps: float = Field(0.0, description="Frames per second over the last seconds.", examples=[14.9])
-    latency_ms: Optional[float] = Field(None, description="Frame entering the workflow to its result.",
-                                        examples=[38.2])
+    frames: int = Field(default=0, description="Frames delivered to the sink.", examples=[1200])
+    fps: float = Field(
+        default=0.0, description="Frames per second over the last seconds.", examples=[14.9]
+    )
+    latency_ms: float | None = Field(
+        default=None, description="Frame entering the workflow to its result.", examples=[38.2]
+    )
     dropped_frames: int = 0
-    detections: int = Field(0, description="Detections in the latest frame.", examples=[3])
+    detections: int = Field(default=0, description="Detections in the latest frame.", examples=[3])
     detections_total: int = 0
     callback_errors: int = 0
-    error: Optional[str] = Field(None, examples=[None])
-    created_at: Optional[str] = None
-    started_at: Optional[str] = None
-    ended_at: Optional[str] = None
-    last_frame_id: Optional[int] = None
+    error: str | None = Field(default=None, examples=[None])
+    created_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    last_frame_id: int | None = None
     sources: list[SourceStatus] = Field(default_factory=list)
 
 
@@ -126,33 +144,58 @@ class PipelineStatus(RunnerStatus):
     """A pipeline as the API shows it: the runner's figures, the record and its supervision."""
 
     name: str = Field(..., examples=["gate camera"])
-    workflow_file: Optional[str] = Field(None, examples=["workflows/detect_and_count.json"])
-    source: str = Field(..., description="Credentials redacted.", examples=["rtsp://***@192.168.1.64/stream1"])
+    workflow_file: str | None = Field(default=None, examples=["workflows/detect_and_count.json"])
+    source: str = Field(
+        ..., description="Credentials redacted.", examples=["rtsp://***@192.168.1.64/stream1"]
+    )
     source_kind: SourceKind = Field(..., examples=["stream"])
-    max_fps: Optional[float] = None
+    max_fps: float | None = None
     desired_state: DesiredState = Field(..., examples=["running"])
     preview_channel: str = Field(..., examples=["3f2a9c1b7d4e"])
     isolation: Literal["process", "thread"] = Field(
-        "thread", description="'process': the pipeline runs in its own supervised worker process.")
-    restarts: int = Field(0, description="Times the supervisor restarted the worker.", examples=[1])
-    last_exit: Optional[ExitInfo] = None
-    resources: Optional[ResourceUsage] = None
-    placement: Optional[Placement] = None
+        default="thread",
+        description="'process': the pipeline runs in its own supervised worker process.",
+    )
+    restarts: int = Field(
+        default=0, description="Times the supervisor restarted the worker.", examples=[1]
+    )
+    last_exit: ExitInfo | None = None
+    resources: ResourceUsage | None = None
+    placement: Placement | None = None
 
 
 def example_status() -> PipelineStatus:
     """A real, validated status, used as the OpenAPI example."""
     return PipelineStatus(
-        id="3f2a9c1b7d4e", name="gate camera", state=PipelineState.running, frames=1200, fps=14.9,
-        latency_ms=38.2, detections=3, detections_total=5210, error=None,
-        created_at="2026-11-22T09:58:00+00:00", started_at="2026-11-22T09:58:01+00:00",
+        id="3f2a9c1b7d4e",
+        name="gate camera",
+        state=PipelineState.running,
+        frames=1200,
+        fps=14.9,
+        latency_ms=38.2,
+        detections=3,
+        detections_total=5210,
+        error=None,
+        created_at="2026-11-22T09:58:00+00:00",
+        started_at="2026-11-22T09:58:01+00:00",
         last_frame_id=1200,
         sources=[SourceStatus(reference="rtsp://***@192.168.1.64/stream1", state="RUNNING")],
-        source="rtsp://***@192.168.1.64/stream1", source_kind=SourceKind.stream, max_fps=15,
-        desired_state=DesiredState.running, preview_channel="3f2a9c1b7d4e", isolation="process",
+        source="rtsp://***@192.168.1.64/stream1",
+        source_kind=SourceKind.stream,
+        max_fps=15,
+        desired_state=DesiredState.running,
+        preview_channel="3f2a9c1b7d4e",
+        isolation="process",
         restarts=1,
-        last_exit=ExitInfo(code=None, signal="SIGSEGV", reason="worker killed by SIGSEGV",
-                           at="2026-11-22T09:57:59+00:00", log_tail=["Fatal Python error: Segmentation fault"]),
-        resources=ResourceUsage(pid=4242, rss_bytes=183_500_800, cpu_percent=54.0, threads=19, open_files=41),
+        last_exit=ExitInfo(
+            code=None,
+            signal="SIGSEGV",
+            reason="worker killed by SIGSEGV",
+            at="2026-11-22T09:57:59+00:00",
+            log_tail=["Fatal Python error: Segmentation fault"],
+        ),
+        resources=ResourceUsage(
+            pid=4242, rss_bytes=183_500_800, cpu_percent=54.0, threads=19, open_files=41
+        ),
         placement=Placement(npu_core_mask="1", cpu_affinity=None),
     )

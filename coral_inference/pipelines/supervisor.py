@@ -22,6 +22,7 @@ with a timeout; terminate escalates to SIGTERM and SIGKILL, so it always complet
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -40,7 +41,13 @@ from typing import Any
 import numpy as np
 
 from coral_inference.pipelines.frames import FrameHeader, FrameSlot
-from coral_inference.pipelines.status import ExitInfo, PipelineState, Placement, ResourceUsage, RunnerStatus
+from coral_inference.pipelines.status import (
+    ExitInfo,
+    PipelineState,
+    Placement,
+    ResourceUsage,
+    RunnerStatus,
+)
 from coral_inference.pipelines.worker import EXIT_START_FAILED, WorkerSpec, worker_main
 
 logger = logging.getLogger("coral_inference.pipelines.supervisor")
@@ -95,19 +102,23 @@ class SupervisorSettings:
     def from_config(cls, pipelines: Any, log_dir: Path) -> SupervisorSettings:
         """From ``services.pipelines`` of the runtime configuration."""
         return cls(
-            restart=pipelines.restart, restart_backoff_s=pipelines.restart_backoff_s,
+            restart=pipelines.restart,
+            restart_backoff_s=pipelines.restart_backoff_s,
             restart_backoff_max_s=pipelines.restart_backoff_max_s,
             restart_max_per_hour=pipelines.restart_max_per_hour,
-            heartbeat_timeout_s=pipelines.heartbeat_timeout_s, stall_timeout_s=pipelines.stall_timeout_s,
-            start_timeout_s=pipelines.start_timeout_s, stop_timeout_s=pipelines.stop_timeout_s,
+            heartbeat_timeout_s=pipelines.heartbeat_timeout_s,
+            stall_timeout_s=pipelines.stall_timeout_s,
+            start_timeout_s=pipelines.start_timeout_s,
+            stop_timeout_s=pipelines.stop_timeout_s,
             reconnect_backoff_max_s=pipelines.reconnect_backoff_max_s,
-            preview_max_bytes=pipelines.preview_max_bytes, npu_core_masks=list(pipelines.npu_core_masks),
+            preview_max_bytes=pipelines.preview_max_bytes,
+            npu_core_masks=list(pipelines.npu_core_masks),
             log_dir=Path(log_dir),
         )
 
 
 class WorkerHandle:
-    """One pipeline's worker across its restarts; every field is guarded by the supervisor's lock."""
+    """One pipeline's worker across its restarts; fields guarded by the supervisor's lock."""
 
     def __init__(self, supervisor: Supervisor, spec: WorkerSpec):
         self.supervisor = supervisor
@@ -119,9 +130,12 @@ class WorkerHandle:
         self.conn: Connection | None = None
         self.pid: int | None = None
         self.slot: FrameSlot | None = None
-        self.last_frame: tuple[np.ndarray, FrameHeader] | None = None  # kept when the slot is released
-        self.status: dict[str, Any] = RunnerStatus(id=spec.pipeline_id, state=PipelineState.starting).model_dump(
-            mode="json")
+        self.last_frame: tuple[np.ndarray, FrameHeader] | None = (
+            None  # kept when the slot is released
+        )
+        self.status: dict[str, Any] = RunnerStatus(
+            id=spec.pipeline_id, state=PipelineState.starting
+        ).model_dump(mode="json")
         self.result: dict[str, Any] | None = None
         self.restarts = 0
         self.restart_times: deque[float] = deque()
@@ -159,9 +173,12 @@ class WorkerHandle:
             if self.state in (PipelineState.failed, PipelineState.restarting) and self.error:
                 status["error"] = self.error
             status.update(
-                isolation="process", restarts=self.restarts,
+                isolation="process",
+                restarts=self.restarts,
                 last_exit=self.last_exit.model_dump(mode="json") if self.last_exit else None,
-                resources=self.resources.model_dump(mode="json") if self.resources and self.alive() else None,
+                resources=self.resources.model_dump(mode="json")
+                if self.resources and self.alive()
+                else None,
                 placement=self.placement.model_dump(mode="json"),
             )
             return status
@@ -192,10 +209,12 @@ class WorkerHandle:
     # ------------------------------------------------------------------ control (any thread)
 
     def wait_started(self, timeout: float) -> tuple[str, str]:
-        """``("started"|"reconnecting"|"failed", message)`` once the worker says so; kills it on timeout."""
+        """``("started"|"reconnecting"|"failed", message)`` once known; kills it on timeout."""
         if not self.start_event.wait(timeout):
-            self.supervisor.stop(self, reason=f"did not start within {timeout:g} s "
-                                              "(services.pipelines.start_timeout_s)")
+            self.supervisor.stop(
+                self,
+                reason=f"did not start within {timeout:g} s (services.pipelines.start_timeout_s)",
+            )
             return "failed", f"the pipeline did not start within {timeout:g} s"
         assert self.start_outcome is not None
         return self.start_outcome
@@ -204,7 +223,9 @@ class WorkerHandle:
         """Send ``pause``/``resume`` and wait for the worker's answer."""
         with self.supervisor.lock:
             if not self.alive() or self.conn is None:
-                raise WorkerCommandError(f"pipeline {self.pipeline_id} is {self.state.value}, not running")
+                raise WorkerCommandError(
+                    f"pipeline {self.pipeline_id} is {self.state.value}, not running"
+                )
             request_id = next(self.supervisor.request_ids)
             done = threading.Event()
             answer: list[str | None] = []
@@ -213,7 +234,9 @@ class WorkerHandle:
         try:
             self.send(conn, (name, request_id))
             if not done.wait(timeout):
-                raise WorkerCommandError(f"pipeline {self.pipeline_id} did not answer {name} within {timeout:g} s")
+                raise WorkerCommandError(
+                    f"pipeline {self.pipeline_id} did not answer {name} within {timeout:g} s"
+                )
         finally:
             with self.supervisor.lock:
                 self._replies.pop(request_id, None)
@@ -223,11 +246,8 @@ class WorkerHandle:
             self.desired = "paused" if name == "pause" else "running"
 
     def send(self, conn: Connection, message: Any) -> None:
-        with self._send_lock:
-            try:
-                conn.send(message)
-            except (OSError, EOFError, BrokenPipeError, ValueError):
-                pass
+        with self._send_lock, contextlib.suppress(OSError, EOFError, BrokenPipeError, ValueError):
+            conn.send(message)
 
     def reply(self, request_id: int, error: str | None) -> None:
         entry = self._replies.get(request_id)
@@ -239,8 +259,13 @@ class WorkerHandle:
 class Supervisor:
     """Starts, watches and stops pipeline workers; one thread watches them all."""
 
-    def __init__(self, settings: SupervisorSettings, *, mp_context: Any = None,
-                 target: Callable[..., None] = worker_main):
+    def __init__(
+        self,
+        settings: SupervisorSettings,
+        *,
+        mp_context: Any = None,
+        target: Callable[..., None] = worker_main,
+    ):
         self.settings = settings
         self.lock = threading.RLock()
         self.request_ids = itertools.count(1)
@@ -260,7 +285,7 @@ class Supervisor:
     # ------------------------------------------------------------------ public
 
     def warm_up(self) -> None:
-        """Start the forkserver (which imports inference once) before the first pipeline needs it."""
+        """Start the forkserver (it imports inference once) before the first pipeline needs it."""
         process = self.mp.Process(target=_noop, name="coral-worker-warmup")
         process.start()
         process.join(600)
@@ -281,7 +306,9 @@ class Supervisor:
             self._spawn(handle)
         return handle
 
-    def stop(self, handle: WorkerHandle, *, reason: str | None = None, timeout: float | None = None) -> None:
+    def stop(
+        self, handle: WorkerHandle, *, reason: str | None = None, timeout: float | None = None
+    ) -> None:
         """Stop a worker and keep it stopped; always returns within the stop timeout plus a kill."""
         timeout = self.settings.stop_timeout_s if timeout is None else timeout
         with self.lock:
@@ -293,14 +320,18 @@ class Supervisor:
             process, conn = handle.process, handle.conn
             if process is None or process.exitcode is not None:
                 if handle.state in (PipelineState.restarting, PipelineState.starting):
-                    handle.state = PipelineState.terminated if reason is None else PipelineState.failed
+                    handle.state = (
+                        PipelineState.terminated if reason is None else PipelineState.failed
+                    )
                     self._finish(handle)
                 return
         if conn is not None:
             handle.send(conn, ("terminate", 0))
         process.join(timeout)
         if process.exitcode is None:
-            logger.warning("pipeline %s: worker did not stop within %g s; SIGTERM", handle.pipeline_id, timeout)
+            logger.warning(
+                "pipeline %s: worker did not stop within %g s; SIGTERM", handle.pipeline_id, timeout
+            )
             process.terminate()
             process.join(KILL_GRACE_S)
         if process.exitcode is None:
@@ -324,8 +355,10 @@ class Supervisor:
     def close(self) -> None:
         """Stop every worker (in parallel) and the supervisor thread."""
         handles = self.handles()
-        threads = [threading.Thread(target=self.stop, args=(h,), name=f"coral-stop-{h.pipeline_id}")
-                   for h in handles]
+        threads = [
+            threading.Thread(target=self.stop, args=(h,), name=f"coral-stop-{h.pipeline_id}")
+            for h in handles
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -354,12 +387,18 @@ class Supervisor:
         if handle.slot is None:
             handle.slot = FrameSlot.create(self.settings.preview_max_bytes)
         log_path = self.settings.log_dir / f"{handle.pipeline_id}.log"
-        spec = _with(handle.spec, frame_slot=handle.slot.name, log_path=str(log_path),
-                     start_paused=handle.desired == "paused",
-                     reconnect_backoff_max_s=self.settings.reconnect_backoff_max_s,
-                     status_interval_s=self.settings.status_interval_s)
+        spec = _with(
+            handle.spec,
+            frame_slot=handle.slot.name,
+            log_path=str(log_path),
+            start_paused=handle.desired == "paused",
+            reconnect_backoff_max_s=self.settings.reconnect_backoff_max_s,
+            status_interval_s=self.settings.status_interval_s,
+        )
         parent, child = self.mp.Pipe(duplex=True)
-        process = self.mp.Process(target=self._target, args=(child, spec), name=f"coral-pipeline-{handle.pipeline_id}")
+        process = self.mp.Process(
+            target=self._target, args=(child, spec), name=f"coral-pipeline-{handle.pipeline_id}"
+        )
         try:
             process.start()
         finally:
@@ -381,14 +420,19 @@ class Supervisor:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="coral-pipeline-supervisor", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="coral-pipeline-supervisor", daemon=True
+            )
             self._thread.start()
 
     def _loop(self) -> None:
         while not self._closed.is_set():
             with self.lock:
-                live = [(h, h.conn, h.process.sentinel) for h in self._handles.values()
-                        if h.process is not None and h.conn is not None]
+                live = [
+                    (h, h.conn, h.process.sentinel)
+                    for h in self._handles.values()
+                    if h.process is not None and h.conn is not None
+                ]
             waitables: list[Any] = []
             for _, conn, sentinel in live:
                 waitables += [conn, sentinel]
@@ -430,10 +474,8 @@ class Supervisor:
                 status = message[1]
                 handle.status = status
                 if handle.ever_started and handle.alive():
-                    try:
+                    with contextlib.suppress(ValueError):
                         handle.state = PipelineState(status.get("state", "running"))
-                    except ValueError:
-                        pass
                 frames = int(status.get("frames") or 0)
                 if frames != handle.progress_frames:
                     handle.progress_frames, handle.progress_at = frames, now
@@ -444,7 +486,9 @@ class Supervisor:
             elif kind in ("started", "reconnecting"):
                 handle.ever_started = True
                 handle.error = None
-                handle.state = PipelineState.running if kind == "started" else PipelineState.reconnecting
+                handle.state = (
+                    PipelineState.running if kind == "started" else PipelineState.reconnecting
+                )
                 if kind == "started":
                     handle.status = message[1]
                     handle.progress_at = now
@@ -476,7 +520,9 @@ class Supervisor:
                 handle.conn.close()
                 handle.conn = None
             handle.resources = None
-            exit_info = _exit_info(code, handle, self.settings.log_dir / f"{handle.pipeline_id}.log")
+            exit_info = _exit_info(
+                code, handle, self.settings.log_dir / f"{handle.pipeline_id}.log"
+            )
             handle.last_exit = exit_info
             if handle.stop_requested:
                 handle.state = PipelineState.terminated
@@ -484,10 +530,16 @@ class Supervisor:
                 handle.state = PipelineState.finished
             else:
                 handle.state = PipelineState.failed
-                handle.error = handle.error if code == EXIT_START_FAILED and handle.error else exit_info.reason
+                handle.error = (
+                    handle.error if code == EXIT_START_FAILED and handle.error else exit_info.reason
+                )
             self._outcome(handle, "failed", handle.error or exit_info.reason)
-            logger.log(logging.INFO if handle.state is not PipelineState.failed else logging.ERROR,
-                       "pipeline %s: worker ended: %s", handle.pipeline_id, exit_info.reason)
+            logger.log(
+                logging.INFO if handle.state is not PipelineState.failed else logging.ERROR,
+                "pipeline %s: worker ended: %s",
+                handle.pipeline_id,
+                exit_info.reason,
+            )
             if self._should_restart(handle, code):
                 self._schedule_restart(handle)
             else:
@@ -508,18 +560,26 @@ class Supervisor:
         while handle.restart_times and now - handle.restart_times[0] > HOUR_S:
             handle.restart_times.popleft()
         if len(handle.restart_times) >= self.settings.restart_max_per_hour:
-            handle.error = (f"{handle.error or 'worker ended'}; not restarted: "
-                            f"{self.settings.restart_max_per_hour} restarts in the last hour "
-                            "(services.pipelines.restart_max_per_hour)")
+            handle.error = (
+                f"{handle.error or 'worker ended'}; not restarted: "
+                f"{self.settings.restart_max_per_hour} restarts in the last hour "
+                "(services.pipelines.restart_max_per_hour)"
+            )
             handle.state = PipelineState.failed
             self._finish(handle)
             return
-        delay = min(self.settings.restart_backoff_s * 2 ** len(handle.restart_times),
-                    self.settings.restart_backoff_max_s)
+        delay = min(
+            self.settings.restart_backoff_s * 2 ** len(handle.restart_times),
+            self.settings.restart_backoff_max_s,
+        )
         handle.next_restart_at = now + delay
         handle.state = PipelineState.restarting
-        logger.warning("pipeline %s: restarting in %.1f s (%s)", handle.pipeline_id, delay,
-                       handle.last_exit.reason if handle.last_exit else "")
+        logger.warning(
+            "pipeline %s: restarting in %.1f s (%s)",
+            handle.pipeline_id,
+            delay,
+            handle.last_exit.reason if handle.last_exit else "",
+        )
 
     def _finish(self, handle: WorkerHandle) -> None:
         """The worker stays down: keep its last frame, give back the shared memory."""
@@ -564,11 +624,18 @@ class Supervisor:
                 reason = None
                 if now - handle.last_message_at > settings.heartbeat_timeout_s:
                     reason = f"hung: no heartbeat for {now - handle.last_message_at:.0f} s"
-                elif (handle.state is PipelineState.starting and not handle.ever_started
-                      and now - handle.spawned_at > settings.start_timeout_s):
+                elif (
+                    handle.state is PipelineState.starting
+                    and not handle.ever_started
+                    and now - handle.spawned_at > settings.start_timeout_s
+                ):
                     reason = f"hung: did not start within {settings.start_timeout_s:g} s"
-                elif (settings.stall_timeout_s and handle.state is PipelineState.running
-                      and handle.desired == "running" and now - handle.progress_at > settings.stall_timeout_s):
+                elif (
+                    settings.stall_timeout_s
+                    and handle.state is PipelineState.running
+                    and handle.desired == "running"
+                    and now - handle.progress_at > settings.stall_timeout_s
+                ):
                     reason = f"hung: no frame for {now - handle.progress_at:.0f} s"
                 if reason is not None:
                     logger.error("pipeline %s: %s; stopping its worker", handle.pipeline_id, reason)
@@ -592,9 +659,13 @@ class Supervisor:
                 proc = handle._psutil = psutil.Process(pid)
                 proc.cpu_percent(None)
             with proc.oneshot():
-                usage = ResourceUsage(pid=pid, rss_bytes=proc.memory_info().rss,
-                                      cpu_percent=round(proc.cpu_percent(None), 1),
-                                      threads=proc.num_threads(), open_files=proc.num_fds())
+                usage = ResourceUsage(
+                    pid=pid,
+                    rss_bytes=proc.memory_info().rss,
+                    cpu_percent=round(proc.cpu_percent(None), 1),
+                    threads=proc.num_threads(),
+                    open_files=proc.num_fds(),
+                )
         except Exception:  # noqa: BLE001 - the process ended meanwhile
             return
         with self.lock:
@@ -617,7 +688,8 @@ def _exit_info(code: int, handle: WorkerHandle, log_path: Path) -> ExitInfo:
     if handle.stop_requested:
         reason = "terminated on request"
     elif handle.kill_reason is not None:
-        reason = f"{handle.kill_reason} (worker stopped, {'killed by ' + signal_name if signal_name else f'exit code {code}'})"
+        how = f"killed by {signal_name}" if signal_name else f"exit code {code}"
+        reason = f"{handle.kill_reason} (worker stopped, {how})"
     elif signal_name is not None:
         reason = f"worker killed by {signal_name}"
     elif code == 0:
@@ -626,8 +698,13 @@ def _exit_info(code: int, handle: WorkerHandle, log_path: Path) -> ExitInfo:
         reason = "the workflow did not start"
     else:
         reason = f"worker exited with code {code}"
-    return ExitInfo(code=None if signal_name else code, signal=signal_name, reason=reason,
-                    at=datetime.now(timezone.utc).isoformat(), log_tail=_tail(log_path, LOG_TAIL_LINES))
+    return ExitInfo(
+        code=None if signal_name else code,
+        signal=signal_name,
+        reason=reason,
+        at=datetime.now(timezone.utc).isoformat(),
+        log_tail=_tail(log_path, LOG_TAIL_LINES),
+    )
 
 
 def _tail(path: Path, lines: int) -> list[str]:

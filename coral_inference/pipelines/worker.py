@@ -22,8 +22,10 @@ metrics and preview channels are keyed by it) and installs the exit shutdown
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
+import multiprocessing
 import os
 import sys
 import threading
@@ -69,17 +71,34 @@ class WorkerSpec:
 def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     """Entry point of the worker process; never returns (exits with the pipeline's outcome)."""
     _redirect_output(spec.log_path)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A forkserver child inherits "forkserver" as its default start method; code inside the
+    # pipeline that starts processes should behave as it did in one process (fork on Linux),
+    # not start a forkserver of its own per worker.
+    multiprocessing.set_start_method("fork", force=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if spec.cpu_affinity:
         try:
             os.sched_setaffinity(0, spec.cpu_affinity)
         except (OSError, AttributeError) as exc:
-            logger.warning("pipeline %s: CPU affinity %s not applied: %s", spec.pipeline_id, spec.cpu_affinity, exc)
+            logger.warning(
+                "pipeline %s: CPU affinity %s not applied: %s",
+                spec.pipeline_id,
+                spec.cpu_affinity,
+                exc,
+            )
 
     from coral_inference.runtime.process import install_exit_shutdown, set_pipeline_identity
 
-    set_pipeline_identity(spec.pipeline_id, spec.name)
+    # Names are labels for people and need not be unique (two pipelines of one workflow file
+    # share the default name): the id keeps their recordings, series and channels apart (13.1).
+    set_pipeline_identity(
+        spec.pipeline_id, f"{spec.name}-{spec.pipeline_id}" if spec.name else None
+    )
     worker = _Worker(conn, spec)
     install_exit_shutdown(extra=worker.stop_pipeline)
     code = EXIT_FAILED
@@ -139,8 +158,9 @@ class _Worker:
         context = init(worker_config(self.spec), source=f"pipeline worker {self.spec.pipeline_id}")
         if self.spec.frame_slot:
             self._slot = FrameSlot.attach(self.spec.frame_slot)
-        starter = threading.Thread(target=self._start_loop, args=(context,), name="coral-worker-start",
-                                   daemon=True)
+        starter = threading.Thread(
+            target=self._start_loop, args=(context,), name="coral-worker-start", daemon=True
+        )
         starter.start()
         interval = self.spec.status_interval_s
         next_status = 0.0
@@ -173,7 +193,9 @@ class _Worker:
                 self._exit_code = EXIT_FINISHED
             elif command in ("pause", "resume"):
                 if runner is None or self._phase != "started":
-                    raise _StateError(f"pipeline {self.spec.pipeline_id} is {self._phase}, not running")
+                    raise _StateError(
+                        f"pipeline {self.spec.pipeline_id} is {self._phase}, not running"
+                    )
                 getattr(runner, command)()
             else:
                 raise _StateError(f"unknown worker command {command!r}")
@@ -187,8 +209,11 @@ class _Worker:
         if runner is not None:
             runner.terminate()
             if not runner.join(TERMINATE_JOIN_S):
-                logger.warning("pipeline %s: its threads did not stop within %s s (a hung block?)",
-                               self.spec.pipeline_id, TERMINATE_JOIN_S)
+                logger.warning(
+                    "pipeline %s: its threads did not stop within %s s (a hung block?)",
+                    self.spec.pipeline_id,
+                    TERMINATE_JOIN_S,
+                )
 
     # ------------------------------------------------------------------ starting
 
@@ -203,8 +228,13 @@ class _Worker:
         self._delay = spec.reconnect_backoff_s
         while not self._stop.is_set():
             runner = PipelineRunner(
-                context, spec.workflow, spec.source, pipeline_id=spec.pipeline_id, max_fps=spec.max_fps,
-                workflows_parameters=spec.parameters, on_result=self._on_result,
+                context,
+                spec.workflow,
+                spec.source,
+                pipeline_id=spec.pipeline_id,
+                max_fps=spec.max_fps,
+                workflows_parameters=spec.parameters,
+                on_result=self._on_result,
             )
             self._runner = runner
             try:
@@ -220,7 +250,11 @@ class _Worker:
                 return
             # inference opens sources on its own thread: give the source a moment to open or refuse.
             deadline = time.monotonic() + SOURCE_OPEN_WAIT_S
-            while time.monotonic() < deadline and runner.status()["frames"] == 0 and not runner.join(0.05):
+            while (
+                time.monotonic() < deadline
+                and runner.status()["frames"] == 0
+                and not runner.join(0.05)
+            ):
                 pass
             if runner.source_unavailable:
                 runner.join(TERMINATE_JOIN_S)
@@ -247,15 +281,19 @@ class _Worker:
             self._exit_code = EXIT_FINISHED
 
     def _reconnect_later(self, message: str) -> None:
-        """A source that is down: report ``reconnecting`` and wait (backoff) before the next attempt."""
+        """A source that is down: report ``reconnecting``, wait (backoff) before the next try."""
         if self._stop.is_set():
             return
         changed = self._phase != "reconnecting"
         self._phase, self._phase_error = "reconnecting", message
         if changed:
             self._send(("reconnecting", message))
-        logger.warning("pipeline %s: source unavailable, retrying in %.0f s: %s",
-                       self.spec.pipeline_id, self._delay, message)
+        logger.warning(
+            "pipeline %s: source unavailable, retrying in %.0f s: %s",
+            self.spec.pipeline_id,
+            self._delay,
+            message,
+        )
         self._stop.wait(self._delay)
         self._delay = min(self._delay * 2, self.spec.reconnect_backoff_max_s)
 
@@ -264,9 +302,10 @@ class _Worker:
     def status(self) -> dict[str, Any]:
         runner = self._runner
         if runner is None:
-            from coral_inference.pipelines.status import RunnerStatus
+            from coral_inference.pipelines.status import PipelineState, RunnerStatus
 
-            return RunnerStatus(id=self.spec.pipeline_id, state="starting").model_dump(mode="json")
+            starting = RunnerStatus(id=self.spec.pipeline_id, state=PipelineState.starting)
+            return starting.model_dump(mode="json")
         status = runner.status()
         if self._phase == "reconnecting":
             status.update(state="reconnecting", error=self._phase_error)
@@ -286,7 +325,9 @@ class _Worker:
                 image = result.image()
             slot.write(image)
         except Exception:  # noqa: BLE001 - the preview must never stop the pipeline
-            logger.debug("pipeline %s: preview frame not written", self.spec.pipeline_id, exc_info=True)
+            logger.debug(
+                "pipeline %s: preview frame not written", self.spec.pipeline_id, exc_info=True
+            )
 
     def _send_result(self) -> None:
         runner = self._runner
@@ -300,15 +341,21 @@ class _Worker:
         except Exception as exc:  # noqa: BLE001
             outputs = {"error": f"outputs not serialisable: {type(exc).__name__}: {exc}"}
         self._result_sent_frame = result.frame_id
-        self._send(("result", {"frame_id": result.frame_id,
-                               "frame_timestamp": result.frame_timestamp.isoformat(), "outputs": outputs}))
+        self._send(
+            (
+                "result",
+                {
+                    "frame_id": result.frame_id,
+                    "frame_timestamp": result.frame_timestamp.isoformat(),
+                    "outputs": outputs,
+                },
+            )
+        )
 
     def _send(self, message: Any) -> None:
-        with self._send_lock:
-            try:
-                self.conn.send(message)
-            except (OSError, EOFError, BrokenPipeError):
-                pass  # the supervisor is gone; the main loop notices on its next poll
+        # The supervisor gone: the main loop notices on its next poll.
+        with self._send_lock, contextlib.suppress(OSError, EOFError, BrokenPipeError):
+            self.conn.send(message)
 
 
 class _StateError(RuntimeError):

@@ -19,7 +19,10 @@ def _preload() -> None:
         return
     compat.get("InferencePipeline")
     # The engine's core blocks: importing them is most of a workflow's first compilation.
-    for loader in ("roboflow_workflows.core_steps.loader", "inference.core.workflows.core_steps.loader"):
+    for loader in (
+        "roboflow_workflows.core_steps.loader",
+        "inference.core.workflows.core_steps.loader",
+    ):
         try:
             module = importlib.import_module(loader)
         except ImportError:

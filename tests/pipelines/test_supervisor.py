@@ -52,8 +52,17 @@ def stand_in(conn, spec: WorkerSpec) -> None:
             frames += 1
             if slot is not None:
                 slot.write(np.full((12, 16, 3), frames % 256, np.uint8))
-        conn.send(("status", {"id": spec.pipeline_id, "state": "paused" if paused else "running",
-                              "frames": frames, "error": None}))
+        conn.send(
+            (
+                "status",
+                {
+                    "id": spec.pipeline_id,
+                    "state": "paused" if paused else "running",
+                    "frames": frames,
+                    "error": None,
+                },
+            )
+        )
 
 
 @pytest.fixture
@@ -61,11 +70,21 @@ def make_supervisor(tmp_path):
     made: list[Supervisor] = []
 
     def _make(**settings) -> Supervisor:
-        defaults = dict(restart="on-failure", restart_backoff_s=0.2, restart_backoff_max_s=1.0,
-                        heartbeat_timeout_s=1.5, stall_timeout_s=1.0, stop_timeout_s=1.0,
-                        preview_max_bytes=16 * 12 * 3, log_dir=tmp_path / "logs")
-        supervisor = Supervisor(SupervisorSettings(**{**defaults, **settings}),
-                                mp_context=multiprocessing.get_context("fork"), target=stand_in)
+        defaults = dict(
+            restart="on-failure",
+            restart_backoff_s=0.2,
+            restart_backoff_max_s=1.0,
+            heartbeat_timeout_s=1.5,
+            stall_timeout_s=1.0,
+            stop_timeout_s=1.0,
+            preview_max_bytes=16 * 12 * 3,
+            log_dir=tmp_path / "logs",
+        )
+        supervisor = Supervisor(
+            SupervisorSettings(**{**defaults, **settings}),
+            mp_context=multiprocessing.get_context("fork"),
+            target=stand_in,
+        )
         made.append(supervisor)
         return supervisor
 
@@ -101,8 +120,12 @@ def test_a_worker_runs_pauses_resumes_and_stops_with_its_preview_in_shared_memor
     wait_for(lambda: handle.describe()["state"] == "running")
     supervisor.stop(handle)
     status = handle.describe()
-    assert status["state"] == "terminated" and status["last_exit"]["reason"] == "terminated on request"
-    assert handle.slot is None and handle.latest_frame() is not None  # memory given back, last frame kept
+    assert (
+        status["state"] == "terminated" and status["last_exit"]["reason"] == "terminated on request"
+    )
+    assert (
+        handle.slot is None and handle.latest_frame() is not None
+    )  # memory given back, last frame kept
 
 
 def test_a_crash_is_reported_with_its_signal_and_restarted_with_backoff(make_supervisor):
@@ -156,7 +179,10 @@ def test_terminate_kills_a_worker_that_ignores_it_within_the_timeout(make_superv
     began = time.monotonic()
     supervisor.stop(handle)
     assert time.monotonic() - began < 1.0 + 3.0 + 1.0
-    assert handle.describe()["state"] == "terminated" and handle.describe()["last_exit"]["signal"] == "SIGKILL"
+    assert (
+        handle.describe()["state"] == "terminated"
+        and handle.describe()["last_exit"]["signal"] == "SIGKILL"
+    )
 
 
 def test_a_workflow_that_cannot_start_is_not_restarted(make_supervisor):
@@ -171,8 +197,11 @@ def test_npu_cores_are_handed_out_least_loaded_first(make_supervisor):
     supervisor = make_supervisor(npu_core_masks=["0", "1", "2"])
     masks = [supervisor.launch(spec("ok", f"p{i}")).spec.npu_core_mask for i in range(4)]
     assert masks[:3] == ["0", "1", "2"] and masks[3] == "0"
-    own = supervisor.launch(WorkerSpec(pipeline_id="mine", config={}, workflow={"steps": []}, source="ok",
-                                       npu_core_mask="2"))
+    own = supervisor.launch(
+        WorkerSpec(
+            pipeline_id="mine", config={}, workflow={"steps": []}, source="ok", npu_core_mask="2"
+        )
+    )
     assert own.spec.npu_core_mask == "2"
 
 
@@ -185,4 +214,7 @@ def test_close_stops_every_worker_and_leaves_no_process(make_supervisor):
     supervisor.close()
     assert all(h.describe()["state"] == "terminated" for h in handles)
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )

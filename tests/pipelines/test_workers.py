@@ -36,8 +36,15 @@ def misbehaving_workflow(block: str, *, after_frames: int, marker: str = "") -> 
     return {
         "version": "1.0",
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
-        "steps": [{"type": f"coral_test/{block}@v1", "name": "bad", "image": "$inputs.image",
-                   "after_frames": after_frames, "marker": marker}],
+        "steps": [
+            {
+                "type": f"coral_test/{block}@v1",
+                "name": "bad",
+                "image": "$inputs.image",
+                "after_frames": after_frames,
+                "marker": marker,
+            }
+        ],
         "outputs": [{"type": "JsonField", "name": "frames", "selector": "$steps.bad.frames"}],
     }
 
@@ -46,8 +53,15 @@ def plain_workflow() -> dict:
     return {
         "version": "1.0",
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
-        "steps": [{"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$inputs.image",
-                   "blur_type": "gaussian", "kernel_size": 5}],
+        "steps": [
+            {
+                "type": "roboflow_core/image_blur@v1",
+                "name": "blur",
+                "image": "$inputs.image",
+                "blur_type": "gaussian",
+                "kernel_size": 5,
+            }
+        ],
         "outputs": [{"type": "JsonField", "name": "preview", "selector": "$steps.blur.image"}],
     }
 
@@ -66,10 +80,14 @@ def server(tmp_path_factory, video):
         pytest.skip("Roboflow inference is not installed")
     root = tmp_path_factory.mktemp("workers")
     web = WebServer(
-        root, free_port(),
-        "services.pipelines.restart=on-failure", f"services.pipelines.restart_backoff_s={BACKOFF_S}",
-        f"services.pipelines.stall_timeout_s={STALL_S}", f"services.pipelines.stop_timeout_s={STOP_S}",
-        "services.pipelines.heartbeat_timeout_s=20", "services.pipelines.max_pipelines=6",
+        root,
+        free_port(),
+        "services.pipelines.restart=on-failure",
+        f"services.pipelines.restart_backoff_s={BACKOFF_S}",
+        f"services.pipelines.stall_timeout_s={STALL_S}",
+        f"services.pipelines.stop_timeout_s={STOP_S}",
+        "services.pipelines.heartbeat_timeout_s=20",
+        "services.pipelines.max_pipelines=6",
         "services.pipelines.reconnect_backoff_max_s=2",
         env={"WORKFLOWS_PLUGINS": "tests.fixtures.coral_test_blocks", "PYTHONPATH": str(REPO)},
     )
@@ -89,8 +107,11 @@ def _clean(server):
 
 
 def start(http: httpx.Client, workflow: dict, source, **body) -> dict:
-    response = http.post("/api/v1/pipelines", headers=HEADERS, json={"workflow": workflow, "source": str(source),
-                                                                     **body})
+    response = http.post(
+        "/api/v1/pipelines",
+        headers=HEADERS,
+        json={"workflow": workflow, "source": str(source), **body},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -108,26 +129,49 @@ def test_a_segfault_fails_only_its_own_worker_and_it_comes_back_with_its_id(serv
     marker = server.root_dir / "segv.marker"
     with server.client(timeout=400) as http:
         healthy = start(http, plain_workflow(), video, name="healthy", max_fps=10)
-        crashing = start(http, misbehaving_workflow("segfault", after_frames=15, marker=str(marker)), video,
-                         name="crashing", max_fps=10)
+        crashing = start(
+            http,
+            misbehaving_workflow("segfault", after_frames=15, marker=str(marker)),
+            video,
+            name="crashing",
+            max_fps=10,
+        )
         assert healthy["isolation"] == "process" and crashing["state"] == "running"
-        assert healthy["placement"]["npu_core_mask"] != crashing["placement"]["npu_core_mask"]  # spread
-        before = server.wait_for(lambda: (s := status(http, healthy["id"]))["frames"] > 5 and s, what="frames")
+        assert (
+            healthy["placement"]["npu_core_mask"] != crashing["placement"]["npu_core_mask"]
+        )  # spread
+        before = server.wait_for(
+            lambda: (s := status(http, healthy["id"]))["frames"] > 5 and s, what="frames"
+        )
 
-        crashed = server.wait_for(lambda: (s := status(http, crashing["id"]))["last_exit"] and s,
-                                  what="the crash reported", interval=0.2)
+        crashed = server.wait_for(
+            lambda: (s := status(http, crashing["id"]))["last_exit"] and s,
+            what="the crash reported",
+            interval=0.2,
+        )
         assert crashed["last_exit"]["signal"] == "SIGSEGV"
         assert "SIGSEGV" in crashed["last_exit"]["reason"]
         assert any("Segmentation fault" in line for line in crashed["last_exit"]["log_tail"])
         assert crashed["state"] in ("failed", "restarting", "starting", "running")
         assert http.get("/healthz").status_code == 200  # the app kept answering
 
-        back = server.wait_for(lambda: (s := status(http, crashing["id"]))["state"] == "running"
-                               and s["restarts"] >= 1 and s["frames"] > 0 and s, what="the restarted worker",
-                               timeout=60)
+        back = server.wait_for(
+            lambda: (
+                (s := status(http, crashing["id"]))["state"] == "running"
+                and s["restarts"] >= 1
+                and s["frames"] > 0
+                and s
+            ),
+            what="the restarted worker",
+            timeout=60,
+        )
         assert back["id"] == crashing["id"] and back["last_exit"]["signal"] == "SIGSEGV"
         after = status(http, healthy["id"])
-        assert after["frames"] > before["frames"] and after["restarts"] == 0 and after["state"] == "running"
+        assert (
+            after["frames"] > before["frames"]
+            and after["restarts"] == 0
+            and after["state"] == "running"
+        )
         assert after["resources"]["rss_bytes"] > 0 and after["resources"]["threads"] > 0
         metrics = http.get("/metrics").text
         assert f'coral_pipeline_rss_bytes{{pipeline_id="{healthy["id"]}"' in metrics
@@ -138,10 +182,22 @@ def test_a_segfault_fails_only_its_own_worker_and_it_comes_back_with_its_id(serv
 def test_a_hung_worker_is_detected_and_restarted(server, video):
     marker = server.root_dir / "hang.marker"
     with server.client(timeout=400) as http:
-        hung = start(http, misbehaving_workflow("hang", after_frames=5, marker=str(marker)), video, max_fps=10)
-        back = server.wait_for(lambda: (s := status(http, hung["id"]))["restarts"] >= 1
-                               and s["state"] == "running" and s["frames"] > 0 and s,
-                               what="the hung worker restarted", timeout=60 + STALL_S)
+        hung = start(
+            http,
+            misbehaving_workflow("hang", after_frames=5, marker=str(marker)),
+            video,
+            max_fps=10,
+        )
+        back = server.wait_for(
+            lambda: (
+                (s := status(http, hung["id"]))["restarts"] >= 1
+                and s["state"] == "running"
+                and s["frames"] > 0
+                and s
+            ),
+            what="the hung worker restarted",
+            timeout=60 + STALL_S,
+        )
         assert "hung: no frame" in back["last_exit"]["reason"]
         stop_and_delete(http, hung["id"])
 
@@ -149,7 +205,9 @@ def test_a_hung_worker_is_detected_and_restarted(server, video):
 def test_terminate_of_a_hung_worker_completes_within_its_timeout(server, video):
     with server.client(timeout=400) as http:
         hung = start(http, misbehaving_workflow("hang", after_frames=3), video, max_fps=10)
-        server.wait_for(lambda: status(http, hung["id"])["frames"] >= 2, what="frames before the hang")
+        server.wait_for(
+            lambda: status(http, hung["id"])["frames"] >= 2, what="frames before the hang"
+        )
         time.sleep(1.0)  # inside the block's sleep now
         began = time.monotonic()
         terminated = http.post(f"/api/v1/pipelines/{hung['id']}/terminate", headers=HEADERS).json()
@@ -169,9 +227,14 @@ def dead_rtsp_url() -> str:
 def test_a_camera_that_is_down_keeps_its_pipeline_reconnecting_and_readyz_degraded(server):
     with server.client(timeout=400) as http:
         created = start(http, plain_workflow(), dead_rtsp_url())
-        assert created["state"] in ("reconnecting", "running"), created  # inference opens sources on a thread
-        server.wait_for(lambda: (s := status(http, created["id"]))["state"] == "reconnecting" and s["error"],
-                        what="reconnecting", timeout=30)
+        assert created["state"] in ("reconnecting", "running"), (
+            created
+        )  # inference opens sources on a thread
+        server.wait_for(
+            lambda: (s := status(http, created["id"]))["state"] == "reconnecting" and s["error"],
+            what="reconnecting",
+            timeout=30,
+        )
         ready = http.get("/readyz", headers=HEADERS)
         assert ready.status_code == 200 and ready.json()["status"] == "degraded"
         assert "pipelines" in ready.json()["degraded"]
@@ -192,13 +255,19 @@ def test_delete_during_start_leaves_no_worker_and_counts_right(server, video):
         outcome: dict = {}
 
         def create() -> None:
-            outcome["response"] = http.post("/api/v1/pipelines", headers=HEADERS, json={
-                "workflow": plain_workflow(), "source": str(video), "max_fps": 5})
+            outcome["response"] = http.post(
+                "/api/v1/pipelines",
+                headers=HEADERS,
+                json={"workflow": plain_workflow(), "source": str(video), "max_fps": 5},
+            )
 
         thread = threading.Thread(target=create)
         thread.start()
-        pid = server.wait_for(lambda: [p["id"] for p in http.get("/api/v1/pipelines").json()], interval=0.05,
-                              what="the starting pipeline listed")[0]
+        pid = server.wait_for(
+            lambda: [p["id"] for p in http.get("/api/v1/pipelines").json()],
+            interval=0.05,
+            what="the starting pipeline listed",
+        )[0]
         assert http.delete(f"/api/v1/pipelines/{pid}", headers=HEADERS).status_code == 204
         thread.join(120)
         assert outcome["response"].status_code in (201, 409), outcome["response"].text
@@ -212,7 +281,9 @@ def test_delete_during_start_leaves_no_worker_and_counts_right(server, video):
 def test_thirty_start_terminate_cycles_leak_no_process_thread_or_fd(server, video):
     app = psutil.Process(server.process.pid)
     with server.client(timeout=400) as http:
-        warm = start(http, plain_workflow(), video, max_fps=5)  # first start: pools and threads created
+        warm = start(
+            http, plain_workflow(), video, max_fps=5
+        )  # first start: pools and threads created
         stop_and_delete(http, warm["id"])
         time.sleep(1.5)
         baseline = (len(worker_pids(server)), app.num_threads(), app.num_fds())
@@ -222,6 +293,53 @@ def test_thirty_start_terminate_cycles_leak_no_process_thread_or_fd(server, vide
 
         def settled():
             now = (len(worker_pids(server)), app.num_threads(), app.num_fds())
-            return now if now[0] == baseline[0] and now[1] <= baseline[1] + 1 and now[2] <= baseline[2] else None
+            return (
+                now
+                if now[0] == baseline[0] and now[1] <= baseline[1] + 1 and now[2] <= baseline[2]
+                else None
+            )
 
         server.wait_for(settled, what=f"process/thread/fd counts back to {baseline}", timeout=30)
+
+
+def test_two_pipelines_of_one_workflow_record_into_their_own_folders(server, video):
+    recorder = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+        "steps": [
+            {
+                "type": "coral/video_recorder@v1",
+                "name": "record",
+                "image": "$inputs.image",
+                "mode": "continuous",
+                "output_directory": "shared",
+                "segment_seconds": 1,
+                "preset": "ultrafast",
+            }
+        ],
+        "outputs": [],
+    }
+    server.write_workflow("record.json", recorder)
+    with server.client(timeout=400) as http:
+        ids = [
+            http.post(
+                "/api/v1/pipelines",
+                headers=HEADERS,
+                json={"workflow_file": "record.json", "source": str(video), "max_fps": 15},
+            ).json()["id"]
+            for _ in range(2)
+        ]
+        assert len(set(ids)) == 2
+
+        def folders():
+            rows = [
+                r["path"]
+                for r in http.get("/api/v1/recordings").json()
+                if r["path"].startswith("shared/")
+            ]
+            found = {path.split("/")[1] for path in rows}
+            return found if len(found) == 2 else None
+
+        found = server.wait_for(folders, what="two recording folders", timeout=90)
+        # the same default name (the workflow file), yet each folder belongs to one pipeline id
+        assert {next(i for i in ids if folder.endswith(i)) for folder in found} == set(ids), found

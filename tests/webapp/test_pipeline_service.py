@@ -60,7 +60,9 @@ def spec(source: str) -> PipelineSpec:
     return PipelineSpec(workflow=workflow(), source=source)
 
 
-def test_a_failed_database_write_starts_nothing_and_a_retry_makes_one_pipeline(service, monkeypatch):
+def test_a_failed_database_write_starts_nothing_and_a_retry_makes_one_pipeline(
+    service, monkeypatch
+):
     async def scenario():
         await service.store.open()
         await service.load()
@@ -73,7 +75,11 @@ def test_a_failed_database_write_starts_nothing_and_a_retry_makes_one_pipeline(s
         with pytest.raises(ApiError) as refused:
             await service.create(spec("rtsp://cam/1"))
         assert refused.value.status == 503 and refused.value.code == "database_write_failed"
-        assert FakeRunner.instances == [] and await service.list() == [] and service.active_count() == 0
+        assert (
+            FakeRunner.instances == []
+            and await service.list() == []
+            and service.active_count() == 0
+        )
         monkeypatch.setattr(service.store, "save", original)
         created = await service.create(spec("rtsp://cam/1"))
         assert [p["id"] for p in await service.list()] == [created["id"]]
@@ -114,7 +120,9 @@ def test_statuses_are_one_typed_model_and_the_openapi_example_is_a_real_object()
     example = example_status()
     assert PipelineStatus.model_validate(example.model_dump(mode="json")) == example
     with pytest.raises(ValueError):
-        PipelineStatus.model_validate({**example.model_dump(mode="json"), "x_min": 1})  # extra fields refused
+        PipelineStatus.model_validate(
+            {**example.model_dump(mode="json"), "x_min": 1}
+        )  # extra fields refused
     with pytest.raises(ValueError):
         PipelineStatus.model_validate({**example.model_dump(mode="json"), "state": "exploded"})
     from coral_inference.webapp import schemas
@@ -127,12 +135,16 @@ def test_statuses_are_one_typed_model_and_the_openapi_example_is_a_real_object()
 def test_records_hold_typed_states_and_old_databases_gain_the_new_column(tmp_path):
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:  # a database from before placement existed
-        db.execute("CREATE TABLE pipelines (id TEXT PRIMARY KEY, name TEXT NOT NULL, workflow TEXT NOT NULL,"
-                   " workflow_file TEXT, source TEXT NOT NULL, source_kind TEXT NOT NULL, max_fps REAL,"
-                   " parameters TEXT NOT NULL, preview_output TEXT, desired_state TEXT NOT NULL, last_state TEXT,"
-                   " last_error TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL)")
-        db.execute("INSERT INTO pipelines VALUES ('a', 'n', '{\"steps\": []}', NULL, 'x.mp4', 'file', NULL, '{}',"
-                   " NULL, 'running', 'running', NULL, 1, 1)")
+        db.execute(
+            "CREATE TABLE pipelines (id TEXT PRIMARY KEY, name TEXT NOT NULL, workflow TEXT NOT NULL,"
+            " workflow_file TEXT, source TEXT NOT NULL, source_kind TEXT NOT NULL, max_fps REAL,"
+            " parameters TEXT NOT NULL, preview_output TEXT, desired_state TEXT NOT NULL, last_state TEXT,"
+            " last_error TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO pipelines VALUES ('a', 'n', '{\"steps\": []}', NULL, 'x.mp4', 'file', NULL, '{}',"
+            " NULL, 'running', 'running', NULL, 1, 1)"
+        )
 
     async def scenario():
         store = PipelineStore(path)
@@ -142,8 +154,16 @@ def test_records_hold_typed_states_and_old_databases_gain_the_new_column(tmp_pat
         assert type(record.source_kind).__name__ == "SourceKind"
         record.desired_state = "paused"
         assert type(record.desired_state).__name__ == "DesiredState"
-        await store.save(PipelineRecord(id="b", name="n", workflow={"steps": []}, source="0", source_kind="camera",
-                                        placement={"npu_core_mask": "2"}))
+        await store.save(
+            PipelineRecord(
+                id="b",
+                name="n",
+                workflow={"steps": []},
+                source="0",
+                source_kind="camera",
+                placement={"npu_core_mask": "2"},
+            )
+        )
         await store.update("a", desired_state=record.desired_state)
         rows = {r.id: r for r in await store.all()}
         assert rows["b"].placement == {"npu_core_mask": "2"} and rows["a"].desired_state == "paused"

@@ -103,6 +103,10 @@ class WebServices:
     async def _check_pipelines(self) -> tuple[bool, str, bool]:
         if not self.pipelines.restored.is_set():
             return False, "restoring persisted pipelines"
+        warmup = self._tasks.get("warmup")
+        if self.pipelines.isolation == "process" and warmup is not None and not warmup.done():
+            # Workers fork from a server that imports inference once; until then no pipeline can start.
+            return False, "starting the pipeline workers' forkserver (importing inference)"
         statuses = self.pipelines.statuses()
         failed = [s["id"] for s in statuses if s["state"] == "failed"]
         # Wanted running but not delivering: a camera down (reconnecting) or a worker coming back.
