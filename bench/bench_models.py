@@ -10,6 +10,14 @@
    the confidence threshold is set so that about a hundred candidates reach NMS,
    as with a trained model on a busy scene). Target: at most 15 %.
 3. The same numbers for the bundled demo detector (``coral-demo``, 320x320).
+4. ``--tasks``: the task heads (issue 9). Real YOLOv8n-seg/-pose/-obb architectures at
+   640x640, exported with randomised weights by Ultralytics in its peer environment
+   (``scripts/peer-env ultralytics``; ``scripts/peers/ultralytics_fixtures.py --export-full``),
+   a 1280x720 frame, the confidence set so that 100 instances survive NMS: the
+   post-processing (decode, NMS, masks/keypoints/polygons mapped back to the frame) as a
+   share of the model's own inference time (targets: seg <= 20 %, pose and OBB <= 10 %),
+   and Coral's preprocessing against a minimal letterbox reference producing the same
+   tensor (OpenCV resize + border + ``cv2.dnn.blobFromImage``; target <= 1.2x).
 
 Timings are interleaved (bare, Coral, bare, Coral, …) and summarised by their
 median so that load from other processes hits both sides alike. Usage::
@@ -299,11 +307,211 @@ def write_section(path: Path, text: str) -> None:
     path.write_text(updated)
 
 
+# --------------------------------------------------------------------------- task heads (issue 9)
+
+TASKS_START = "<!-- bench_models_tasks:start -->"
+TASKS_END = "<!-- bench_models_tasks:end -->"
+TASK_PACKAGES = {
+    "segment": ("instance-segmentation", "yolov8_seg"),
+    "pose": ("keypoint-detection", "yolov8_pose"),
+    "obb": ("obb", "yolov8_obb"),
+}
+
+
+def peer_export(task: str, path: Path) -> Path:
+    """A random-weight YOLOv8n-<task> ONNX exported by Ultralytics in its own environment."""
+    import os
+    import subprocess
+
+    venv = subprocess.run(["bash", str(REPO / "scripts" / "peer-env"), "ultralytics"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    subprocess.run([f"{venv}/bin/python", str(REPO / "scripts" / "peers" / "ultralytics_fixtures.py"),
+                    "--export-full", task, str(path)], check=True, capture_output=True,
+                   env={**os.environ, "YOLO_OFFLINE": "1"})
+    return path
+
+
+def task_package(root: Path, task: str, onnx_path: Path) -> Path:
+    import shutil
+
+    import yaml
+
+    from coral_inference.models.package import sha256_of
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(onnx_path, root / "model.onnx")
+    kind, head = TASK_PACKAGES[task]
+    classes = [f"class{i}" for i in range(1 if task == "pose" else 80)]
+    manifest = {
+        "name": f"yolov8n-{task}-untrained", "task": kind, "classes": classes,
+        "input": {"width": 640, "height": 640}, "head": {"type": head},
+        "artifacts": {"onnxruntime": {"file": "model.onnx", "sha256": sha256_of(root / "model.onnx")}},
+    }
+    if task == "pose":
+        manifest["keypoints"] = {"names": [f"k{i}" for i in range(17)], "skeleton": []}
+    (root / "coral-model.yaml").write_text(yaml.safe_dump(manifest))
+    return root
+
+
+def kept_after_nms(detector, outputs, confidence: float, iou: float) -> int:
+    from coral_inference.models.nms import nms
+    from coral_inference.models.tasks.heads import decode_obb, decode_pose, decode_seg
+    from coral_inference.models.tasks.obb import rotated_nms
+
+    nc = len(detector.package.classes)
+    head = detector.head
+    if head.type == "yolov8_seg":
+        c = decode_seg(outputs, head, nc, confidence, None)
+    elif head.type == "yolov8_pose":
+        c = decode_pose(outputs, head, nc, 17, confidence, None)
+    else:
+        c = decode_obb(outputs, nc, confidence, None)
+    c = c.top(3000)
+    if head.type == "yolov8_obb":
+        return len(rotated_nms(c.extra, c.scores, iou, c.class_ids, 300))
+    return len(nms(c.xyxy, c.scores, iou, class_ids=c.class_ids, max_detections=300))
+
+
+def confidence_for_kept(detector, outputs, wanted: int, iou: float) -> float:
+    """Bisect the threshold so that about ``wanted`` instances survive NMS."""
+    low, high = 1e-4, 1.0
+    for _ in range(30):
+        middle = (low + high) / 2
+        if kept_after_nms(detector, outputs, middle, iou) > wanted:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def minimal_letterbox(frame: np.ndarray, size: int = 640) -> np.ndarray:
+    """The reference: resize, pad, then one blobFromImage (swap RB, scale, NCHW)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    ratio = min(size / w, size / h)
+    new_w, new_h = round(w * ratio), round(h * ratio)
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    padded = cv2.copyMakeBorder(resized, top, size - new_h - top, left, size - new_w - left,
+                                cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return cv2.dnn.blobFromImage(padded, 1 / 255, swapRB=True)
+
+
+def measure_task(task: str, package_root: Path, frame: np.ndarray, rounds: int, wanted: int = 100) -> dict:
+    from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
+    from coral_inference.models import load_package
+    from coral_inference.models.detector import Detector
+
+    package = load_package(package_root)
+    detector = Detector(package, OnnxRuntimeBackend().prepare_session(package))
+    tensor, geometry = detector.prepare(frame)
+    outputs = detector.infer(tensor)
+    iou = 0.7
+    confidence = confidence_for_kept(detector, outputs, wanted, iou)
+    model_s, post_s = in_blocks(
+        lambda: detector.infer(tensor),
+        lambda: detector.postprocess(outputs, geometry, confidence=confidence, iou=iou),
+        rounds, block=5,
+    )
+    detections = detector.postprocess(outputs, geometry, confidence=confidence, iou=iou)
+    area = (detections.xyxy[:, 2] - detections.xyxy[:, 0]) * (detections.xyxy[:, 3] - detections.xyxy[:, 1])
+    detector.close()
+    return {
+        "task": task, "model_ms": model_s * 1e3, "post_ms": post_s * 1e3, "share": post_s / model_s,
+        "instances": len(detections), "confidence": confidence,
+        "median_box_area_frac": float(np.median(area) / (frame.shape[0] * frame.shape[1])) if len(area) else 0.0,
+        "mask_pixels": int(detections.mask.sum()) if detections.mask is not None else 0,
+    }
+
+
+def measure_preprocess(frame: np.ndarray, rounds: int) -> dict:
+    from coral_inference.models.package import InputSpec
+    from coral_inference.models.preprocess import preprocess_image
+
+    spec = InputSpec(width=640, height=640)
+    ours, _ = preprocess_image(frame, spec)
+    reference = minimal_letterbox(frame)
+    difference = float(np.abs(ours - reference).max())
+    reference_s, ours_s = in_blocks(lambda: minimal_letterbox(frame), lambda: preprocess_image(frame, spec), rounds)
+    return {"reference_ms": reference_s * 1e3, "ours_ms": ours_s * 1e3, "ratio": ours_s / reference_s,
+            "max_abs_difference": difference}
+
+
+def tasks_section(results: list[dict], pre: dict, note: str) -> str:
+    targets = {"segment": 0.20, "pose": 0.10, "obb": 0.10}
+    lines = [
+        TASKS_START,
+        "## Task heads: post-processing share and preprocessing (`bench/bench_models.py --tasks`)",
+        "",
+        note,
+        "",
+        "| model (640x640, 1280x720 frame) | instances kept | median box / frame area | model ms "
+        "| post-processing ms | post / model | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| YOLOv8n-{r['task']} | {r['instances']} | {r['median_box_area_frac']:.3f} | {r['model_ms']:.1f} "
+            f"| {r['post_ms']:.1f} | **{r['share']:.3f}** | <= {targets[r['task']]:.2f} |"
+        )
+    lines += [
+        "",
+        f"Preprocessing 1280x720 -> 640x640 letterbox float32 NCHW: Coral {pre['ours_ms']:.2f} ms, minimal "
+        f"reference (cv2.resize + copyMakeBorder + blobFromImage) {pre['reference_ms']:.2f} ms: "
+        f"**{pre['ratio']:.2f}x** (target <= 1.2x); largest difference between the two tensors "
+        f"{pre['max_abs_difference']:.2g}.",
+        "",
+        TASKS_END,
+    ]
+    return "\n".join(lines)
+
+
+def run_tasks(rounds: int, out: Path | None) -> None:
+    import onnxruntime
+
+    from coral_inference.demo import random_still
+
+    frame = random_still(2024, 1280, 720).image
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in TASK_PACKAGES:
+            onnx_path = peer_export(task, Path(tmp) / f"yolov8n-{task}.onnx")
+            results.append(measure_task(task, task_package(Path(tmp) / task, task, onnx_path), frame, rounds))
+            print(results[-1], flush=True)
+    pre = measure_preprocess(frame, rounds * 5)
+    note = (
+        f"One run on {platform.machine()}, onnxruntime {onnxruntime.__version__} CPUExecutionProvider, "
+        f"{time.strftime('%Y-%m-%d')}; medians of alternating blocks (model, post-processing). Models: "
+        "Ultralytics' own yolov8n-seg/-pose/-obb YAMLs, randomised weights (He init, batch norm recalibrated), "
+        "exported to ONNX by Ultralytics in its peer environment; the threshold is bisected so 100 instances "
+        "survive NMS (IoU 0.7). Random weights give larger boxes than a trained model on a busy scene "
+        "(median box area in the table); mask cost follows box area. The 2-core machine was shared with "
+        "other jobs."
+    )
+    text = tasks_section(results, pre, note)
+    print(text)
+    if out is not None:
+        write_tasks(out, text)
+
+
+def write_tasks(path: Path, text: str) -> None:
+    current = path.read_text() if path.exists() else "# Issue 9 benchmarks (bench/bench_models.py --tasks)\n"
+    pattern = re.compile(re.escape(TASKS_START) + r".*?" + re.escape(TASKS_END), re.DOTALL)
+    updated = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip() + "\n\n" + text + "\n"
+    path.write_text(updated)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40, help="Timed runs per measurement.")
     parser.add_argument("--write", action="store_true", help="Replace this section in BENCHMARKS.md.")
+    parser.add_argument("--tasks", action="store_true", help="Measure the task heads (issue 9) instead.")
+    parser.add_argument("--tasks-out", type=Path, default=None, help="Write the task section to this file.")
     args = parser.parse_args()
+    if args.tasks:
+        run_tasks(max(5, args.rounds // 2), args.tasks_out)
+        return
 
     from coral_inference.demo import random_still
 

@@ -13,6 +13,13 @@ environment). Two processes, because rknn-toolkit2 pins old numpy/torch/onnx:
   for the fp16 build and, with ``--int8``, an int8 build calibrated on other stills.
 
     python scripts/rknn_simulator_check.py [--package coral-demo] [--frames 20] [--int8] [--json OUT]
+    python scripts/rknn_simulator_check.py --fixture segment|pose|obb|classify
+
+``--fixture TASK`` checks a task head instead: the Ultralytics peer fixture model of that
+task (tests/fixtures/peers/ultralytics; seg and pose in the rknn_model_zoo split layout an
+NPU build uses) is built, and Coral's task results from the simulator's outputs are
+compared with those from ONNX Runtime's (instances matched by box, mask IoU, keypoint
+distance, OBB corners, classification top-5); random weights have no ground truth.
 
 Prints a Markdown summary (paste it into docs/hardware.md).
 """
@@ -90,7 +97,15 @@ def driver(args: argparse.Namespace) -> dict:
     from coral_inference.models.package import InputOverride
     from coral_inference.models.preprocess import preprocess_image
 
-    package = load_package(args.package)
+    fixture_dir = None
+    if args.fixture:
+        from tests.models.peer_support import write_task_package
+
+        fixture_dir = tempfile.TemporaryDirectory()
+        variant = "split" if args.fixture in ("segment", "pose") else "model"
+        package = load_package(write_task_package(Path(fixture_dir.name) / args.fixture, args.fixture, variant))
+    else:
+        package = load_package(args.package)
     plan = plan_rknn_build(package, target_platform=args.target)
     head, classes = plan.head, len(package.classes)
     npu_spec = package.input.model_copy(update=InputOverride(layout="NHWC", dtype="uint8").model_dump(exclude_none=True))
@@ -127,6 +142,11 @@ def driver(args: argparse.Namespace) -> dict:
             keep = nms(c.xyxy, c.scores, 0.45, c.class_ids)
             return Prediction(geometry.to_source(c.xyxy[keep]), c.scores[keep], c.class_ids[keep])
 
+        if package.manifest.task != "object-detection":
+            report = task_agreement(package, plan, session, reference, simulated, worker_info, geometries, args)
+            report.update(package=package.name, onnx=plan.onnx.name, head=head.type, frames=len(stills),
+                          target_platform=plan.target_platform)
+            return report
         truths = [Truth(s.xyxy, s.class_ids) for s in stills]
         ort_predictions = [detections(out, g) for out, g in zip(reference, geometries)]
         report = {"package": package.name, "onnx": plan.onnx.name, "head": head.type, "frames": len(stills),
@@ -153,7 +173,71 @@ def driver(args: argparse.Namespace) -> dict:
     return report
 
 
+def task_agreement(package, plan, session, reference, simulated, worker_info, geometries, args) -> dict:
+    """Coral's task results from the simulator's outputs vs from ONNX Runtime's, frame by frame."""
+    from coral_inference.models.detector import Detector
+    from coral_inference.models.tasks.postprocess import classify_outputs
+    from tests.models.peer_support import meta
+
+    settings = meta(args.fixture)["settings"]
+    detector = Detector(package, session, input_spec=package.input, head=plan.head)
+    report: dict = {"toolkit": worker_info.pop("toolkit"), "task": package.manifest.task, "builds": {}}
+    for build, data in simulated.items():
+        count = worker_info[build]["outputs"]
+        rows = {"instances_ort": 0, "instances_sim": 0, "box_diff_px": 0.0, "mask_iou_min": 1.0,
+                "keypoint_diff_px": 0.0, "corner_diff_px": 0.0, "top5_equal": 0, "cosines": []}
+        for i, (ref, geometry) in enumerate(zip(reference, geometries)):
+            sim = [data[f"f{i}_o{j}"].reshape(r.shape) for j, r in zip(range(count), ref)]
+            s = np.concatenate([o.reshape(-1) for o in sim]).astype(np.float64)
+            r = np.concatenate([o.reshape(-1) for o in ref]).astype(np.float64)
+            rows["cosines"].append(float(s @ r / (np.linalg.norm(s) * np.linalg.norm(r) + 1e-12)))
+            if plan.head.type == "yolov8_cls":
+                a = classify_outputs(package, plan.head, package.input, ref)
+                b = classify_outputs(package, plan.head, package.input, sim)
+                rows["top5_equal"] += int(a.top_ids(5).tolist() == b.top_ids(5).tolist())
+                continue
+            a = detector.postprocess(ref, geometry, confidence=settings["conf"], iou=settings["iou"])
+            b = detector.postprocess(sim, geometry, confidence=settings["conf"], iou=settings["iou"])
+            rows["instances_ort"] += len(a)
+            rows["instances_sim"] += len(b)
+            if not len(a) or not len(b):
+                continue
+            order = np.abs(b.xyxy[None] - a.xyxy[:, None]).max(axis=2).argmin(axis=1)
+            rows["box_diff_px"] = max(rows["box_diff_px"], float(np.abs(b.xyxy[order] - a.xyxy).max()))
+            if a.mask is not None:
+                inter = (a.mask & b.mask[order]).sum(axis=(1, 2))
+                union = np.maximum((a.mask | b.mask[order]).sum(axis=(1, 2)), 1)
+                rows["mask_iou_min"] = min(rows["mask_iou_min"], float((inter / union).min()))
+            if "keypoints_xy" in a.data:
+                diff = np.abs(b.data["keypoints_xy"][order] - a.data["keypoints_xy"]).max()
+                rows["keypoint_diff_px"] = max(rows["keypoint_diff_px"], float(diff))
+            if "xyxyxyxy" in a.data:
+                diff = np.abs(b.data["xyxyxyxy"][order] - a.data["xyxyxyxy"]).max()
+                rows["corner_diff_px"] = max(rows["corner_diff_px"], float(diff))
+        rows["min_cosine"] = min(rows.pop("cosines"))
+        rows["build_seconds"] = worker_info[build]["build_seconds"]
+        report["builds"][build] = rows
+    return report
+
+
 def markdown(report: dict) -> str:
+    if "task" in report:
+        lines = [
+            f"rknn-toolkit2 {report['toolkit']} simulator, target {report['target_platform']}, "
+            f"{report['package']} ({report['onnx']}, head {report['head']}, task {report['task']}), "
+            f"{report['frames']} seeded stills; Coral's results from the simulator vs from ONNX Runtime.",
+            "",
+            "| build | min cosine | instances sim (ORT) | max box diff px | min mask IoU | max keypoint diff px "
+            "| max corner diff px | top-5 equal frames | build s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for build, r in report["builds"].items():
+            lines.append(
+                f"| {build} | {r['min_cosine']:.5f} | {r['instances_sim']} ({r['instances_ort']}) "
+                f"| {r['box_diff_px']:.2f} | {r['mask_iou_min']:.3f} | {r['keypoint_diff_px']:.2f} "
+                f"| {r['corner_diff_px']:.2f} | {r['top5_equal']} | {r['build_seconds']} |"
+            )
+        return "\n".join(lines)
     lines = [
         f"rknn-toolkit2 {report['toolkit']} simulator, target {report['target_platform']}, "
         f"{report['package']} ({report['onnx']}, head {report['head']}), {report['frames']} seeded stills; "
@@ -179,6 +263,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=31_000)
     parser.add_argument("--int8", action="store_true", help="Also build and check an int8 model.")
     parser.add_argument("--json", type=Path, help="Write the report here too.")
+    parser.add_argument("--fixture", choices=["segment", "pose", "obb", "classify"],
+                        help="Check a task head on the Ultralytics peer fixture model instead of --package.")
     args = parser.parse_args()
     if args.worker:
         worker(args)

@@ -165,7 +165,7 @@ class Detector:
         workers = min(int(getattr(self.session, "concurrency", 1) or 1), len(frames))
         if workers <= 1:
             return [self.classify(frame) for frame in frames]
-        return list(self._executor(int(self.session.concurrency)).map(self.classify, frames))
+        return list(self._executor(workers).map(self.classify, frames))
 
     @property
     def task(self) -> str:

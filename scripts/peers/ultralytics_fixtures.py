@@ -2,7 +2,8 @@
 
 Run inside the Ultralytics peer environment (never Coral's)::
 
-    YOLO_OFFLINE=1 "$(bash scripts/peer-env ultralytics)/bin/python" scripts/peers/ultralytics_fixtures.py
+    venv="$(bash scripts/peer-env ultralytics)"
+    YOLO_OFFLINE=1 "$venv/bin/python" scripts/peers/ultralytics_fixtures.py
 
 For segment, pose, obb and classify it builds a model from Ultralytics' own YAML
 (``yolov8-<task>.yaml``) at a tiny custom width (0.0625, max 128 channels) so the
@@ -149,7 +150,7 @@ def onnx_metadata(path: Path) -> dict:
 
 
 def pick_confidence(model: YOLO, frames: list[np.ndarray], imgsz: int) -> float:
-    """A threshold halfway between two neighbouring scores, so ~TARGET_DETECTIONS survive and none is borderline."""
+    """Halfway between two neighbouring scores: ~TARGET_DETECTIONS survive, none is borderline."""
     result = model.predict(frames[0], imgsz=imgsz, conf=0.001, iou=0.7, verbose=False)[0]
     confs = np.sort((result.obb if result.obb is not None else result.boxes).conf.numpy())[::-1]
     if len(confs) <= TARGET_DETECTIONS:
@@ -216,14 +217,14 @@ def split_layout(task: str, exported: Path, destination: Path, info: dict) -> di
             consumers.setdefault(name, []).append(node)
 
     def level_convs(grid: int) -> dict[int, str]:
-        """The head's last convs of one level (outputs [1, C, grid, grid] read only by Reshapes), by C."""
+        """The head's last convs of one level ([1, C, grid, grid], read only by Reshapes), by C."""
         found = {}
         for node in graph.node:
             shape = shapes.get(node.output[0])
             users = consumers.get(node.output[0], [])
-            if node.op_type == "Conv" and shape and shape[2:] == [grid, grid] and users:
-                if all(u.op_type == "Reshape" for u in users):
-                    found[shape[1]] = node.output[0]
+            is_conv = node.op_type == "Conv" and shape and shape[2:] == [grid, grid] and users
+            if is_conv and all(u.op_type == "Reshape" for u in users):
+                found[shape[1]] = node.output[0]
         return found
 
     outputs, new_nodes, initializers = [], [], []
@@ -303,7 +304,7 @@ def _inferred_shapes(model) -> dict[str, list[int]]:
 
 
 def export_full_size(task: str, destination: Path, imgsz: int = 640) -> None:
-    """A YOLOv8n-<task> at its real size (scale n, 80 classes; pose 17 keypoints) with randomised weights.
+    """A YOLOv8n-<task> at its real size (scale n, 80 classes; pose 17 keypoints), random weights.
 
     For ``bench/bench_models.py --tasks``: the model's own inference time is the yardstick of the
     post-processing share, so the network must be the real architecture, not the tiny fixture one.

@@ -33,11 +33,17 @@ def test_task_heads_on_the_npu_double_match_the_cpu_path(tmp_path, fake_board, t
     settings = meta(task)["settings"]
     want = expected(task)
     try:
-        assert npu.head.type == {"segment": "yolov8_seg_dfl", "pose": "yolov8_pose_dfl"}.get(task, cpu.head.type)
+        assert npu.head.type == {"segment": "yolov8_seg_dfl", "pose": "yolov8_pose_dfl"}.get(
+            task, cpu.head.type
+        )
         for index, frame in enumerate(frames()):
             if task == "classify":
                 a, b = npu.classify(frame), cpu.classify(frame)
-                assert a.top_ids(5).tolist() == b.top_ids(5).tolist() == want[f"f{index}_top5"].tolist()
+                assert (
+                    a.top_ids(5).tolist()
+                    == b.top_ids(5).tolist()
+                    == want[f"f{index}_top5"].tolist()
+                )
                 continue
             options = {"confidence": settings["conf"], "iou": settings["iou"]}
             a, b = npu.detect(frame, **options), cpu.detect(frame, **options)
@@ -49,7 +55,9 @@ def test_task_heads_on_the_npu_double_match_the_cpu_path(tmp_path, fake_board, t
                 agree = (a.mask[order] == b.mask).mean(axis=(1, 2))
                 assert agree.min() > 0.99
             if task == "pose":
-                np.testing.assert_allclose(a.data["keypoints_xy"][order], b.data["keypoints_xy"], atol=1.0)
+                np.testing.assert_allclose(
+                    a.data["keypoints_xy"][order], b.data["keypoints_xy"], atol=1.0
+                )
             if task == "obb":
                 np.testing.assert_allclose(a.data["xyxyxyxy"][order], b.data["xyxyxyxy"], atol=1.0)
         assert fake_board.board.input_dtypes == {"uint8"}

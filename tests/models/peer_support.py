@@ -45,8 +45,8 @@ def frames() -> list[np.ndarray]:
 def write_task_package(
     root: Path, task: str, variant: str, rknn: Path | None = None, **head: Any
 ) -> Path:
-    """A package of a fixture model; ``rknn`` adds an ``rknn`` artifact (its head: the split layout when the
-    file was built from ``split.onnx``)."""
+    """A package of a fixture model; ``rknn`` adds an ``rknn`` artifact (its head: the split
+    layout if the file was built from ``split.onnx``)."""
     info = meta(task)
     root.mkdir(parents=True, exist_ok=True)
     model = root / "model.onnx"

@@ -1,4 +1,4 @@
-"""Task heads: manifest rules, load-time refusal of mismatched outputs, masks, OBB NMS, classification."""
+"""Task heads: manifest rules, load-time refusal of mismatched outputs, masks, OBB NMS, classes."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def write_manifest(root: Path, **fields: Any) -> Path:
 def test_head_must_fit_task(tmp_path):
     with pytest.raises(
         ManifestError,
-        match=r"head.type 'yolov8_seg' decodes instance-segmentation outputs but task is 'object-detection'",
+        match=r"'yolov8_seg' decodes instance-segmentation outputs but task is 'object-detection'",
     ):
         load_package(write_manifest(tmp_path / "p", head={"type": "yolov8_seg"}))
     with pytest.raises(ManifestError, match=r"heads for obb: yolov8_obb"):
@@ -96,7 +96,7 @@ def test_multi_label_is_for_classification_only(tmp_path):
     assert package.manifest.multi_label
 
 
-# ------------------------------------------------------------------------------------ load-time refusal
+# ---------------------------------------------------------------------------- load-time refusal
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_classify_on_a_detector_and_detect_on_a_classifier_are_refused(tmp_path)
 def _dense_reference(
     logits: np.ndarray, boxes: np.ndarray, geometry: ResizeGeometry, input_wh
 ) -> np.ndarray:
-    """Ultralytics' retina path with OpenCV: upsample x2 (the smallest factor that puts this letterbox's
+    """Ultralytics' retina path in OpenCV: upsample x2 (the smallest factor putting this letterbox's
     content edges on whole cells), cut the content, resize to the frame, threshold, crop."""
     n, gh, gw = logits.shape
     up = np.stack([cv2.resize(m, (gw * 2, gh * 2), interpolation=cv2.INTER_LINEAR) for m in logits])
@@ -238,7 +238,7 @@ def test_rotated_nms_keeps_classes_apart_and_limits():
     assert rotated_nms(np.zeros((0, 5)), np.zeros(0), 0.5).tolist() == []
 
 
-# ------------------------------------------------------------------------------------ classification
+# ---------------------------------------------------------------------------- classification
 
 
 def test_classification_result_multi_label():
@@ -289,14 +289,22 @@ def test_to_tensor_equals_the_plain_formula(changes):
 # ------------------------------------------------------------------------------------ conversion
 
 
-@pytest.mark.parametrize(("head", "hint"), [("yolov8_seg", "yolov8_seg_dfl"), ("yolov8_pose", "yolov8_pose_dfl"),
-                                            ("yolov8_obb", "without --int8")])
+@pytest.mark.parametrize(
+    ("head", "hint"),
+    [
+        ("yolov8_seg", "yolov8_seg_dfl"),
+        ("yolov8_pose", "yolov8_pose_dfl"),
+        ("yolov8_obb", "without --int8"),
+    ],
+)
 def test_int8_conversion_of_single_output_task_heads_is_refused(tmp_path, head, hint):
     from coral_inference.models.convert import ConversionError, plan_rknn_build
 
     root = tmp_path / "pkg"
     constant_model(root / "model.onnx", [np.zeros((1, 6, 84), np.float32)])
-    task = {"yolov8_seg": "instance-segmentation", "yolov8_pose": "keypoint-detection"}.get(head, "obb")
+    task = {"yolov8_seg": "instance-segmentation", "yolov8_pose": "keypoint-detection"}.get(
+        head, "obb"
+    )
     extra: dict[str, Any] = {"keypoints": {"names": ["k"]}} if task == "keypoint-detection" else {}
     package = load_package(write_manifest(root, task=task, head={"type": head}, **extra))
     with pytest.raises(ConversionError, match=hint):

@@ -85,7 +85,7 @@ class TaskCandidates:
 def expected_shapes(
     head: HeadSpec, ctx: LayoutContext, actual: Sequence[Sequence[int]] = ()
 ) -> list[str]:
-    """Human-readable expected output shapes (``nm`` and ``Q`` read from ``actual`` when present)."""
+    """Readable expected output shapes (``nm`` and ``Q`` read from ``actual`` when present)."""
     nc, (width, height) = ctx.num_classes, ctx.input_wh
     n = ctx.cells(head.strides)
     nm = _num_masks(head, actual)
@@ -130,7 +130,7 @@ def _num_masks(head: HeadSpec, actual: Sequence[Sequence[int]]) -> int:
 def check_layout(
     head: HeadSpec, shapes: Sequence[Sequence[int]], ctx: LayoutContext, what: str = "model"
 ) -> None:
-    """Raise ``OutputMismatchError`` unless ``shapes`` fit ``head`` (dynamic dims, <= 0 or None, match anything)."""
+    """Raise ``OutputMismatchError`` unless ``shapes`` fit ``head`` (dynamic dims match all)."""
     actual = [list(s) for s in shapes]
     expected = expected_shapes(head, ctx, actual)
     if _fits(head, actual, ctx):
@@ -242,7 +242,7 @@ def decode_single(
     confidence: float,
     allowed: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One Ultralytics output: (cx cy w h (n, 4), scores, class ids, extras (n, extra_rows)) over the threshold."""
+    """One Ultralytics output -> (cx cy w h, scores, class ids, extra rows) over the threshold."""
     pred = _rows_first(np.asarray(raw), 4 + num_classes + extra_rows)
     scores, class_ids = _best(pred[4 : 4 + num_classes], allowed)
     keep = np.flatnonzero(scores > confidence)
@@ -374,7 +374,8 @@ def classification_scores(
         raise OutputMismatchError(
             f"head yolov8_cls with activation 'none' expects probabilities "
             f"({'each in 0..1' if multi_label else 'summing to 1'}), the model gave values in "
-            f"[{raw.min():.3g}, {raw.max():.3g}] summing to {raw.sum():.3g}: these are logits; set head.activation "
+            f"[{raw.min():.3g}, {raw.max():.3g}] summing to {raw.sum():.3g}: these are logits; "
+            f"set head.activation "
             f"to {'sigmoid' if multi_label else 'softmax'} in the manifest"
         )
     return raw

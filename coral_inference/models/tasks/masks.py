@@ -22,7 +22,7 @@ from coral_inference.models.preprocess import ResizeGeometry
 
 
 def _bilinear(out_size: int, in_size: int) -> np.ndarray:
-    """Dense ``(out, in)`` operator of a half-pixel-centred bilinear resize (torch ``align_corners=False``)."""
+    """Dense ``(out, in)`` operator of a half-pixel bilinear resize (``align_corners=False``)."""
     position = np.maximum((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0)
     low = np.minimum(np.floor(position).astype(np.int64), in_size - 1)
     high = np.minimum(low + 1, in_size - 1)

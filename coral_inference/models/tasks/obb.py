@@ -62,7 +62,7 @@ def rotated_nms(
 
     Classes are kept apart by shifting centres by ``class_id * class_offset``.
 
-    >>> boxes = np.array([[10, 10, 8, 4, 0.3], [10.5, 10, 8, 4, 0.3], [40, 40, 8, 4, 0]], np.float32)
+    >>> boxes = np.array([[10, 10, 8, 4, 0.3], [10.5, 10, 8, 4, 0.3], [40, 40, 8, 4, 0]])
     >>> rotated_nms(boxes, np.array([0.9, 0.8, 0.7]), 0.5).tolist()
     [0, 2]
     """

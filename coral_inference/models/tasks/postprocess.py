@@ -1,4 +1,4 @@
-"""Decoded task candidates -> ``sv.Detections`` at source coordinates (or a ``ClassificationResult``).
+"""Decoded task candidates -> ``sv.Detections`` in frame pixels (or a ``ClassificationResult``).
 
 ``Detector.postprocess`` hands every head other than the plain box heads to
 ``postprocess_task``: confidence filter, class-aware NMS (rotated for OBB, none
@@ -10,7 +10,7 @@ polygons.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import supervision as sv
@@ -68,15 +68,16 @@ def check_outputs(
 
 
 def session_output_shapes(session: object) -> list[list[int]] | None:
-    """Output shapes a session declares (dynamic dims as -1), or None when it cannot tell before running."""
+    """Output shapes a session declares (dynamic dims -1); None if it cannot tell before running."""
     declared = getattr(session, "output_shapes", None)
     if declared is not None:
         return [list(shape) for shape in declared]
-    runtime = getattr(session, "inference_session", None)
-    outputs = getattr(runtime, "get_outputs", None)
-    if not callable(outputs):
+    runtime: Any = getattr(session, "inference_session", None)
+    if runtime is None or not hasattr(runtime, "get_outputs"):
         return None
-    return [[d if isinstance(d, int) else -1 for d in (o.shape or [])] for o in outputs()]
+    return [
+        [d if isinstance(d, int) else -1 for d in (o.shape or [])] for o in runtime.get_outputs()
+    ]
 
 
 def _class_name_data(names: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
@@ -104,7 +105,8 @@ def postprocess_task(
     names = np.asarray(package.classes)
     if head.type == "yolov8_cls":
         raise OutputMismatchError(
-            f"model {package.name!r} is a classification model (head yolov8_cls): call classify(), not detect()"
+            f"model {package.name!r} is a classification model (head yolov8_cls): "
+            f"call classify(), not detect()"
         )
     nc = ctx.num_classes
     if allowed is not None and allowed.size == 0:
@@ -138,7 +140,7 @@ def postprocess_task(
     if head.type == "yolov8_obb":
         return _obb_detections(kept, geometry, names), reached
     xyxy = geometry.to_source(kept.xyxy)
-    data: dict[str, np.ndarray] = {"class_name": _class_name_data(names, kept.class_ids)}
+    data: dict[str, Any] = {"class_name": _class_name_data(names, kept.class_ids)}
     mask = None
     if kept.prototypes is not None:
         mask = masks_in_boxes(
@@ -173,7 +175,7 @@ def empty_detections(
     head: HeadSpec, geometry: ResizeGeometry, num_keypoints: int, names: np.ndarray
 ) -> sv.Detections:
     """No detections, with the task's empty payload (mask, keypoints, polygons) shaped right."""
-    data: dict[str, np.ndarray] = {"class_name": np.zeros(0, dtype=names.dtype)}
+    data: dict[str, Any] = {"class_name": np.zeros(0, dtype=names.dtype)}
     mask = None
     if head.type in TASK_HEADS["instance-segmentation"]:
         mask = np.zeros((0, geometry.src_h, geometry.src_w), bool)
@@ -203,7 +205,7 @@ def keypoints_to_source(points_xy: np.ndarray, geometry: ResizeGeometry) -> np.n
 
 
 def obb_to_source(xywhr: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:
-    """Rotated boxes from input pixels to frame pixels (centre shifted, sides scaled; not clipped)."""
+    """Rotated boxes from input to frame pixels (centre shifted, sides scaled; not clipped)."""
     out = np.asarray(xywhr, dtype=np.float32).reshape(-1, 5).copy()
     gain_x, gain_y = geometry.src_w / geometry.new_w, geometry.src_h / geometry.new_h
     out[:, 0] = (out[:, 0] - geometry.pad_left) * gain_x

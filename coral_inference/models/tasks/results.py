@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# supervision's key for oriented boxes in ``Detections.data`` (``sv.config.ORIENTED_BOX_COORDINATES``).
+# supervision's key for oriented boxes in ``Detections.data`` (sv.config.ORIENTED_BOX_COORDINATES).
 ORIENTED_BOX_COORDINATES = "xyxyxyxy"
 KEYPOINTS_XY = "keypoints_xy"
 KEYPOINTS_CONFIDENCE = "keypoints_confidence"
@@ -20,7 +20,7 @@ class ClassificationResult:
     classes for single-label models, an independent sigmoid per class for
     multi-label ones.
 
-    >>> r = ClassificationResult(["cat", "dog"], np.array([0.2, 0.8], np.float32), multi_label=False)
+    >>> r = ClassificationResult(["cat", "dog"], np.array([0.2, 0.8], np.float32))
     >>> r.top(1), r.top_class
     ([('dog', 0.800000011920929)], 'dog')
     """
@@ -32,7 +32,8 @@ class ClassificationResult:
     def __post_init__(self) -> None:
         if self.confidences.shape != (len(self.class_names),):
             raise ValueError(
-                f"confidences has shape {self.confidences.shape} for {len(self.class_names)} class names"
+                f"confidences has shape {self.confidences.shape} "
+                f"for {len(self.class_names)} class names"
             )
 
     @property
@@ -60,7 +61,7 @@ class ClassificationResult:
         return float(self.confidences[self.order[0]])
 
     def predicted_classes(self, threshold: float = 0.5) -> list[str]:
-        """Multi-label: the classes at or above ``threshold``; single-label: the top class when it is."""
+        """Multi-label: the classes at or above ``threshold``; single-label: the top one, if so."""
         if not self.multi_label:
             return [self.top_class] if self.top_confidence >= threshold else []
         return [self.class_names[i] for i in self.order if self.confidences[i] >= threshold]
