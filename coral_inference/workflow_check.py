@@ -89,12 +89,25 @@ def check_workflow(definition: Any, *, plugins: Iterable[str] = ("coral_workflow
         raise InvalidWorkflowError(explained) from exc
 
 
+def with_plugins(current: str | None, plugins: Iterable[str]) -> str:
+    """The ``WORKFLOWS_PLUGINS`` value with ``plugins`` added after the user's own, in order."""
+    present = [p for p in (current or "").split(",") if p]
+    return ",".join(present + [p for p in dict.fromkeys(plugins) if p not in present])
+
+
 def ensure_plugins_env(plugins: Iterable[str]) -> None:
     """Add plugin modules to ``WORKFLOWS_PLUGINS`` (read by the engine at every compilation)."""
-    current = [p for p in os.environ.get("WORKFLOWS_PLUGINS", "").split(",") if p]
-    wanted = current + [p for p in plugins if p not in current]
+    current = os.environ.get("WORKFLOWS_PLUGINS", "")
+    wanted = with_plugins(current, plugins)
     if wanted != current:
-        os.environ["WORKFLOWS_PLUGINS"] = ",".join(wanted)
+        os.environ["WORKFLOWS_PLUGINS"] = wanted
+
+
+def unwrap_specification(data: Any) -> Any:
+    """The definition itself: Roboflow app exports wrap it in ``{"specification": {...}}``."""
+    if isinstance(data, dict) and isinstance(data.get("specification"), dict):
+        return data["specification"]
+    return data
 
 
 def explain_engine_error(definition: dict[str, Any], exc: BaseException) -> list[WorkflowDefinitionProblem] | None:

@@ -41,3 +41,20 @@ def test_structure_is_checked_without_the_engine():
         "field 'outputs': missing (a workflow has 'version', 'inputs', 'steps' and 'outputs')",
         "step 'a', field 'type': missing",
     ]
+
+
+def test_plugins_are_added_after_the_users_own_once_each():
+    from coral_inference.workflow_check import with_plugins
+
+    assert with_plugins("user_plugin", ["coral_workflows"]) == "user_plugin,coral_workflows"
+    assert with_plugins("coral_workflows,x", ["coral_workflows", "y", "y"]) == "coral_workflows,x,y"
+    assert with_plugins(None, ["coral_workflows"]) == "coral_workflows"
+
+
+def test_a_roboflow_export_is_unwrapped_and_a_bare_definition_kept():
+    from coral_inference.workflow_check import unwrap_specification
+
+    definition = {"version": "1.0", "steps": [], "outputs": []}
+    assert unwrap_specification({"specification": definition}) is definition
+    assert unwrap_specification(definition) is definition
+    assert unwrap_specification({"specification": "not a dict"}) == {"specification": "not a dict"}

@@ -14,6 +14,7 @@ from rich.table import Table
 from coral_inference.cli.common import (
     ConfigOption, JsonOption, NoEnvOption, SetOption, console, err_console, load_or_exit, print_json,
 )
+from coral_inference.workflow_check import unwrap_specification
 
 
 def read_workflow(path: Path) -> dict[str, Any]:
@@ -25,9 +26,7 @@ def read_workflow(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                                  param_hint="WORKFLOW") from None
-    if isinstance(data, dict) and isinstance(data.get("specification"), dict):
-        data = data["specification"]
-    return data
+    return unwrap_specification(data)
 
 
 def run(

@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
+from coral_inference.config.errors import validation_problems
 from coral_inference.config.schema import RuntimeDescriptor
 
 ENV_PREFIX = "CORAL_"
@@ -191,16 +193,13 @@ def _leaves(data: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
 
 
 def _explain(exc: ValidationError, merged: dict[str, Any], sources: dict[str, str]) -> list[str]:
-    problems = []
-    for error in exc.errors():
-        dotted = ".".join(_config_path(error["loc"], merged))
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling against: coral-runtime config init)"
-        else:
-            message = error["msg"]
+    def location(error: ErrorDetails) -> str:
+        path = ".".join(_config_path(error["loc"], merged))
         value = "" if error["type"] == "missing" else f" = {error.get('input')!r}"
-        problems.append(f"{dotted}{value} (from {_source_near(dotted, sources)}): {message}")
-    return problems
+        return f"{path}{value} (from {_source_near(path, sources)})"
+
+    hint = "compare with: coral-runtime config init"
+    return validation_problems(exc.errors(), unknown_hint=hint, location=location, show_input=False)
 
 
 def _config_path(loc: tuple[Any, ...], merged: dict[str, Any]) -> list[str]:

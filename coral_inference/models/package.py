@@ -30,6 +30,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from coral_inference.config.errors import validation_problems
 from coral_inference.models.errors import ArtifactNotFoundError, ManifestError, PackageNotFoundError
 
 MANIFEST_NAME = "coral-model.yaml"
@@ -469,14 +470,4 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _explain(exc: ValidationError) -> list[str]:
-    problems = []
-    for error in exc.errors():
-        dotted = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            problems.append(f"{dotted}: required field is missing")
-        elif error["type"] == "extra_forbidden":
-            problems.append(f"{dotted}: unknown field (check the spelling; see docs/models.md)")
-        else:
-            problems.append(f"{dotted}: {message} (got {error.get('input')!r})")
-    return problems
+    return validation_problems(exc.errors(), unknown_hint="see docs/models.md")

@@ -18,7 +18,6 @@ camera index. The runner owns what ``InferencePipeline`` leaves to the caller:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -31,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from coral_inference.pipelines.status import PipelineState, RunnerStatus, SourceStatus
+from coral_inference.redaction import redact_url
 from coral_inference.results import is_detections
+from coral_inference.workflow_check import ensure_plugins_env
 
 logger = logging.getLogger("coral_inference.pipelines")
 
@@ -343,13 +344,7 @@ class PipelineRunner:
 
     def _ensure_workflow_plugins(self) -> None:
         # The engine re-reads WORKFLOWS_PLUGINS at every compilation; add ours, keep the user's.
-        wanted = self._plugin_modules()
-        if not wanted:
-            return
-        present = [p for p in os.environ.get("WORKFLOWS_PLUGINS", "").split(",") if p]
-        missing = [p for p in wanted if p not in present]
-        if missing:
-            os.environ["WORKFLOWS_PLUGINS"] = ",".join(present + missing)
+        ensure_plugins_env(self._plugin_modules())
 
     def _on_prediction(self, predictions: Any, video_frame: Any) -> None:
         # Called on the pipeline's dispatch thread, one frame at a time (single source).
@@ -489,12 +484,8 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat() if timestamp else None
 
 
-def redact_source(source: str | int) -> str | int:
-    # Credentials in stream URLs stay out of status output and logs.
-    if isinstance(source, str) and "://" in source and "@" in source.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = source.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return source
+# Credentials in stream URLs stay out of status output and logs: one rule, in redaction.
+redact_source = redact_url
 
 
 def _as_bgr(value: Any) -> np.ndarray | None:

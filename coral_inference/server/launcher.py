@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from coral_inference.server.plugin import data_dir
+from coral_inference.workflow_check import with_plugins
 
 logger = logging.getLogger("coral_inference.server")
 
@@ -114,10 +115,7 @@ def server_environment(
 ) -> dict[str, str]:
     """Variables the launcher sets (the user's own values win, except the plugin list)."""
     env = dict(os.environ) if environ is None else environ
-    plugins = [p for p in env.get("WORKFLOWS_PLUGINS", "").split(",") if p]
-    if PLUGIN not in plugins:
-        plugins.append(PLUGIN)
-    values = {"WORKFLOWS_PLUGINS": ",".join(plugins)}
+    values = {"WORKFLOWS_PLUGINS": with_plugins(env.get("WORKFLOWS_PLUGINS"), [PLUGIN])}
     defaults = {
         "DISABLE_VERSION_CHECK": "True",
         "METRICS_ENABLED": "False",

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coral_inference.config.errors import validation_problems
 from coral_inference.pipelines.sources_policy import SourcePolicy
 from coral_inference.webapp.auth import AuthPolicy
 from coral_inference.webapp.deps import api_key_guard
@@ -165,7 +166,9 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = validation_problems(
+            exc.errors(), unknown_hint="see /docs for the request schema", show_input=False
+        )
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"code": "invalid_request", "message": "; ".join(problems) or "invalid request",
                              "details": details}, status_code=422)

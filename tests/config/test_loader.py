@@ -59,8 +59,8 @@ def test_json_files_are_accepted(tmp_path):
          "services.http.port = 'abc' (from --set services.http.port=abc)"),
         ({"environ": {"CORAL_SERVICES__HTTP__PORT": "99999"}},
          "services.http.port = 99999 (from env CORAL_SERVICES__HTTP__PORT)"),
-        ({"overrides": ["servics.http.port=1"]}, "servics = {'http': {'port': 1}} (from --set servics.http.port=1): unknown setting"),
-        ({"overrides": ["metrics.sinks.db.type=influxdb"]}, "metrics.sinks.db.url (from --set metrics.sinks.db.type=influxdb): Field required"),
+        ({"overrides": ["servics.http.port=1"]}, "servics = {'http': {'port': 1}} (from --set servics.http.port=1): unknown field"),
+        ({"overrides": ["metrics.sinks.db.type=influxdb"]}, "metrics.sinks.db.url (from --set metrics.sinks.db.type=influxdb): required field is missing"),
     ],
 )
 def test_errors_name_path_value_and_source(kwargs, expected):

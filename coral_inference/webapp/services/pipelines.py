@@ -40,6 +40,7 @@ from coral_inference.webapp.errors import ApiError, ConflictError, InvalidInputE
 from coral_inference.webapp.paths import existing_file_under
 from coral_inference.webapp.services.downloads import VideoDownloader
 from coral_inference.webapp.services.store import PipelineRecord, PipelineStore
+from coral_inference.workflow_check import unwrap_specification
 
 logger = logging.getLogger("coral_inference.webapp.pipelines")
 
@@ -386,7 +387,7 @@ class PipelineService:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 continue
-            definition = data.get("specification", data) if isinstance(data, dict) else None
+            definition = unwrap_specification(data)
             if isinstance(definition, dict) and "steps" in definition:
                 found.append({"path": relative.as_posix(), "steps": len(definition["steps"]),
                               "inputs": [i.get("name") for i in definition.get("inputs", []) if isinstance(i, dict)]})
@@ -523,9 +524,7 @@ class PipelineService:
 
 
 def _definition(data: Any, what: str) -> dict[str, Any]:
-    # Files exported from the Roboflow app wrap the definition in {"specification": …}.
-    if isinstance(data, dict) and isinstance(data.get("specification"), dict):
-        data = data["specification"]
+    data = unwrap_specification(data)
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not isinstance(data.get("outputs"), list):
         raise InvalidInputError(f"{what} is not a workflow definition (needs 'steps' and 'outputs' lists)",
                                 code="invalid_workflow")
