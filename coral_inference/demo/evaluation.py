@@ -70,8 +70,9 @@ def mean_average_precision(
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every mask in ``a`` (n, H, W) with every mask in ``b`` (m, H, W): ``(n, m)``."""
-    a_flat = np.asarray(a, dtype=bool).reshape(len(a), -1).astype(np.float32)
-    b_flat = np.asarray(b, dtype=bool).reshape(len(b), -1).astype(np.float32)
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    a_flat = a.reshape(a.shape[0], int(np.prod(a.shape[1:]))).astype(np.float32)
+    b_flat = b.reshape(b.shape[0], int(np.prod(b.shape[1:]))).astype(np.float32)
     inter = a_flat @ b_flat.T
     union = a_flat.sum(axis=1)[:, None] + b_flat.sum(axis=1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
@@ -102,7 +103,8 @@ def _mean_average_precision(
     hits: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
     gt_count = np.zeros(num_classes, dtype=np.int64)
     for (p_geometry, p_scores, p_cls), (t_geometry, t_cls) in zip(predictions, truths, strict=True):
-        p_geometry, p_scores, p_cls = np.asarray(p_geometry), np.asarray(p_scores), np.asarray(p_cls)
+        p_geometry, p_scores = np.asarray(p_geometry), np.asarray(p_scores)
+        p_cls = np.asarray(p_cls)
         t_geometry, t_cls = np.asarray(t_geometry), np.asarray(t_cls)
         gt_count += np.bincount(t_cls.astype(np.int64), minlength=num_classes)[:num_classes]
         for k in np.unique(p_cls).astype(np.int64):
@@ -157,7 +159,8 @@ def keypoint_pck(
     matches count as misses. Returns ``{"pck", "correct", "visible", "unmatched_objects"}``.
     """
     correct = visible = unmatched = 0
-    for (p_xyxy, p_scores, p_cls, p_kps), (t_xyxy, t_cls, t_kps) in zip(predictions, truths, strict=True):
+    pairs = zip(predictions, truths, strict=True)
+    for (p_xyxy, p_scores, p_cls, p_kps), (t_xyxy, t_cls, t_kps) in pairs:
         p_xyxy, p_kps = np.asarray(p_xyxy).reshape(-1, 4), np.asarray(p_kps)
         t_xyxy, t_kps = np.asarray(t_xyxy).reshape(-1, 4), np.asarray(t_kps)
         p_cls, t_cls, p_scores = np.asarray(p_cls), np.asarray(t_cls), np.asarray(p_scores)
