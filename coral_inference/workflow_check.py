@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from coral_inference import compat
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,10 @@ def check_workflow(definition: Any, *, plugins: Iterable[str] = ("coral_workflow
     if problems:
         raise InvalidWorkflowError(problems)
     ensure_plugins_env(plugins)
-    engine = compat.get("ExecutionEngine")
-    mode = compat.get("StepExecutionMode")
+    # heavy: Roboflow inference (seconds, ~1 GB); only a compilation needs it
+    from coral_inference.inference_adapter.workflows import ExecutionEngine as engine
+    from coral_inference.inference_adapter.workflows import StepExecutionMode as mode
+
     try:
         engine.init(
             workflow_definition=definition,

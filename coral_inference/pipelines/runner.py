@@ -308,10 +308,10 @@ class PipelineRunner:
     # ------------------------------------------------------------------ internals
 
     def _build_pipeline(self) -> Any:
-        from coral_inference import compat
+        # heavy: Roboflow inference's video stack, imported only when a pipeline is built
+        from coral_inference.inference_adapter.stream import InferencePipeline as pipeline_class
 
         self._ensure_workflow_plugins()
-        pipeline_class = compat.get("InferencePipeline")
         init_parameters: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         if self.context is not None:

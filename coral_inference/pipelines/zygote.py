@@ -17,7 +17,7 @@ def _preload() -> None:
 
     if compat.inference_info() is None:
         return
-    compat.get("InferencePipeline")
+    importlib.import_module("coral_inference.inference_adapter.stream")  # inference's video stack
     # The engine's core blocks: importing them is most of a workflow's first compilation.
     for loader in (
         "roboflow_workflows.core_steps.loader",

@@ -14,6 +14,7 @@ at stop they are terminated without forgetting that they should run.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import uuid
@@ -223,7 +224,9 @@ class PipelineService:
             if self.supervisor is not None:
                 await asyncio.to_thread(self.supervisor.warm_up)
             elif self._runner_factory is PipelineRunner:
-                await asyncio.to_thread(compat.get, "InferencePipeline")
+                # heavy: imports inference's video stack (the adapter module) in a thread
+                adapter = "coral_inference.inference_adapter.stream"
+                await asyncio.to_thread(importlib.import_module, adapter)
         except Exception as exc:  # reported again when a pipeline starts; the app runs without it
             logger.warning("inference could not be imported: %s", exc)
 
