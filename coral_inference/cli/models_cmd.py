@@ -175,10 +175,11 @@ def bench_cmd(
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed frames first."),
     size: str = typer.Option("1280x720", "--size", help="Frame size WIDTHxHEIGHT of the synthetic test frame."),
     image: Optional[Path] = typer.Option(None, "--image", help="Use this image instead of a synthetic scene."),
+    confidence: float = typer.Option(0.25, "--confidence", min=0.0, max=1.0, help="Detection threshold (decode time depends on it)."),
     config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
     json_: bool = JsonOption,
 ) -> None:
-    """Per-stage latency (preprocess, inference, decode) and throughput on each available backend."""
+    """Per-stage latency medians (preprocess, inference, decode) and throughput on each available backend."""
     from coral_inference.models.bench import bench_detector
     from coral_inference.models.detector import Detector
     from coral_inference.runtime import shutdown
@@ -201,6 +202,7 @@ def bench_cmd(
                 task = progress.add_task(f"{pkg.name} on {name}", total=frames)
                 try:
                     results.append(bench_detector(detector, frame, frames=frames, warmup=warmup, backend=name,
+                                                  confidence=confidence,
                                                   progress=lambda n, t=task: progress.advance(t, n)))
                 finally:
                     detector.close()
@@ -210,11 +212,12 @@ def bench_cmd(
         print_json({"results": [r.as_dict() for r in results], "skipped": skipped})
         return
     table = Table("backend", "preprocess ms", "inference ms", "decode ms", "total ms (p95)", "fps", "fps pooled",
-                  title=f"{package}: {frame.shape[1]}x{frame.shape[0]} frame, {frames} frames")
+                  "boxes", title=f"{package}: {frame.shape[1]}x{frame.shape[0]} frame, {frames} frames, "
+                                 f"medians, confidence {confidence}")
     for r in results:
-        table.add_row(r.backend, f"{r.preprocess.mean_ms:.2f}", f"{r.inference.mean_ms:.2f}", f"{r.decode.mean_ms:.2f}",
-                      f"{r.total.mean_ms:.2f} ({r.total.p95_ms:.2f})", f"{r.sequential_fps:.1f}",
-                      f"{r.concurrent_fps:.1f} x{r.concurrency}")
+        table.add_row(r.backend, f"{r.preprocess.p50_ms:.2f}", f"{r.inference.p50_ms:.2f}", f"{r.decode.p50_ms:.2f}",
+                      f"{r.total.p50_ms:.2f} ({r.total.p95_ms:.2f})", f"{r.sequential_fps:.1f}",
+                      f"{r.concurrent_fps:.1f} x{r.concurrency}", f"{r.detections:.1f}")
     console.print(table)
     for s in skipped:
         console.print(f"[dim]skipped {s['backend']}: {s['reason']}[/dim]")
@@ -335,11 +338,18 @@ def convert_cmd(
             progress.stop()
             err_console.print(f"[red]conversion failed:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+    entry = plan.manifest_entry(pkg.root, sha256_of(result.rknn))
     if json_:
         print_json({"converted": True, "checked": True, "rknn": str(result.rknn), "report": result.report.as_dict(),
-                    "report_path": str(result.report_path), "added": result.added, "package": str(pkg.root)})
+                    "report_path": str(result.report_path), "added": result.added, "package": str(pkg.root),
+                    "manifest_entry": entry})
         return
     _print_report(result.report)
+    if not result.added:
+        console.print(f"wrote {result.rknn} (report {result.report_path}); it is outside {pkg.root} or the package "
+                      f"is bundled with Coral, so the manifest was not changed — add to a copy of it:", soft_wrap=True)
+        console.print(plan.manifest_snippet(pkg.root, entry["sha256"]), markup=False, highlight=False)
+        return
     verdict = "[yellow]added under the gate (--force)[/yellow]" if result.report.forced else "[green]added[/green]"
     console.print(f"{verdict} {result.rknn} to {pkg.manifest_path} (report {result.report_path})", soft_wrap=True)
 
@@ -426,3 +436,51 @@ def import_cmd(
                   highlight=False, markup=False, soft_wrap=True)
     console.print(f"  for the NPU: coral-runtime models convert {package.root} --target rk3588", highlight=False,
                   markup=False)
+
+
+toolkit_app = typer.Typer(help="rknn-toolkit2, Rockchip's converter, in an environment of its own.", no_args_is_help=True)
+app.add_typer(toolkit_app, name="toolkit")
+
+
+@toolkit_app.command("install")
+def toolkit_install_cmd(
+    version: str = typer.Option("2.3.2", "--version", help="rknn-toolkit2 version."),
+    python: Optional[str] = typer.Option(None, "--python", help="Python 3.8-3.12 for the environment (default: this one if it fits)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if it is already installed."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
+    json_: bool = JsonOption,
+) -> None:
+    """Build rknn-toolkit2's separate environment (under ~/.cache/coral) for models convert."""
+    from coral_inference.models.toolkit import (
+        ToolkitInstallError,
+        find_python,
+        install_commands,
+        install_toolkit,
+        toolkit_dir,
+    )
+
+    if dry_run:
+        try:
+            commands = install_commands(version, find_python(python), toolkit_dir(version))
+        except ToolkitInstallError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        if json_:
+            print_json({"target": str(toolkit_dir(version)), "commands": commands})
+        else:
+            for command in commands:
+                console.print(" ".join(command), markup=False, highlight=False, soft_wrap=True)
+        return
+    try:
+        target = install_toolkit(version, python=python, force=force,
+                                 say=lambda line: err_console.print(line, markup=False, highlight=False))
+    except ToolkitInstallError as exc:
+        if json_:
+            print_json({"installed": False, "error": str(exc)})
+        else:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if json_:
+        print_json({"installed": True, "target": str(target), "python": str(target / "bin" / "python")})
+    else:
+        console.print(f"rknn-toolkit2 {version}: {target}", soft_wrap=True)

@@ -39,7 +39,7 @@ from coral_inference.models.package import HeadSpec, InputSpec, ModelPackage
 INSTALL_HINT = (
     "rknn-toolkit2 is not installed. It is Rockchip's converter (Linux x86-64 or aarch64, Python "
     "3.8-3.12) and pins old torch/numpy/onnx releases, so it gets an environment of its own: run "
-    "bash scripts/rknn-toolkit-env (it does pip install rknn-toolkit2==2.3.2 into "
+    "coral-runtime models toolkit install (it does pip install rknn-toolkit2==2.3.2 into "
     "~/.cache/coral/rknn-toolkit2-2.3.2; Coral finds it there, or set CORAL_RKNN_TOOLKIT_PYTHON "
     "to another environment's python) and run this command again"
 )
@@ -111,7 +111,7 @@ def plan_rknn_build(
             f"model package {package.name!r}: nothing to convert; give --onnx FILE or add convert.rknn.onnx "
             f"to {package.manifest_path}"
         )
-    if not source.is_file():
+    if source is None or not source.is_file():
         raise ConversionError(f"{source}: ONNX file to convert does not exist")
     target = target_platform or (conversion.target_platform if conversion else "rk3588")
     quantize = quantize if quantize is not None else bool(conversion and conversion.quantize)
@@ -355,7 +355,7 @@ class GateResult:
     report: Any
     report_path: Path
     rknn: Path
-    added: bool
+    added: bool  # False: outside the package or a bundled one; the entry is printed instead
 
 
 def convert_with_gate(
@@ -399,7 +399,7 @@ def convert_with_gate(
         dataset.write_text("\n".join(lines) + "\n")
         plan = RknnBuildPlan(plan.onnx, plan.output, plan.target_platform, plan.mean_values, plan.std_values,
                              True, dataset, plan.head)
-    rknn_input = package.input_for("rknn", InputOverride(layout="NHWC", dtype="uint8"))
+    rknn_input = package.input_for("rknn", InputOverride.model_validate({"layout": "NHWC", "dtype": "uint8"}))
     prepared = [preprocess_image(frame, rknn_input) for frame in held_out]
     built = converter.build(plan, [tensor for tensor, _ in prepared], verbose=verbose)
     backend = OnnxRuntimeBackend()
@@ -439,8 +439,21 @@ def convert_with_gate(
             f"to use it anyway",
             report, report_path,
         )
-    add_rknn_artifact(package, plan, built.rknn, report_path, summary)
-    return GateResult(report, report_path, built.rknn, True)
+    added = can_add_to(package, built.rknn)
+    if added:
+        add_rknn_artifact(package, plan, built.rknn, report_path, summary)
+    return GateResult(report, report_path, built.rknn, added)
+
+
+def can_add_to(package: ModelPackage, rknn: Path) -> bool:
+    """A build joins the manifest only when it lies inside the package and the package is not one
+    shipped inside Coral (those are read-only: the caller prints the entry to add instead)."""
+    from coral_inference.models.package import ZOO_DIR
+
+    root = package.root.resolve()
+    inside = root in rknn.resolve().parents
+    bundled = ZOO_DIR.resolve() in root.parents or root == ZOO_DIR.resolve()
+    return inside and not bundled
 
 
 def add_rknn_artifact(package: ModelPackage, plan: RknnBuildPlan, rknn: Path, report_path: Path,

@@ -34,7 +34,7 @@ import numpy as np
 from coral_inference.models.errors import OutputMismatchError
 from coral_inference.models.package import HeadSpec
 
-_PIXEL_YOLOV8 = HeadSpec(type="yolov8")
+_PIXEL_YOLOV8 = HeadSpec.model_validate({"type": "yolov8"})
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def describe_layout(shapes: Sequence[Sequence[int]], num_classes: int | None = N
         n, rows = (b, a) if cells is not None and b == cells or a < b else (a, b)
         if cells is not None and n == 3 * cells:
             return f"a classic YOLOv5 export ({shapes[0]}: cx cy w h objectness classes): use head.type: yolov5_single"
-        if cells is not None and n != cells:
+        if cells is not None and input_size is not None and n != cells:
             return (f"an output with {n} candidates where a {input_size[0]}x{input_size[1]} input with strides "
                     f"{list(strides)} gives {cells}: check input.width/height")
         if num_classes is not None and rows > 4 + num_classes:

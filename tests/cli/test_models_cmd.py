@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+import coral_inference
 from tests.models.builders import constant_model, encode_yolov8, write_package
 
 
@@ -79,12 +81,24 @@ def test_bench_reports_each_stage(tmp_path):
     assert data["skipped"] == []  # the demo has no rknn artifact: rknn is not even tried
 
 
+def test_bench_takes_a_confidence_and_prints_medians(tmp_path):
+    def boxes(confidence: str) -> float:
+        result = coral("bench", "coral-demo", "--frames", "2", "--warmup", "0", "--size", "640x480",
+                       "--confidence", confidence, "--json")
+        assert result.returncode == 0, result.stderr
+        [run] = json.loads(result.stdout)["results"]
+        assert run["total"]["p50_ms"] > 0
+        return run["detections"]
+
+    assert boxes("0.01") > boxes("0.9")
+
+
 def test_convert_without_rknn_toolkit_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.delenv("CORAL_RKNN_TOOLKIT_PYTHON", raising=False)
     result = coral("convert", "coral-demo", "--json", env={"CORAL_CACHE_DIR": str(tmp_path)})  # no toolkit env there
     assert result.returncode == 2
     data = json.loads(result.stdout)
-    assert data["converted"] is False and "bash scripts/rknn-toolkit-env" in data["error"]
+    assert data["converted"] is False and "coral-runtime models toolkit install" in data["error"]
     assert data["plan"]["onnx"].endswith("model_yolov8_dfl.onnx") and data["plan"]["head"] == "yolov8_dfl"
     assert data["plan"]["mean_values"] == [[0.0, 0.0, 0.0]] and data["plan"]["std_values"] == [[255.0, 255.0, 255.0]]
 
@@ -100,11 +114,33 @@ def test_convert_builds_an_rknn_with_the_toolkit_environment(tmp_path):
     from coral_inference.models.convert import toolkit_python
 
     if toolkit_python() is None:
-        pytest.skip("no rknn-toolkit2 environment (bash scripts/rknn-toolkit-env builds one)")
+        pytest.skip("no rknn-toolkit2 environment (coral-runtime models toolkit install builds one)")
+    manifest = (Path(coral_inference.__file__).parent / "models" / "zoo" / "coral-demo" / "coral-model.yaml")
+    before = manifest.read_bytes()
     result = coral("convert", "coral-demo", "-o", str(tmp_path / "demo.rknn"), "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert data["converted"] is True and (tmp_path / "demo.rknn").read_bytes()[:4] == b"RKNN"
+    # the simulator's parity check on held-out frames passes the gate; the bundled package is untouched
+    assert data["report"]["passed"] is True and data["report"]["agreement"] >= 0.95
+    assert data["added"] is False and manifest.read_bytes() == before
+    assert (tmp_path / "demo.rknn.parity.json").is_file()
     entry = data["manifest_entry"]
     assert entry["target_platform"] == "rk3588" and entry["head"]["type"] == "yolov8_dfl"
     assert entry["input"] == {"layout": "NHWC", "dtype": "uint8"} and len(entry["sha256"]) == 64
+
+
+def test_import_an_ultralytics_export_with_no_flag_and_refuse_a_corrupt_file(tmp_path):
+    from tests.models.importing.ultra_support import DETECT_FIXTURES
+
+    result = coral("import", str(DETECT_FIXTURES / "yolo26n-nmsfalse.onnx"), "--out", str(tmp_path / "pkg"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["imported"] is True and info["head"] == "end2end" and info["classes"] == ["circle", "square", "triangle"]
+    checks = {c["name"]: c["status"] for c in info["checks"]}
+    assert checks["run on onnxruntime"] == "ok" and checks["artifacts.onnxruntime"] == "ok"
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file" * 10)
+    refused = coral("import", str(broken), "--out", str(tmp_path / "pkg2"), "--json")
+    assert refused.returncode == 2
+    assert "not a readable ONNX model" in json.loads(refused.stdout)["error"]

@@ -142,7 +142,7 @@ def import_model(
     text = str(source)
     path = Path(text).expanduser()
     kind = "onnx"
-    extra_metadata: dict[str, Any] = {}
+    extra_metadata: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     rknn_path = Path(rknn) if rknn else None
     if not path.exists() and is_roboflow_id(text):
@@ -356,7 +356,7 @@ def _check_split_equivalence(package: ModelPackage, split_path: Path, head: dict
             a, b = whole.detect(frame, confidence=0.05), split.detect(frame, confidence=0.05)
             same = (
                 len(a) == len(b)
-                and np.array_equal(np.sort(a.class_id), np.sort(b.class_id))
+                and np.array_equal(np.sort(np.asarray(a.class_id)), np.sort(np.asarray(b.class_id)))
                 and (
                     not len(a)
                     or float(np.abs(np.sort(a.xyxy, axis=0) - np.sort(b.xyxy, axis=0)).max()) < 0.01

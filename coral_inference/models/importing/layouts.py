@@ -249,7 +249,7 @@ def from_ultralytics(facts: OnnxFacts, classes: list[str] | None = None) -> Plan
     det = shapes[0]
     if len(det) != 3 or det[1] != rows:
         raise refuse(f"an output [1, {rows}, {cells or 'N'}] ({rows} rows for {nc} classes)")
-    if cells is not None and det[2] != cells:
+    if cells is not None and hw is not None and det[2] != cells:
         raise refuse(f"{cells} candidates for a {hw[1]}x{hw[0]} input with strides {strides}")
     return plan
 
