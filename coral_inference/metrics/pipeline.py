@@ -5,6 +5,10 @@ for every frame (single- or multi-source shapes). Values are aggregated per
 source and emitted once per ``interval_s``, as measurement ``coral_pipeline``
 (tags ``pipeline_id``, ``source``) and ``coral_detections`` (plus
 ``class_name``). Observing never raises into the pipeline.
+
+Two latencies, two names: ``e2e_latency_ms`` is capture to result (the frame's
+timestamp to the moment it is observed), ``inference_latency_ms`` is the workflow
+run alone (the runner measures it from the frame entering the workflow).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,8 +74,17 @@ def _seconds(ts: Any) -> float | None:
 class PipelineMetrics:
     """Aggregates frames of one pipeline and emits its metrics every ``interval_s``."""
 
-    def __init__(self, hub: Any, pipeline_id: str, *, sinks: list[str] | None = None, interval_s: float = 1.0):
+    def __init__(
+        self,
+        hub: Any,
+        pipeline_id: str,
+        *,
+        sinks: list[str] | None = None,
+        interval_s: float = 1.0,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         self.hub = hub
+        self._wall_clock = wall_clock
         self.pipeline_id = str(pipeline_id)
         self.sinks = sinks
         self.interval_s = interval_s
@@ -117,7 +130,7 @@ class PipelineMetrics:
                     w.dropped_total += frame_id - w.last_frame_id - 1
                 w.last_frame_id = frame_id
             if stamp is not None:
-                latency = max(0.0, time.time() - stamp)
+                latency = max(0.0, self._wall_clock() - stamp)  # capture -> result: end to end
                 w.latency_sum += latency
                 w.latency_max = max(w.latency_max, latency)
                 w.latency_n += 1
@@ -152,8 +165,8 @@ class PipelineMetrics:
             if fields["fps"] == 0.0:
                 fields.pop("fps")  # too short a window to say
             if w.latency_n:
-                fields["latency_ms"] = 1000.0 * w.latency_sum / w.latency_n
-                fields["latency_max_ms"] = 1000.0 * w.latency_max
+                fields["e2e_latency_ms"] = 1000.0 * w.latency_sum / w.latency_n
+                fields["e2e_latency_max_ms"] = 1000.0 * w.latency_max
             if w.inference_n:
                 fields["inference_latency_ms"] = 1000.0 * w.inference_sum / w.inference_n
             per_class = {name: (w.classes.get(name, 0) / w.frames, total) for name, total in w.class_totals.items()}

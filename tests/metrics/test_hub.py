@@ -140,15 +140,22 @@ def _detections(names: list[str]) -> sv.Detections:
     )
 
 
+def _captured(frame_id: int, captured_at: float):
+    return SimpleNamespace(source_id=0, frame_id=frame_id, frame_timestamp=datetime.fromtimestamp(captured_at))
+
+
 def test_pipeline_metrics_reports_fps_latency_drops_and_classes(tmp_path):
     hub = MetricsHub({"log": JsonLinesSink("log", tmp_path / "m.jsonl")})
-    metrics = PipelineMetrics(hub, "p1", interval_s=1.0)
+    wall = 1_800_000_000.0  # injected: each frame reaches the sink 50 ms after its capture
+    metrics = PipelineMetrics(hub, "p1", interval_s=1.0, wall_clock=lambda: wall)
     clock = 100.0
     for frame_id in (1, 2, 3, 6, 7):  # frames 4 and 5 never arrived; the fifth frame closes a 1 s window
-        metrics.observe({"predictions": _detections(["car", "car", "person"])}, _frame(0, frame_id),
+        frame = _captured(frame_id, wall - 0.05)
+        metrics.observe({"predictions": _detections(["car", "car", "person"])}, frame,
                         inference_latency_s=0.01, now=clock)
         clock += 0.25
-    metrics.observe({"predictions": _detections([])}, _frame(0, 8), now=clock)  # opens the next window
+        wall += 0.25
+    metrics.observe({"predictions": _detections([])}, _captured(8, wall - 0.05), now=clock)  # next window
     hub.close()
     points = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     pipeline = [p for p in points if p["measurement"] == "coral_pipeline"]
@@ -156,7 +163,9 @@ def test_pipeline_metrics_reports_fps_latency_drops_and_classes(tmp_path):
     fields = pipeline[0]["fields"]
     assert fields["fps"] == pytest.approx(5 / 1.0)
     assert fields["dropped_frames_total"] == 2 and fields["frames_total"] == 5
-    assert 40 <= fields["latency_ms"] <= 1000 and fields["inference_latency_ms"] == pytest.approx(10)
+    # two latencies, two names: capture -> result (e2e) and workflow run (inference)
+    assert fields["e2e_latency_ms"] == pytest.approx(50) and fields["e2e_latency_max_ms"] == pytest.approx(50)
+    assert fields["inference_latency_ms"] == pytest.approx(10) and "latency_ms" not in fields
     assert pipeline[0]["tags"] == {"pipeline_id": "p1", "source": "0"}
     per_class = {p["tags"]["class_name"]: p["fields"] for p in points if p["measurement"] == "coral_detections"}
     assert per_class["car"]["total"] == 10 and per_class["person"]["total"] == 5
