@@ -93,9 +93,7 @@ def test_typed_options_are_checked_with_dotted_paths(installed):
     )
     assert "'CPU' or 'GPU'" in problem
     (problem,) = problems("backends.options.typed.devcie=GPU")
-    assert (
-        problem.startswith("backends.options.typed.devcie = 'GPU'") and "unknown" in problem
-    )
+    assert problem.startswith("backends.options.typed.devcie = 'GPU'") and "unknown" in problem
 
 
 def test_typed_options_are_completed_untyped_ones_pass_through(installed):
