@@ -42,3 +42,7 @@ class ModelLoadError(ModelPackageError, RuntimeError):
 
 class OutputMismatchError(ModelPackageError, RuntimeError):
     """The model's output tensors do not match the head the manifest declares."""
+
+
+class ModelTaskMismatchError(ModelPackageError):
+    """A package of one task was asked for another (a classifier in a segmentation block)."""

@@ -18,8 +18,15 @@ core block using the same package share one session. An id ``coral/<name>``
 is claimed only when ``<name>`` is a Coral package (config name, bundled name or
 directory), so a Roboflow project that happens to be called "coral" still works.
 
+Every task answers with inference's own response types: detection, instance
+segmentation (polygons), keypoints, single- and multi-label classification
+(``coral_inference.models.inference_responses``), so
+``roboflow_instance_segmentation_model``, ``roboflow_keypoint_detection_model`` and
+``roboflow_classification_model`` / ``roboflow_multi_label_classification_model`` take
+``coral/<name>`` ids as the detection block does.
+
 Roboflow ``inference`` is imported only inside these functions (through
-``coral_inference.compat``); importing this module imports nothing of it.
+``coral_inference.inference_adapter``); importing this module imports nothing of it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class CoralModelHost(Protocol):
 
     def get_model(self, name: str, backend: str | None = None) -> LoadedModel: ...
 
+
 DEFAULTS = {"confidence": 0.4, "iou_threshold": 0.3, "max_detections": 300, "max_candidates": 3000}
 
 
@@ -76,13 +84,12 @@ def coral_model_registry(context: CoralModelHost, fallback: Any = "roboflow") ->
     ``fallback`` is ``"roboflow"`` (inference's own ``RoboflowModelRegistry``), another
     registry, or ``None`` (only Coral models).
     """
-    from coral_inference import compat
+    from coral_inference.inference_adapter import models as adapter
 
-    model_registry_base = compat.get("ModelRegistry")
-    model_not_recognised = compat.import_module("inference.core.exceptions").ModelNotRecognisedError
+    model_registry_base = adapter.ModelRegistry
+    model_not_recognised = adapter.ModelNotRecognisedError
     if fallback == "roboflow":
-        types = compat.import_module("inference.models.utils").ROBOFLOW_MODEL_TYPES
-        fallback = compat.get("RoboflowModelRegistry")(types)
+        fallback = adapter.RoboflowModelRegistry(adapter.roboflow_model_types())
     model_class = coral_model_class(context)
 
     class CoralModelRegistry(model_registry_base):
@@ -111,22 +118,45 @@ def coral_model_manager(context: CoralModelHost, fallback: Any = "roboflow") -> 
     >>> manager = coral_model_manager(context)  # doctest: +SKIP
     >>> InferencePipeline.init_with_workflow(..., model_manager=manager)  # doctest: +SKIP
     """
-    from coral_inference import compat
+    from coral_inference.inference_adapter import models as adapter
 
-    return compat.get("ModelManager")(model_registry=coral_model_registry(context, fallback))
+    return adapter.ModelManager(model_registry=coral_model_registry(context, fallback))
+
+
+# package task -> the Coral block that runs it
+CORAL_BLOCKS = {
+    "object-detection": "coral/object_detection_model@v1",
+    "obb": "coral/object_detection_model@v1",
+    "instance-segmentation": "coral/instance_segmentation_model@v1",
+    "keypoint-detection": "coral/keypoint_detection_model@v1",
+    "classification": "coral/classification_model@v1",
+}
+# inference request class -> the package tasks that can answer it
+_REQUEST_TASKS = {
+    "ObjectDetectionInferenceRequest": (
+        "object-detection",
+        "instance-segmentation",
+        "keypoint-detection",
+    ),
+    "InstanceSegmentationInferenceRequest": ("instance-segmentation",),
+    "KeypointsDetectionInferenceRequest": ("keypoint-detection",),
+    "ClassificationInferenceRequest": ("classification",),
+}
 
 
 def build_model_class(context: CoralModelHost) -> type:
-    from coral_inference import compat
+    from coral_inference.inference_adapter import models as adapter
+    from coral_inference.models import inference_responses as responses
 
-    base = compat.import_module("inference.core.models.base").Model
-    responses = compat.import_module("inference.core.entities.responses.inference")
-    load_image_bgr = compat.import_module("inference.core.utils.image_utils").load_image_bgr
+    class CoralPackageModel(adapter.Model):
+        """An inference ``Model`` answering requests with a Coral package, per its task.
 
-    class CoralPackageModel(base):
-        """An inference ``Model`` answering object-detection requests with a Coral package."""
-
-        task_type = "object-detection"
+        Detection, instance-segmentation, keypoint and classification requests get
+        inference's own response types (``coral_inference.models.inference_responses``),
+        so the core blocks' post-processing yields what Coral's blocks emit. A request the
+        package's task cannot answer (an OBB package has no rotated boxes in Roboflow's
+        responses) is refused with ``ModelTaskMismatchError`` naming the Coral block to use.
+        """
 
         def __init__(self, model_id: str, api_key: str | None = None, **_: Any):
             self.model_id = model_id
@@ -134,21 +164,58 @@ def build_model_class(context: CoralModelHost) -> type:
             self.api_key = api_key
             self.loaded = context.get_model(strip_model_id(model_id))
             self.class_names = list(self.loaded.package.classes)
+            self.task_type = self.loaded.task
 
         def infer_from_request(self, request: Any) -> Any:
             start = time.perf_counter()
+            self._check_task(request)
             images = request.image if isinstance(request.image, list) else [request.image]
-            frames = [load_image_bgr(image) for image in images]
-            options = self._options(request)
-            results = self.loaded.detect_batch(frames, **options)
-            elapsed = time.perf_counter() - start
-            out = [self._response(frame, detections, request, elapsed) for frame, detections in zip(frames, results)]
+            frames = [adapter.load_image_bgr(image) for image in images]
+            if self.task_type == "classification":
+                results = self.loaded.classify_batch(frames)
+                confidence = getattr(request, "confidence", None)
+                threshold = float(confidence) if isinstance(confidence, (int, float)) else 0.4
+                elapsed = time.perf_counter() - start
+                out = [
+                    responses.classification_response(
+                        result,
+                        frame.shape[:2],
+                        threshold,
+                        getattr(request, "id", None) or str(uuid.uuid4()),
+                        elapsed,
+                    )
+                    for frame, result in zip(frames, results)
+                ]
+            else:
+                results = self.loaded.detect_batch(frames, **self._options(request))
+                elapsed = time.perf_counter() - start
+                out = [
+                    self._response(frame, detections, request, elapsed)
+                    for frame, detections in zip(frames, results)
+                ]
             return out if isinstance(request.image, list) else out[0]
+
+        def _check_task(self, request: Any) -> None:
+            from coral_inference.models.errors import ModelTaskMismatchError
+
+            kind = type(request).__name__
+            tasks = _REQUEST_TASKS.get(kind)
+            if tasks is not None and self.task_type in tasks:
+                return
+            block = CORAL_BLOCKS.get(self.task_type, "coral/object_detection_model@v1")
+            raise ModelTaskMismatchError(
+                f"{self.model_id}: a package of task {self.task_type!r} cannot answer an {kind}; "
+                f"use a core block of that task or {block}"
+            )
 
         def _options(self, request: Any) -> dict[str, Any]:
             def number(name: str) -> Any:
                 value = getattr(request, name, None)
-                return value if isinstance(value, (int, float)) and not isinstance(value, bool) else DEFAULTS[name]
+                return (
+                    value
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)
+                    else DEFAULTS[name]
+                )
 
             requested = getattr(request, "class_filter", None)
             # inference semantics: names the model does not know simply match nothing.
@@ -163,25 +230,25 @@ def build_model_class(context: CoralModelHost) -> type:
             }
 
         def _response(self, frame: Any, detections: Any, request: Any, elapsed: float) -> Any:
-            xyxy = detections.xyxy
-            predictions = [
-                responses.ObjectDetectionPrediction(**{
-                    "x": float((x1 + x2) / 2), "y": float((y1 + y2) / 2),
-                    "width": float(x2 - x1), "height": float(y2 - y1),
-                    "confidence": float(score), "class": str(name), "class_id": int(class_id),
-                    "detection_id": str(uuid.uuid4()),
-                })
-                for (x1, y1, x2, y2), score, class_id, name in zip(
-                    xyxy.tolist(), detections.confidence.tolist(), detections.class_id.tolist(),
-                    detections.data["class_name"].tolist(),
+            common = {
+                "inference_id": getattr(request, "id", None) or str(uuid.uuid4()),
+                "time": elapsed,
+            }
+            size = frame.shape[:2]
+            kind = type(request).__name__
+            if kind == "InstanceSegmentationInferenceRequest":
+                return responses.segmentation_response(detections, size, **common)
+            if kind == "KeypointsDetectionInferenceRequest":
+                threshold = getattr(request, "keypoint_confidence", None)
+                names = list(self.loaded.package.manifest.keypoints.names)
+                return responses.keypoints_response(
+                    detections,
+                    size,
+                    names,
+                    float(threshold) if isinstance(threshold, (int, float)) else 0.0,
+                    **common,
                 )
-            ]
-            return responses.ObjectDetectionInferenceResponse(
-                predictions=predictions,
-                image=responses.InferenceResponseImage(width=int(frame.shape[1]), height=int(frame.shape[0])),
-                inference_id=getattr(request, "id", None) or str(uuid.uuid4()),
-                time=elapsed,
-            )
+            return responses.detection_response(detections, size, **common)
 
         def clear_cache(self, delete_from_disk: bool = True) -> None:
             """The session belongs to the Coral runtime context; ``shutdown()`` closes it."""

@@ -10,6 +10,12 @@ What it replaces: ``RoboflowModelRegistry.get_model``. The replacement returns
 Coral's model class for ``coral/<name>`` when ``<name>`` is a Coral package of the
 runtime context, and calls the original for every other id (so a Roboflow project
 called "coral" still resolves). ``disable`` restores the original function.
+
+Every task goes this one way: the model class answers detection, instance-segmentation,
+keypoint and (single- or multi-label) classification requests with inference's own
+response types, so ``roboflow_instance_segmentation_model``,
+``roboflow_keypoint_detection_model`` and ``roboflow_classification_model`` take
+``coral/<name>`` ids as ``roboflow_object_detection_model`` does.
 """
 
 from __future__ import annotations
@@ -42,8 +48,8 @@ class CoralModelRegistryPatch(Patch):
     name = "coral_model_registry"
     description = (
         "coral/<name> model ids in inference's RoboflowModelRegistry, so core model blocks "
-        "(roboflow_core/roboflow_object_detection_model) run Coral packages inside an inference "
-        "server Coral did not build"
+        "(object detection, instance segmentation, keypoints, classification) run Coral packages "
+        "inside an inference server Coral did not build"
     )
     supported = ">=1.3,<2"
     default_enabled = False

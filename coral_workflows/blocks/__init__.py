@@ -7,6 +7,9 @@ import importlib
 # module path -> block class name; imported only when the engine asks for blocks.
 BLOCKS: dict[str, str] = {
     "coral_workflows.blocks.object_detection_model.v1": "CoralObjectDetectionModelBlockV1",
+    "coral_workflows.blocks.instance_segmentation_model.v1": "CoralInstanceSegmentationModelBlockV1",
+    "coral_workflows.blocks.keypoint_detection_model.v1": "CoralKeypointDetectionModelBlockV1",
+    "coral_workflows.blocks.classification_model.v1": "CoralClassificationModelBlockV1",
     "coral_workflows.blocks.video_recorder.v1": "VideoRecorderBlockV1",
     "coral_workflows.blocks.metrics_sink.v1": "MetricsSinkBlockV1",
     "coral_workflows.blocks.webrtc_preview.v1": "WebRtcPreviewBlockV1",

@@ -26,6 +26,9 @@ from coral_inference.inference_adapter.workflows import (
 from coral_inference.models.loaded import CORAL_MODEL_ID_PREFIX
 from coral_inference.runtime.context import RuntimeContext
 
+# Tasks whose packages yield boxes (segmentation and keypoint packages give their boxes too).
+DETECTION_TASKS = ("object-detection", "obb", "instance-segmentation", "keypoint-detection")
+
 LONG_DESCRIPTION = """
 Detect objects with a **Coral model package** running on the edge box itself:
 the Rockchip NPU (RKNN Lite) when the board has one, ONNX Runtime (CPU, CUDA or
@@ -35,7 +38,9 @@ TensorRT) otherwise. No API key and no network are needed.
 bundled package (`coral-demo`, the shape detector the demo uses) or the
 directory of a package (`coral-model.yaml` plus its artifacts). The package says
 how frames are resized (letterbox or stretch), normalised and decoded
-(Ultralytics YOLOv8/11, rknn_model_zoo YOLOv8/11 DFL heads, YOLOv5 anchors).
+(Ultralytics YOLOv8/11, rknn_model_zoo YOLOv8/11 DFL heads, YOLOv5 anchors,
+RF-DETR). Oriented-box (OBB) packages give the rotated polygon of each box in the
+predictions' `xyxyxyxy` data, where supervision keeps oriented boxes.
 
 **Backend**: `auto` takes the configured backend of the model, else the first
 backend of `backends.order` that is available here and has an artifact in the
@@ -147,7 +152,11 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
         max_detections: int,
         class_agnostic_nms: bool,
     ) -> BlockResult:
-        loaded = self._context.get_model(model, backend=None if backend == "auto" else backend)
+        from coral_workflows.blocks.model_support import load_for_task
+
+        # OBB packages come out with the rotated polygon in data["xyxyxyxy"] (supervision's key);
+        # RF-DETR packages decode here too. Classifiers are refused with the block to use.
+        loaded = load_for_task(self._context, model, backend, DETECTION_TASKS, "coral/object_detection_model@v1")
         batch: list[sv.Detections] = loaded.detect_batch(
             [image.numpy_image for image in images],
             confidence=confidence, iou=iou_threshold, class_filter=class_filter or None,

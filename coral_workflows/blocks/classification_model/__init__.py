@@ -1,0 +1,1 @@
+"""``coral/classification_model``: Coral classification packages on the NPU or ONNX Runtime."""
