@@ -87,7 +87,7 @@ class BackendsConfig(Section):
             )
             if checked != self.options:
                 # Bypass validate_assignment: it would run this validator again.
-                self.__dict__["options"] = checked
+                object.__setattr__(self, "options", checked)
         return self
 
 

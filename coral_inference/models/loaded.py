@@ -114,7 +114,8 @@ def _artifacts_for(adapter: Any, name: str, package: ModelPackage) -> list[Any]:
     """The artifacts ``adapter`` would load: its ``list_artifacts``, else ``artifacts.<name>``."""
     lister = getattr(adapter, "list_artifacts", None)
     if callable(lister):
-        return list(lister(package))
+        artifacts: Any = lister(package)
+        return list(artifacts)
     return [package.artifact(name)]
 
 
