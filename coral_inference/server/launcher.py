@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -194,6 +195,40 @@ def prepare_workdir() -> Path:
     return workdir
 
 
+def stop_stream_manager(manager: Process, timeout_s: float = 60.0) -> None:
+    """SIGTERM the manager (it drains and joins each pipeline); kill what is left after a timeout.
+
+    Never blocks longer: a pipeline can hang in its own termination (inference 1.8.3: a
+    file source with the ``WAIT`` strategy stopped mid-video waits forever for its
+    decoder, blocked on the full buffer), and then its process and the manager are killed.
+    """
+    if manager.exitcode is not None:
+        return
+    logger.info("stopping the stream manager (pipelines finish their recordings)")
+    manager.terminate()
+    deadline = time.monotonic() + timeout_s
+    while manager.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if manager.exitcode is None and manager.pid is not None:
+        import psutil
+
+        try:
+            left = psutil.Process(manager.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            left = []
+        logger.warning(
+            "the stream manager did not stop within %.0f s (a pipeline is stuck stopping); "
+            "killing it and %d pipeline process(es)",
+            timeout_s,
+            len(left),
+        )
+        for child in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        manager.kill()
+    manager.join(10)
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -237,12 +272,8 @@ def run_server(settings: ServerSettings) -> None:
             timeout_graceful_shutdown=20,
         )
     finally:
-        if manager is not None and manager.is_alive():
-            logger.info("stopping the stream manager (pipelines finish their recordings)")
-            manager.terminate()  # SIGTERM: it drains and joins every pipeline process
-            manager.join(60)
-            if manager.is_alive():
-                manager.kill()
+        if manager is not None:
+            stop_stream_manager(manager)
         with contextlib.suppress(Exception):
             from coral_inference.runtime import shutdown
 

@@ -221,7 +221,9 @@ def test_two_stream_manager_pipelines_record_count_export_metrics_and_preview(se
     previews: dict[str, int] = {}
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        for pipeline_id in ids:
+        listed = httpx.get(f"{url}/inference_pipelines/list", timeout=10).json()
+        running = set(listed.get("pipelines", [])) & set(ids)
+        for pipeline_id in running:
             for row in consume(url, pipeline_id):
                 if row[0] >= last.get(pipeline_id, (-1, 0, 0))[0]:
                     last[pipeline_id] = row
@@ -238,9 +240,7 @@ def test_two_stream_manager_pipelines_record_count_export_metrics_and_preview(se
                 if pipeline_id not in previews:
                     frames = watch_preview(url, f"{pipeline_id}.line-counting")
                     previews[pipeline_id] = len(frames)
-        listed = httpx.get(f"{url}/inference_pipelines/list", timeout=10).json()
-        running = set(listed.get("pipelines", []))
-        if not running & set(ids) and len(last) == 2:
+        if not running and len(last) == 2:
             break
         time.sleep(0.3)
     else:

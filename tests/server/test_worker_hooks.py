@@ -231,3 +231,50 @@ def test_the_console_shows_coral_lines_and_the_log_file_everything(tmp_path):
     assert "HTTP Request" not in console and "an upstream deprecation" not in console
     for line in ("coral line", "HTTP Request", "an upstream deprecation", "an upstream error"):
         assert line in log
+
+
+def _stuck_manager(child_pid_file: str) -> None:
+    import signal as signals
+    import subprocess
+    import sys
+
+    signals.signal(signals.SIGTERM, lambda *_: None)  # like a manager joining a stuck pipeline
+    stuck = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+        ]
+    )
+    Path(child_pid_file).write_text(str(stuck.pid))
+    time.sleep(60)
+
+
+def test_a_stream_manager_stuck_in_termination_is_killed_with_its_pipelines(tmp_path):
+    from coral_inference.server.launcher import stop_stream_manager
+
+    pid_file = tmp_path / "child"
+    manager = multiprocessing.get_context("fork").Process(
+        target=_stuck_manager, args=(str(pid_file),)
+    )
+    manager.start()
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    started = time.monotonic()
+    stop_stream_manager(manager, timeout_s=1.0)
+    assert time.monotonic() - started < 15
+    assert manager.exitcode is not None
+    deadline = time.monotonic() + 10
+    while worker_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not worker_alive(child)
+
+
+def worker_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
