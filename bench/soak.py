@@ -349,6 +349,10 @@ def run(args: argparse.Namespace) -> dict:
         free_port(),
         f"services.pipelines.sources_roots=[{media}]",
         "services.pipelines.restart=always",
+        # A looping clip ends every --clip-seconds: restart at once, every time, not with backoff.
+        "services.pipelines.restart_backoff_s=0.5",
+        "services.pipelines.restart_backoff_max_s=1",
+        "services.pipelines.restart_max_per_hour=100000",
         "services.monitoring.poll_interval_s=5",
         "recording.retention.max_age_hours=1",
     )
@@ -421,13 +425,20 @@ def run(args: argparse.Namespace) -> dict:
                     break
                 time.sleep(min(args.sample_s, max(0.0, end - time.monotonic())))
     finally:
-        pollers.close()
-        if viewer is not None:
-            viewer.close()
-        server.stop()
-        if cameras is not None:
-            cameras.stop()
+        # Every step runs even when one fails: a server left behind would skew the next run.
+        steps = [
+            server.stop,
+            pollers.close,
+            *([viewer.close] if viewer else []),
+            *([cameras.stop] if cameras else []),
+        ]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 — reported, the others still run
+                print(f"cleanup {step.__qualname__}: {exc!r}", file=sys.stderr)
     ran_s = time.time() - started_at
+    steady = [s for s in samples if s.states and all(v == "running" for v in s.states.values())]
     mixing = classify_recordings(server.root / "var" / "recordings")
     result = {
         "cameras": kind,
@@ -442,6 +453,10 @@ def run(args: argparse.Namespace) -> dict:
         "drift": {
             key: quartile_drift(samples, key)
             for key in ("rss_mb", "pss_mb", "threads", "fds", "processes")
+        },
+        # Only samples where every camera runs: restarts of a looping clip swing the totals.
+        "drift_steady": {
+            key: quartile_drift(steady, key) for key in ("pss_mb", "threads", "fds", "processes")
         },
         "recordings": mixing,
         "samples": [asdict(s) for s in samples],
@@ -477,6 +492,9 @@ def markdown(result: dict) -> str:
         )
     lines += ["", "Drift, median of the last quarter minus median of the first quarter:", ""]
     for key, d in result["drift"].items():
+        lines.append(f"- {key}: {d['first']} → {d['last']} ({d['delta']:+})")
+    lines += ["", "The same over samples where both cameras were running:", ""]
+    for key, d in result["drift_steady"].items():
         lines.append(f"- {key}: {d['first']} → {d['last']} ({d['delta']:+})")
     mixed = f" {json.dumps(rec['mixed'])}" if rec["mixed"] else ""
     lines += [
