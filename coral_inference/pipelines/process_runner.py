@@ -20,6 +20,7 @@ from coral_inference.pipelines.runner import PipelineStartError, PipelineStateEr
 from coral_inference.pipelines.status import PipelineState
 from coral_inference.pipelines.supervisor import Supervisor, WorkerCommandError, WorkerHandle
 from coral_inference.pipelines.worker import WorkerSpec
+from coral_inference.runtime.context import RuntimeContext
 
 COMMAND_TIMEOUT_S = 10.0
 
@@ -63,7 +64,7 @@ class WorkerRunner:
 
     def __init__(
         self,
-        context: Any,
+        context: RuntimeContext | None,
         workflow: dict[str, Any],
         source: str | int,
         *,

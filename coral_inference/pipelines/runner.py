@@ -32,6 +32,7 @@ import numpy as np
 from coral_inference.pipelines.status import PipelineState, RunnerStatus, SourceStatus
 from coral_inference.redaction import redact_url
 from coral_inference.results import is_detections
+from coral_inference.runtime.context import RuntimeContext
 from coral_inference.workflow_check import ensure_plugins_env
 
 logger = logging.getLogger("coral_inference.pipelines")
@@ -118,7 +119,7 @@ class PipelineRunner:
 
     def __init__(
         self,
-        context: Any,
+        context: RuntimeContext | None,
         workflow: dict[str, Any],
         source: str | int,
         *,

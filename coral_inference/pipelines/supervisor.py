@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ KILL_GRACE_S = 3.0
 HOUR_S = 3600.0
 
 _context_lock = threading.Lock()
-_mp_context: Any = None
+_mp_context: BaseContext | None = None
 
 
 class WorkerStartError(RuntimeError):
@@ -71,7 +72,7 @@ class WorkerCommandError(RuntimeError):
     """A control call the worker refused or did not answer in time."""
 
 
-def worker_context() -> Any:
+def worker_context() -> BaseContext:
     """The forkserver context the workers come from, preloading inference once."""
     global _mp_context
     with _context_lock:
@@ -263,7 +264,7 @@ class Supervisor:
         self,
         settings: SupervisorSettings,
         *,
-        mp_context: Any = None,
+        mp_context: BaseContext | None = None,
         target: Callable[..., None] = worker_main,
     ):
         self.settings = settings

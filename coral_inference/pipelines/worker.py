@@ -32,7 +32,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coral_inference.runtime.context import RuntimeContext
 
 logger = logging.getLogger("coral_inference.pipelines.worker")
 
@@ -217,7 +220,7 @@ class _Worker:
 
     # ------------------------------------------------------------------ starting
 
-    def _start_loop(self, context: Any) -> None:
+    def _start_loop(self, context: RuntimeContext) -> None:
         from coral_inference.pipelines.runner import (
             PipelineRunner,
             PipelineStartError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +36,9 @@ from coral_inference.webapp.routes import health, monitor, pipelines, streams, s
 from coral_inference.webapp.schemas import ErrorBody
 from coral_inference.webapp.services import WebServices
 
+if TYPE_CHECKING:
+    from coral_inference.runtime.context import RuntimeContext
+
 logger = logging.getLogger("coral_inference.webapp")
 
 API_PREFIX = "/api/v1"
@@ -46,7 +49,9 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 409, 413, 422)}
 
 
-def create_web_app(config: Any = None, context: Any = None, **service_overrides: Any) -> FastAPI:
+def create_web_app(
+    config: Any = None, context: RuntimeContext | None = None, **service_overrides: Any
+) -> FastAPI:
     """The control plane for ``context`` (or for a runtime initialised here from ``config``).
 
     ``service_overrides`` replace parts of the services in tests (``hub``,

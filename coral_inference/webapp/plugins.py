@@ -15,9 +15,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
+
+if TYPE_CHECKING:
+    from coral_inference.runtime.context import RuntimeContext
 
 logger = logging.getLogger("coral_inference.webapp.plugins")
 
@@ -56,7 +59,7 @@ class LoadedWebPlugin:
         }
 
 
-def build_web_plugins(records: list[Any], context: Any) -> list[LoadedWebPlugin]:
+def build_web_plugins(records: list[Any], context: RuntimeContext) -> list[LoadedWebPlugin]:
     """Turn discovered entry points (``context.web_plugins``) into specs, capturing every failure."""
     loaded = []
     for record in records:
@@ -72,7 +75,7 @@ def build_web_plugins(records: list[Any], context: Any) -> list[LoadedWebPlugin]
     return loaded
 
 
-def _as_spec(name: str, obj: Any, context: Any) -> WebPluginSpec:
+def _as_spec(name: str, obj: Any, context: RuntimeContext) -> WebPluginSpec:
     if callable(obj) and not isinstance(obj, (WebPluginSpec, Mapping)):
         obj = obj(context)
     if isinstance(obj, Mapping):

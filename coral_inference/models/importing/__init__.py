@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,6 +44,9 @@ from coral_inference.models.package import (
     load_package,
     sha256_of,
 )
+
+if TYPE_CHECKING:
+    from coral_inference.models.validation import BackendHost
 
 __all__ = [
     "ImportResult",
@@ -129,7 +132,7 @@ def import_model(
     rknn: str | Path | None = None,
     rknn_box_units: str = "pixels",
     force: bool = False,
-    context: Any = None,
+    context: BackendHost | None = None,
     fetcher: Callable[[str], Path] | None = None,
     split: bool = False,
 ) -> ImportResult:

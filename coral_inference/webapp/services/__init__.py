@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral_inference.webapp.services.downloads import VideoDownloader
 from coral_inference.webapp.services.health import HealthService, WebCollector
@@ -19,6 +19,9 @@ from coral_inference.webapp.services.monitor import MonitorService
 from coral_inference.webapp.services.pipelines import PipelineService, PipelineSpec
 from coral_inference.webapp.services.store import PipelineStore
 from coral_inference.webapp.services.streams import StreamService
+
+if TYPE_CHECKING:
+    from coral_inference.runtime.context import RuntimeContext
 
 __all__ = ["HealthService", "MonitorService", "PipelineService", "PipelineSpec", "StreamService", "WebServices"]
 
@@ -29,7 +32,7 @@ MONITOR_STALE_INTERVALS = 3
 
 
 class WebServices:
-    def __init__(self, context: Any, **overrides: Any):
+    def __init__(self, context: RuntimeContext, **overrides: Any):
         cfg = context.config.services
         self.context = context
         self.store = PipelineStore(Path(cfg.pipelines.database))

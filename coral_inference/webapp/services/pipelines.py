@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,6 +42,9 @@ from coral_inference.webapp.paths import existing_file_under
 from coral_inference.webapp.services.downloads import VideoDownloader
 from coral_inference.webapp.services.store import PipelineRecord, PipelineStore
 from coral_inference.workflow_check import unwrap_specification
+
+if TYPE_CHECKING:
+    from coral_inference.runtime.context import RuntimeContext
 
 logger = logging.getLogger("coral_inference.webapp.pipelines")
 
@@ -106,7 +109,7 @@ class PipelineSpec(BaseModel):
 class PipelineService:
     def __init__(
         self,
-        context: Any,
+        context: RuntimeContext,
         store: PipelineStore,
         downloader: VideoDownloader,
         *,

@@ -14,7 +14,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -28,6 +28,10 @@ from coral_inference.webapp.errors import (
 )
 from coral_inference.webapp.paths import existing_file_under
 
+if TYPE_CHECKING:
+    from coral_inference.media.webrtc import StreamHub
+    from coral_inference.runtime.context import RuntimeContext
+
 logger = logging.getLogger("coral_inference.webapp.streams")
 
 RECORDING_SUFFIXES = (".mp4",)
@@ -37,7 +41,7 @@ MAX_CAMERA_INDEX = 63
 
 
 class StreamService:
-    def __init__(self, context: Any, pipelines: Any, *, hub: Any = None):
+    def __init__(self, context: RuntimeContext, pipelines: Any, *, hub: StreamHub | None = None):
         self.context = context
         self.pipelines = pipelines
         self.recordings_root = Path(context.config.storage.recordings)
