@@ -199,8 +199,12 @@ class PipelineRunner:
         with self._lock:
             if self._state is PipelineState.starting:
                 self._state = PipelineState.running
+            # A terminate that came while the pipeline was being built found nothing to stop.
+            raced = self._state is PipelineState.terminated
         self._watcher = threading.Thread(target=self._watch, name=f"coral-pipeline-{self.pipeline_id}", daemon=True)
         self._watcher.start()
+        if raced:
+            self._stop_pipeline(self._pipeline)
 
     def pause(self) -> None:
         """Stop delivering frames; a live source keeps its connection.
@@ -247,6 +251,9 @@ class PipelineRunner:
         if was_paused:
             # A paused source does not read its termination command until resumed.
             self._source_command("resume_stream")
+        self._stop_pipeline(pipeline)
+
+    def _stop_pipeline(self, pipeline: Any) -> None:
         for attempt in range(TERMINATE_ATTEMPTS):
             try:
                 pipeline.terminate()
