@@ -151,7 +151,7 @@ def _references(definition: dict[str, Any], selector: str, message: str) -> Iter
             values = value if isinstance(value, list) else [value]
             if any(isinstance(v, str) and (v == selector or v.startswith(selector + ".")) for v in values):
                 yield WorkflowDefinitionProblem(
-                    step.get("name"), field, f"{message} (selector {value!r}; steps defined: {', '.join(known)})")
+                    step.get("name"), field, f"{message} (selector {value!r}; steps defined: {', '.join(map(str, known))})")
     for output in definition.get("outputs", []):
         selector_value = output.get("selector", "")
         if isinstance(selector_value, str) and (selector_value == selector or selector_value.startswith(selector + ".")):

@@ -31,8 +31,9 @@ How a block imports (follow this in a new block)::
     class MyBlockV1(WorkflowBlock):
         def run(self, image: WorkflowImageData, ...) -> BlockResult: ...
 
-``Selector(kind=[...])`` is a call in an annotation, as in Roboflow's own blocks;
-block modules therefore start with ``# pyright: reportInvalidTypeForm=false``.
+``Selector(kind=[...])`` is a call in an annotation and ``type: Literal[...]`` narrows
+the base manifest's ``type: str``, as in Roboflow's own blocks; block modules therefore
+start with ``# pyright: reportInvalidTypeForm=false, reportIncompatibleVariableOverride=false``.
 
 Types: the canonical homes of these names moved (``roboflow_workflows`` in 1.6.1,
 ``streamvision`` in 1.8.0); ``inference`` keeps the legacy ``inference.core.*`` names

@@ -1,4 +1,4 @@
-# pyright: reportInvalidTypeForm=false
+# pyright: reportInvalidTypeForm=false, reportIncompatibleVariableOverride=false
 """``coral/classification_model@v1``: Coral classification packages on the NPU or ONNX Runtime."""
 
 from __future__ import annotations

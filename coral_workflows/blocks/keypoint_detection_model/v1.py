@@ -1,4 +1,4 @@
-# pyright: reportInvalidTypeForm=false
+# pyright: reportInvalidTypeForm=false, reportIncompatibleVariableOverride=false
 """``coral/keypoint_detection_model@v1``: Coral keypoint packages on the NPU or ONNX Runtime."""
 
 from __future__ import annotations

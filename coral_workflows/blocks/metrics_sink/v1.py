@@ -1,5 +1,6 @@
-# pyright: reportInvalidTypeForm=false
-# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
+# pyright: reportInvalidTypeForm=false, reportIncompatibleVariableOverride=false
+# (Selector(kind=[...]) in annotations and type: Literal[...] narrowing the base
+# manifest's type: str, as in Roboflow's own blocks)
 """``coral/metrics_sink@v1``: send named fields and tags to the configured metric sinks."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-# pyright: reportInvalidTypeForm=false
-# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
+# pyright: reportInvalidTypeForm=false, reportIncompatibleVariableOverride=false
+# (Selector(kind=[...]) in annotations and type: Literal[...] narrowing the base
+# manifest's type: str, as in Roboflow's own blocks)
 """``coral/object_detection_model@v1``: run a Coral model package on the NPU or ONNX Runtime."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-# pyright: reportInvalidTypeForm=false
-# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
+# pyright: reportInvalidTypeForm=false, reportIncompatibleVariableOverride=false
+# (Selector(kind=[...]) in annotations and type: Literal[...] narrowing the base
+# manifest's type: str, as in Roboflow's own blocks)
 """``coral/video_recorder@v1``: record a video stream as MP4 segments and event clips."""
 
 from __future__ import annotations

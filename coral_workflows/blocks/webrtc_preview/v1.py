@@ -1,5 +1,6 @@
-# pyright: reportInvalidTypeForm=false
-# (Selector(kind=[...]) in annotations, as in Roboflow's own blocks)
+# pyright: reportInvalidTypeForm=false, reportIncompatibleVariableOverride=false
+# (Selector(kind=[...]) in annotations and type: Literal[...] narrowing the base
+# manifest's type: str, as in Roboflow's own blocks)
 """``coral/webrtc_preview@v1``: publish frames to a live WebRTC preview channel."""
 
 from __future__ import annotations
