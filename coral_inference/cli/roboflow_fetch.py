@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from coral_inference.models.importing.errors import ModelImportError
 from coral_inference.models.importing.roboflow_cache import is_roboflow_cache_dir
@@ -53,11 +54,7 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
     endpoint = f"{dataset_id}/{version_id}"
     try:
         if progress:
-            from rich.console import Console
-
-            Console(stderr=True).print(
-                f"fetching {endpoint} from Roboflow ({roboflow_api.API_BASE_URL}) ..."
-            )
+            _say(f"fetching {endpoint} from Roboflow ({roboflow_api.API_BASE_URL}) ...")
         api_data = roboflow_api.get_roboflow_model_data(
             api_key=api_key,
             model_id=endpoint,
@@ -72,7 +69,10 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
                 f"trained on Roboflow with ONNX export can be imported"
             )
         environment = roboflow_api.get_from_url(ort["environment"])
-        weights = roboflow_api.get_from_url(ort["model"], json_response=False)
+        with _spinner(f"downloading the weights of {endpoint}", progress):
+            weights = roboflow_api.get_from_url(ort["model"], json_response=False)
+        if progress:
+            _say(f"downloaded {len(weights.content) / 1e6:.1f} MB of weights")
         weights_file = (
             "yolov5s_weights.onnx"
             if "yolov5" in str(ort.get("type", "")).lower()
@@ -118,3 +118,18 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
             f"{model_id}: downloaded, but {cached} does not hold the weights inference saved"
         )
     return cached
+
+
+def _say(line: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(line, markup=False, highlight=False)
+
+
+def _spinner(what: str, enabled: bool) -> Any:
+    """A live spinner while inference downloads (its request has no byte-level progress hook)."""
+    from contextlib import nullcontext
+
+    from rich.console import Console
+
+    return Console(stderr=True).status(what) if enabled else nullcontext()
