@@ -19,7 +19,7 @@ def test_a_symlink_loop_named_mp4_is_left_out_of_the_listing(tmp_path):
     config = RuntimeDescriptor.model_validate(
         {"storage": {"root": str(tmp_path), "recordings": str(root)}}
     )
-    service = StreamService(SimpleNamespace(config=config), pipelines=None)
+    service = StreamService(SimpleNamespace(config=config))
     service._duration = lambda path, size, mtime: None  # no decoder: the bytes are not a video
     rows = service.list_recordings()
     assert [row["path"] for row in rows] == ["cam/segment.mp4"]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response, status
 from coral_inference.webapp.deps import pipeline_service, stream_service
 from coral_inference.webapp.schemas import PipelineResults, PipelineStatus, SessionDescription
 from coral_inference.webapp.services import PipelineService, PipelineSpec, StreamService
+from coral_inference.webapp.services.streams import encode_jpeg
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 JPEG = {200: {"content": {"image/jpeg": {}}, "description": "The latest preview frame as JPEG."}}
@@ -57,13 +58,15 @@ async def pipeline_results(pipeline_id: str, service: PipelineService = Depends(
 
 
 @router.get("/{pipeline_id}/snapshot.jpg", response_class=Response, responses=JPEG, summary="Latest preview frame")
-async def pipeline_snapshot(pipeline_id: str, streams: StreamService = Depends(stream_service)) -> Response:
-    return Response(await streams.pipeline_snapshot(pipeline_id), media_type="image/jpeg",
-                    headers={"Cache-Control": "no-store"})
+async def pipeline_snapshot(pipeline_id: str, service: PipelineService = Depends(pipeline_service)) -> Response:
+    frame = await service.latest_image(pipeline_id)  # 404 for an unknown pipeline
+    return Response(encode_jpeg(frame), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{pipeline_id}/webrtc", response_model=SessionDescription, summary="Watch a pipeline over WebRTC")
 async def pipeline_webrtc(pipeline_id: str, offer: SessionDescription,
+                          service: PipelineService = Depends(pipeline_service),
                           streams: StreamService = Depends(stream_service)) -> dict[str, str]:
     """Send the browser's SDP offer; the answer's video track carries the pipeline's preview image."""
-    return await streams.answer_pipeline(pipeline_id, offer.sdp, offer.type)
+    await service.get(pipeline_id)  # 404 for an unknown pipeline
+    return await streams.answer(pipeline_id, offer.sdp, offer.type)

@@ -37,13 +37,12 @@ class WebServices:
         self.context = context
         self.store = PipelineStore(Path(cfg.pipelines.database))
         downloader = overrides.get("downloader") or VideoDownloader.from_config(cfg.pipelines)
-        self.streams = StreamService(context, pipelines=None, hub=overrides.get("hub"))
+        self.streams = StreamService(context, hub=overrides.get("hub"))
         self.pipelines = PipelineService(
             context, self.store, downloader,
             publish=self.streams.publish, frames=self.streams,
             **({"runner_factory": overrides["runner_factory"]} if "runner_factory" in overrides else {}),
         )
-        self.streams.pipelines = self.pipelines
         self.monitor = MonitorService(context, self.pipelines.statuses, metrics_hub=overrides.get("metrics_hub"))
         self.health = HealthService(
             {"database": self._check_database, "pipelines": self._check_pipelines,

@@ -41,9 +41,8 @@ MAX_CAMERA_INDEX = 63
 
 
 class StreamService:
-    def __init__(self, context: RuntimeContext, pipelines: Any, *, hub: StreamHub | None = None):
+    def __init__(self, context: RuntimeContext, *, hub: StreamHub | None = None):
         self.context = context
-        self.pipelines = pipelines
         self.recordings_root = Path(context.config.storage.recordings)
         self.snapshot_timeout_s = context.config.services.streams.snapshot_timeout_s
         self._hub = hub
@@ -85,17 +84,10 @@ class StreamService:
         except webrtc.StreamError as exc:
             raise ApiError(str(exc), code="stream_error") from None
 
-    async def answer_pipeline(self, pipeline_id: str, sdp: str, type: str = "offer") -> dict[str, str]:
-        await self.pipelines.get(pipeline_id)  # 404 for an unknown pipeline
-        return await self.answer(pipeline_id, sdp, type)
-
     def channels(self) -> list[dict[str, Any]]:
         return self.hub.channels()
 
     # ------------------------------------------------------------------ snapshots
-
-    async def pipeline_snapshot(self, pipeline_id: str) -> bytes:
-        return encode_jpeg(await self.pipelines.latest_image(pipeline_id))
 
     def channel_snapshot(self, channel: str) -> bytes:
         frame = self.hub.latest_frame(channel)
