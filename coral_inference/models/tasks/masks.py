@@ -16,6 +16,8 @@ Python loop runs over instances, and the cost follows the boxes' area, not
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from coral_inference.models.preprocess import ResizeGeometry
@@ -50,6 +52,7 @@ def _upsample_factor(
     return factor
 
 
+@lru_cache(maxsize=64)  # per camera geometry: computed once, read-only afterwards
 def _axis_taps(
     src_size: int, grid: int, input_size: int, pad: int, new: int, factor: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +73,10 @@ def _axis_taps(
     index = np.minimum(start[:, None] + np.arange(taps)[None, :], grid - 1)
     weights = np.take_along_axis(operator, index, axis=1)
     weights[start[:, None] + np.arange(taps)[None, :] > grid - 1] = 0.0
-    return index, weights.astype(np.float32)
+    weights = weights.astype(np.float32)
+    index.flags.writeable = False  # cached: shared by every call with this geometry
+    weights.flags.writeable = False
+    return index, weights
 
 
 def masks_in_boxes(
@@ -87,17 +93,35 @@ def masks_in_boxes(
     box i when ``x1 <= u < x2`` and ``y1 <= v < y2`` (Ultralytics' ``crop_mask``). With
     ``crop=False`` the whole frame is computed for every instance (RF-DETR masks).
     """
+    return masks_and_areas(logits, boxes, geometry, input_wh, crop=crop)[0]
+
+
+# Pixels handled per pass of the horizontal interpolation: bounds the temporaries (~40 B/pixel).
+_PIXELS_PER_CHUNK = 1 << 21
+
+
+def masks_and_areas(
+    logits: np.ndarray,
+    boxes: np.ndarray,
+    geometry: ResizeGeometry,
+    input_wh: tuple[int, int],
+    *,
+    crop: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``masks_in_boxes`` plus each mask's pixel count (no second pass over the masks)."""
     n, grid_h, grid_w = logits.shape
     src_h, src_w = geometry.src_h, geometry.src_w
     masks = np.zeros((n, src_h, src_w), dtype=bool)
+    areas = np.zeros(n, dtype=np.int64)
     if n == 0:
-        return masks
+        return masks, areas
     input_w, input_h = input_wh
     factor = _upsample_factor((grid_w, grid_h), input_wh, geometry)
     y_index, y_weight = _axis_taps(src_h, grid_h, input_h, geometry.pad_top, geometry.new_h, factor)
     x_index, x_weight = _axis_taps(
         src_w, grid_w, input_w, geometry.pad_left, geometry.new_w, factor
     )
+    x_index = x_index.astype(np.int32)
 
     if crop:
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -110,9 +134,8 @@ def masks_in_boxes(
         y_start = np.zeros(n, np.int64)
         x_stop = np.full(n, src_w, np.int64)
         y_stop = np.full(n, src_h, np.int64)
-    heights = np.maximum(y_stop - y_start, 0)
     widths = np.maximum(x_stop - x_start, 0)
-    widths[heights == 0] = 0
+    heights = np.where(widths > 0, np.maximum(y_stop - y_start, 0), 0)
 
     # Vertical pass: one interpolated grid row per (instance, source row) inside its box.
     row_instance = np.repeat(np.arange(n), heights)
@@ -123,21 +146,37 @@ def masks_in_boxes(
     row_values = flat[row_base + y_index[rows, 0]] * y_weight[rows, :1]  # (R, gw)
     for tap in range(1, y_index.shape[1]):  # 2-4 taps, not instances
         row_values += flat[row_base + y_index[rows, tap]] * y_weight[rows, tap : tap + 1]
-
-    # Horizontal pass: every pixel of every box, from its row's neighbouring grid columns.
-    pixels_per_row = widths[row_instance]
-    pixel_row = np.repeat(np.arange(row_instance.size), pixels_per_row)
-    pixel_first = np.repeat(np.cumsum(pixels_per_row) - pixels_per_row, pixels_per_row)
-    columns = x_start[row_instance[pixel_row]] + (np.arange(pixel_row.size) - pixel_first)
     row_flat = row_values.reshape(-1)
-    base = pixel_row * grid_w
-    values = row_flat[base + x_index[columns, 0]] * x_weight[columns, 0]
-    for tap in range(1, x_index.shape[1]):
-        values += row_flat[base + x_index[columns, tap]] * x_weight[columns, tap]
-    on = values > 0
-    instance = row_instance[pixel_row[on]]
-    masks.reshape(-1)[(instance * src_h + rows[pixel_row[on]]) * src_w + columns[on]] = True
-    return masks
+    row_width = widths[row_instance]
+    row_start = x_start[row_instance]
+    # Where each row's pixels land in the masks, as a flat index of its first column.
+    row_target = (row_instance * src_h + rows) * src_w + row_start
+    mask_flat = masks.reshape(-1)
+
+    # Horizontal pass: every pixel of every box, in chunks of whole rows (bounded memory).
+    ends = np.cumsum(row_width)
+    first_row = 0
+    while first_row < row_width.size:
+        last_row = int(
+            np.searchsorted(ends, ends[first_row] - row_width[first_row] + _PIXELS_PER_CHUNK)
+        )
+        last_row = max(last_row, first_row + 1)
+        chunk = slice(first_row, last_row)
+        width = row_width[chunk]
+        total = int(width.sum())
+        if total:
+            local_row = np.repeat(np.arange(last_row - first_row, dtype=np.int32), width)
+            offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(width) - width, width)
+            columns = row_start[chunk][local_row] + offset
+            base = (local_row + first_row).astype(np.int64) * grid_w
+            values = row_flat[base + x_index[columns, 0]] * x_weight[columns, 0]
+            for tap in range(1, x_index.shape[1]):
+                values += row_flat[base + x_index[columns, tap]] * x_weight[columns, tap]
+            on = values > 0
+            mask_flat[row_target[chunk][local_row[on]] + offset[on]] = True
+            areas += np.bincount(row_instance[chunk][local_row[on]], minlength=n)
+        first_row = last_row
+    return masks, areas
 
 
 def prototype_logits(prototypes: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
