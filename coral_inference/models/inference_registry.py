@@ -158,6 +158,8 @@ def build_model_class(context: CoralModelHost) -> type:
         responses) is refused with ``ModelTaskMismatchError`` naming the Coral block to use.
         """
 
+        task_type = "object-detection"  # each instance: its package's task
+
         def __init__(self, model_id: str, api_key: str | None = None, **_: Any):
             self.model_id = model_id
             self.endpoint = model_id

@@ -48,8 +48,8 @@ class CoralModelRegistryPatch(Patch):
     name = "coral_model_registry"
     description = (
         "coral/<name> model ids in inference's RoboflowModelRegistry, so core model blocks "
-        "(object detection, instance segmentation, keypoints, classification) run Coral packages "
-        "inside an inference server Coral did not build"
+        "(roboflow_core/roboflow_object_detection_model and the instance segmentation, keypoint "
+        "and classification ones) run Coral packages inside an inference server Coral did not build"
     )
     supported = ">=1.3,<2"
     default_enabled = False
