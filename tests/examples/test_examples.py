@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +57,8 @@ def run_example(path, video, tmp_path):
 
 def test_examples_are_present():
     assert {p.name for p in WORKFLOWS} == {
-        "line_counting.json", "event_clips.json", "preview.json", "core_model_coral_id.json"}
+        "line_counting.json", "event_clips.json", "preview.json", "core_model_coral_id.json",
+        "segmentation_zone.json", "keypoints.json", "classification_gate.json", "core_models_coral_ids.json"}
     assert (EXAMPLES / "runtime_web.yaml").is_file() and (EXAMPLES / "notebook.ipynb").is_file()
 
 
@@ -80,6 +82,24 @@ def test_example_workflow_runs_on_the_demo_video(workflow, demo_video, engine_re
     elif workflow.stem == "core_model_coral_id":
         assert context.is_patch_enabled("coral_model_registry")
         assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count
+    elif workflow.stem == "segmentation_zone":
+        assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count
+        assert all(r.outputs["predictions"].mask is not None for r in results)
+        assert any(len(r.outputs["in_zone"]) for r in results)
+    elif workflow.stem == "keypoints":
+        assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count
+        assert any((r.outputs["predictions"].data.get("keypoints_class_name", np.array([])) == "centre").any()
+                   for r in results)
+    elif workflow.stem == "classification_gate":
+        tops = [r.outputs["predictions"]["top"] for r in results]
+        gated = [r.outputs["wanted_confidence"] for r in results]
+        assert all((g is not None) == (t == "triangle") for t, g in zip(tops, gated))
+    elif workflow.stem == "core_models_coral_ids":
+        assert context.is_patch_enabled("coral_model_registry")
+        assert sum(len(r.outputs["masks"]) for r in results) > truth.frame_count
+        assert all(r.outputs["masks"].mask is not None for r in results)
+        assert sum(len(r.outputs["keypoints"]) for r in results) > truth.frame_count
+        assert all(r.outputs["classification"]["prediction_type"] == "classification" for r in results)
 
 
 def test_core_model_block_finds_coral_models_without_the_patch(demo_video, engine_ready, tmp_path):
