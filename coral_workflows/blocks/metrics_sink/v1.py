@@ -90,7 +90,8 @@ class BlockManifest(WorkflowBlockManifest):
         examples=["people_counter", "$inputs.measurement"],
     )
     fields: dict[str, Selector(kind=FIELD_KINDS) | int | float | bool] = Field(
-        description="Field name to value: a number, a boolean, detections (counted per class) or a dict of numbers.",
+        description="Field name to value: a number, a boolean, detections (counted per class) or a "
+        "dict of numbers.",
         examples=[{"people": "$steps.model.predictions", "in": "$steps.line_counter.count_in"}],
     )
     tags: dict[str, Selector(kind=[kinds.STRING_KIND, kinds.INTEGER_KIND]) | str | int] = Field(

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import List, Literal, Optional, Union
+from typing import Literal
 
 import numpy as np
 import supervision as sv
@@ -61,12 +61,18 @@ class BlockManifest(WorkflowBlockManifest):
         json_schema_extra={
             "name": "Coral Object Detection Model",
             "version": "v1",
-            "short_description": "Detect objects on the edge box's NPU or ONNX Runtime with a Coral model package.",
+            "short_description": "Detect objects on the edge box's NPU or ONNX Runtime with a "
+            "Coral model package.",
             "long_description": LONG_DESCRIPTION,
             "license": "Apache-2.0",
             "block_type": "model",
             "search_keywords": ["coral", "rknn", "npu", "onnx", "yolo", "edge"],
-            "ui_manifest": {"section": "model", "icon": "far fa-microchip", "blockPriority": 1, "inference": True},
+            "ui_manifest": {
+                "section": "model",
+                "icon": "far fa-microchip",
+                "blockPriority": 1,
+                "inference": True,
+            },
         },
         protected_namespaces=(),
     )
@@ -76,47 +82,50 @@ class BlockManifest(WorkflowBlockManifest):
         description="The images to detect objects on.",
         examples=["$inputs.image", "$steps.cropping.crops"],
     )
-    model: Union[Selector(kind=[kinds.STRING_KIND]), str] = Field(
-        description="Model name from the Coral config, a bundled package name or a package directory.",
+    model: Selector(kind=[kinds.STRING_KIND]) | str = Field(
+        description="Model name from the Coral config, a bundled package name or a package "
+        "directory.",
         examples=["coral-demo", "/opt/models/people-v3", "$inputs.model"],
     )
-    backend: Union[Selector(kind=[kinds.STRING_KIND]), str] = Field(
+    backend: Selector(kind=[kinds.STRING_KIND]) | str = Field(
         default="auto",
-        description="Backend to run on: auto, rknn, onnxruntime or a registered third-party backend.",
+        description="Backend to run on: auto, rknn, onnxruntime or a registered third-party "
+        "backend.",
         examples=["auto", "rknn", "$inputs.backend"],
     )
-    confidence: Union[kinds.FloatZeroToOne, Selector(kind=[kinds.FLOAT_ZERO_TO_ONE_KIND])] = Field(
+    confidence: kinds.FloatZeroToOne | Selector(kind=[kinds.FLOAT_ZERO_TO_ONE_KIND]) = Field(
         default=0.4,
         description="Lowest confidence a prediction may have.",
         examples=[0.3, "$inputs.confidence"],
     )
-    iou_threshold: Union[kinds.FloatZeroToOne, Selector(kind=[kinds.FLOAT_ZERO_TO_ONE_KIND])] = Field(
+    iou_threshold: kinds.FloatZeroToOne | Selector(kind=[kinds.FLOAT_ZERO_TO_ONE_KIND]) = Field(
         default=0.3,
-        description="Overlap (IoU) above which non-maximum suppression drops the lower-scoring box.",
+        description="Overlap (IoU) above which non-maximum suppression drops the lower-scoring "
+        "box.",
         examples=[0.45, "$inputs.iou_threshold"],
     )
-    class_filter: Union[Optional[List[str]], Selector(kind=[kinds.LIST_OF_VALUES_KIND])] = Field(
+    class_filter: list[str] | None | Selector(kind=[kinds.LIST_OF_VALUES_KIND]) = Field(
         default=None,
         description="Classes to keep (names from the model's classes); all when empty.",
         examples=[["person", "car"], "$inputs.class_filter"],
     )
-    max_detections: Union[PositiveInt, Selector(kind=[kinds.INTEGER_KIND])] = Field(
+    max_detections: PositiveInt | Selector(kind=[kinds.INTEGER_KIND]) = Field(
         default=300,
         description="Most predictions returned per image.",
         examples=[100, "$inputs.max_detections"],
     )
-    class_agnostic_nms: Union[bool, Selector(kind=[kinds.BOOLEAN_KIND])] = Field(
+    class_agnostic_nms: bool | Selector(kind=[kinds.BOOLEAN_KIND]) = Field(
         default=False,
         description="Suppress overlapping boxes across classes, not only within a class.",
         examples=[True, "$inputs.class_agnostic_nms"],
     )
 
     @classmethod
-    def get_parameters_accepting_batches(cls) -> List[str]:
+    def get_parameters_accepting_batches(cls) -> list[str]:
         return ["images"]
 
     @classmethod
-    def describe_outputs(cls) -> List[OutputDefinition]:
+    def describe_outputs(cls) -> list[OutputDefinition]:
         return [
             OutputDefinition(name="inference_id", kind=[kinds.INFERENCE_ID_KIND]),
             OutputDefinition(name="predictions", kind=[kinds.OBJECT_DETECTION_PREDICTION_KIND]),
@@ -124,7 +133,7 @@ class BlockManifest(WorkflowBlockManifest):
         ]
 
     @classmethod
-    def get_execution_engine_compatibility(cls) -> Optional[str]:
+    def get_execution_engine_compatibility(cls) -> str | None:
         return ">=1.3.0,<2.0.0"
 
 
@@ -135,7 +144,7 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
         self._context = coral_context
 
     @classmethod
-    def get_init_parameters(cls) -> List[str]:
+    def get_init_parameters(cls) -> list[str]:
         return ["coral_context"]
 
     @classmethod
@@ -149,7 +158,7 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
         backend: str,
         confidence: float,
         iou_threshold: float,
-        class_filter: Optional[List[str]],
+        class_filter: list[str] | None,
         max_detections: int,
         class_agnostic_nms: bool,
     ) -> BlockResult:
@@ -157,24 +166,35 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
 
         # OBB packages come out with the rotated polygon in data["xyxyxyxy"] (supervision's key);
         # RF-DETR packages decode here too. Classifiers are refused with the block to use.
-        loaded = load_for_task(self._context, model, backend, DETECTION_TASKS, "coral/object_detection_model@v1")
+        loaded = load_for_task(
+            self._context, model, backend, DETECTION_TASKS, "coral/object_detection_model@v1"
+        )
         batch: list[sv.Detections] = loaded.detect_batch(
             [image.numpy_image for image in images],
-            confidence=confidence, iou=iou_threshold, class_filter=class_filter or None,
-            max_detections=max_detections, agnostic=bool(class_agnostic_nms),
+            confidence=confidence,
+            iou=iou_threshold,
+            class_filter=class_filter or None,
+            max_detections=max_detections,
+            agnostic=bool(class_agnostic_nms),
         )
         inference_ids = [str(uuid.uuid4()) for _ in batch]
         for detections, image, inference_id in zip(batch, images, inference_ids):
             height, width = image.numpy_image.shape[:2]
             count = len(detections)
-            detections["detection_id"] = np.array([str(uuid.uuid4()) for _ in range(count)], dtype=object)
+            detections["detection_id"] = np.array(
+                [str(uuid.uuid4()) for _ in range(count)], dtype=object
+            )
             detections["inference_id"] = np.array([inference_id] * count, dtype=object)
-            detections["image_dimensions"] = np.array([[height, width]] * count, dtype=int).reshape(count, 2)
+            detections["image_dimensions"] = np.array([[height, width]] * count, dtype=int).reshape(
+                count, 2
+            )
             detections.metadata["image_dimensions"] = [height, width]
         batch = attach_prediction_type_info_to_sv_detections_batch(
             predictions=batch, prediction_type="object-detection"
         )
-        batch = attach_parents_coordinates_to_batch_of_sv_detections(predictions=batch, images=images)
+        batch = attach_parents_coordinates_to_batch_of_sv_detections(
+            predictions=batch, images=images
+        )
         model_id = f"{CORAL_MODEL_ID_PREFIX}{loaded.package.name}"
         return [
             {"inference_id": inference_id, "predictions": detections, "model_id": model_id}

@@ -68,7 +68,8 @@ class BlockManifest(WorkflowBlockManifest):
         json_schema_extra={
             "name": "Video Recorder",
             "version": "v1",
-            "short_description": "Record MP4 segments and event clips (pre/post roll) with retention.",
+            "short_description": "Record MP4 segments and event clips (pre/post roll) with "
+            "retention.",
             "long_description": LONG_DESCRIPTION,
             "license": "Apache-2.0",
             "block_type": "sink",
@@ -92,7 +93,8 @@ class BlockManifest(WorkflowBlockManifest):
     )
     output_directory: Selector(kind=[kinds.STRING_KIND]) | str = Field(
         default=".",
-        description="Folder relative to the recordings root (storage.recordings); one subfolder per source.",
+        description="Folder relative to the recordings root (storage.recordings); one subfolder "
+        "per source.",
         examples=[".", "gate-camera"],
     )
     segment_seconds: Selector(kind=[kinds.INTEGER_KIND, kinds.FLOAT_KIND]) | float | None = Field(
@@ -118,7 +120,8 @@ class BlockManifest(WorkflowBlockManifest):
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] | None = (
         Field(
             default=None,
-            description="Encoder speed preset: faster uses less CPU and more disk (default: recording.preset).",
+            description="Encoder speed preset: faster uses less CPU and more disk (default: "
+            "recording.preset).",
             examples=["veryfast"],
         )
     )
@@ -150,19 +153,22 @@ class BlockManifest(WorkflowBlockManifest):
     retention_max_age_hours: float | None = Field(
         default=None,
         gt=0,
-        description="Delete recordings older than this (default: recording.retention.max_age_hours).",
+        description="Delete recordings older than this (default: "
+        "recording.retention.max_age_hours).",
         examples=[168],
     )
     retention_max_gb: float | None = Field(
         default=None,
         gt=0,
-        description="Keep the output directory under this size (default: recording.retention.max_gb).",
+        description="Keep the output directory under this size (default: "
+        "recording.retention.max_gb).",
         examples=[20],
     )
     retention_min_free_gb: float | None = Field(
         default=None,
         ge=0,
-        description="Delete oldest recordings while free disk is below this (default: recording.retention.min_free_gb).",
+        description="Delete oldest recordings while free disk is below this (default: "
+        "recording.retention.min_free_gb).",
         examples=[2],
     )
 
