@@ -67,26 +67,49 @@ async def poll(base: str, status_path: str, clients: int, seconds: float) -> dic
     latencies.sort()
 
     def pct(q: float) -> float:
-        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+        return (
+            1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+            if latencies
+            else float("nan")
+        )
 
-    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / seconds,
-            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
-            "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan")}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / seconds,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": pct(1.0),
+        "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan"),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--baseline-seconds", type=float, default=15.0)
     parser.add_argument("--json", type=Path, help="Also write the results here.")
-    parser.add_argument("--idle", action="store_true",
-                        help="No pipeline: the same load on an idle server (the API's own cost).")
-    parser.add_argument("--workers", action="store_true",
-                        help="Issue 11 in one run: idle p99 vs one pipeline's, fps alone vs loaded, "
-                             "two pipelines vs one, POST to first frame, memory per added pipeline.")
-    parser.add_argument("--isolation", choices=["process", "thread"], default="process",
-                        help="services.pipelines.isolation of the server (--workers).")
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="No pipeline: the same load on an idle server (the API's own cost).",
+    )
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="Issue 11 in one run: idle p99 vs one pipeline's, fps alone vs loaded, "
+        "two pipelines vs one, POST to first frame, memory per added pipeline.",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=["process", "thread"],
+        default="process",
+        help="services.pipelines.isolation of the server (--workers).",
+    )
     args = parser.parse_args()
     if args.idle:
         return idle(args)
@@ -104,16 +127,26 @@ def main() -> int:
         web.start()
         try:
             with web.client() as http:
-                created = http.post("/api/v1/pipelines", headers=HEADERS,
-                                    json={"workflow_file": "detect.json", "source": str(video)})
+                created = http.post(
+                    "/api/v1/pipelines",
+                    headers=HEADERS,
+                    json={"workflow_file": "detect.json", "source": str(video)},
+                )
                 created.raise_for_status()
                 pid = created.json()["id"]
-                web.wait_for(lambda: http.get(f"/api/v1/pipelines/{pid}").json()["frames"] > 30,
-                             what="warm pipeline")
+                web.wait_for(
+                    lambda: http.get(f"/api/v1/pipelines/{pid}").json()["frames"] > 30,
+                    what="warm pipeline",
+                )
                 fps_alone = pipeline_fps(http, pid, args.baseline_seconds)
                 loaded: dict = {}
                 load_thread = threading.Thread(
-                    target=lambda: loaded.update(asyncio.run(poll(web.base, f"/api/v1/pipelines/{pid}", args.clients, args.seconds))))
+                    target=lambda: loaded.update(
+                        asyncio.run(
+                            poll(web.base, f"/api/v1/pipelines/{pid}", args.clients, args.seconds)
+                        )
+                    )
+                )
                 load_thread.start()
                 time.sleep(1.0)  # let every client connect before counting frames
                 fps_loaded = pipeline_fps(http, pid, args.seconds - 2.0)
@@ -121,10 +154,15 @@ def main() -> int:
                 state = http.get(f"/api/v1/pipelines/{pid}").json()["state"]
         finally:
             web.stop()
-    result = {"clients": args.clients, "seconds": args.seconds, "pipeline_state_after": state,
-              "pipeline_fps_alone": round(fps_alone, 2), "pipeline_fps_under_load": round(fps_loaded, 2),
-              "fps_ratio": round(fps_loaded / fps_alone, 3) if fps_alone else None,
-              **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in loaded.items()}}
+    result = {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "pipeline_state_after": state,
+        "pipeline_fps_alone": round(fps_alone, 2),
+        "pipeline_fps_under_load": round(fps_loaded, 2),
+        "fps_ratio": round(fps_loaded / fps_alone, 3) if fps_alone else None,
+        **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in loaded.items()},
+    }
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
@@ -132,7 +170,7 @@ def main() -> int:
 
 
 def memory(pid: int) -> dict:
-    """RSS and PSS (proportional: pages shared with the forkserver and siblings split) of a process tree."""
+    """RSS and PSS (pages shared with the forkserver and siblings split) of a process tree."""
     import psutil
 
     root = psutil.Process(pid)
@@ -175,23 +213,33 @@ def workers(args: argparse.Namespace) -> int:
         body = {"workflow_file": "detect.json", "source": str(video)}
         try:
             with web.client(timeout=900) as http:
-                # Inference imported (forkserver preload, or the web process's warm-up) before timing.
-                web.wait_for(lambda: http.get("/readyz").status_code == 200, timeout=900, what="ready")
+                # Inference imported (forkserver preload or web warm-up) before timing.
+                web.wait_for(
+                    lambda: http.get("/readyz").status_code == 200, timeout=900, what="ready"
+                )
                 time.sleep(5)
                 memory_idle = memory(web.process.pid)
                 idle_load = load(web, "/api/v1/pipelines")
                 first, first_s = first_frame(http, body)
-                web.wait_for(lambda: http.get(f"/api/v1/pipelines/{first}").json()["frames"] > 30, what="warm")
+                web.wait_for(
+                    lambda: http.get(f"/api/v1/pipelines/{first}").json()["frames"] > 30,
+                    what="warm",
+                )
                 memory_one = memory(web.process.pid)
                 fps_alone = pipeline_fps(http, first, args.baseline_seconds)
                 loaded: dict = {}
-                thread = threading.Thread(target=lambda: loaded.update(load(web, f"/api/v1/pipelines/{first}")))
+                thread = threading.Thread(
+                    target=lambda: loaded.update(load(web, f"/api/v1/pipelines/{first}"))
+                )
                 thread.start()
                 time.sleep(1.0)
                 fps_loaded = pipeline_fps(http, first, args.seconds - 2.0)
                 thread.join()
                 second, second_s = first_frame(http, body)
-                web.wait_for(lambda: http.get(f"/api/v1/pipelines/{second}").json()["frames"] > 30, what="warm 2")
+                web.wait_for(
+                    lambda: http.get(f"/api/v1/pipelines/{second}").json()["frames"] > 30,
+                    what="warm 2",
+                )
                 memory_two = memory(web.process.pid)
                 t0 = time.monotonic()
                 a0 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
@@ -200,20 +248,28 @@ def workers(args: argparse.Namespace) -> int:
                 a1 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
                 b1 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
                 combined = ((a1 - a0) + (b1 - b0)) / (time.monotonic() - t0)
-                states = [http.get(f"/api/v1/pipelines/{p}").json()["state"] for p in (first, second)]
+                states = [
+                    http.get(f"/api/v1/pipelines/{p}").json()["state"] for p in (first, second)
+                ]
         finally:
             web.stop()
     result = {
-        "isolation": args.isolation, "clients": args.clients, "seconds": args.seconds,
-        "idle_p99_ms": round(idle_load["p99_ms"], 1), "one_pipeline_p99_ms": round(loaded["p99_ms"], 1),
+        "isolation": args.isolation,
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "idle_p99_ms": round(idle_load["p99_ms"], 1),
+        "one_pipeline_p99_ms": round(loaded["p99_ms"], 1),
         "p99_ratio": round(loaded["p99_ms"] / idle_load["p99_ms"], 2),
         "errors": {**idle_load["errors"], **loaded["errors"]},
-        "fps_alone": round(fps_alone, 2), "fps_under_load": round(fps_loaded, 2),
+        "fps_alone": round(fps_alone, 2),
+        "fps_under_load": round(fps_loaded, 2),
         "fps_load_ratio": round(fps_loaded / fps_alone, 3) if fps_alone else None,
         "two_pipelines_combined_fps": round(combined, 2),
         "two_vs_one_ratio": round(combined / fps_alone, 3) if fps_alone else None,
         "post_to_first_frame_s": [round(first_s, 2), round(second_s, 2)],
-        "memory_idle": memory_idle, "memory_one_pipeline": memory_one, "memory_two_pipelines": memory_two,
+        "memory_idle": memory_idle,
+        "memory_one_pipeline": memory_one,
+        "memory_two_pipelines": memory_two,
         "pss_per_added_pipeline_mb": round(memory_two["pss_mb"] - memory_one["pss_mb"], 1),
         "rss_per_added_pipeline_mb": round(memory_two["rss_mb"] - memory_one["rss_mb"], 1),
         "states_after": states,
@@ -227,15 +283,21 @@ def workers(args: argparse.Namespace) -> int:
 def idle(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="coral-bench-web-") as tmp:
         web = WebServer(Path(tmp) / "web", free_port(), "services.pipelines.restore_on_start=false")
-        web.write_workflow("empty.json", {"version": "1.0", "inputs": [], "steps": [], "outputs": []})
+        web.write_workflow(
+            "empty.json", {"version": "1.0", "inputs": [], "steps": [], "outputs": []}
+        )
         web.start()
         try:
             time.sleep(30)  # the background import of inference is over
             loaded = asyncio.run(poll(web.base, "/api/v1/pipelines", args.clients, args.seconds))
         finally:
             web.stop()
-    result = {"clients": args.clients, "seconds": args.seconds, "pipeline": None,
-              **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in loaded.items()}}
+    result = {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "pipeline": None,
+        **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in loaded.items()},
+    }
     print(json.dumps(result, indent=2))
     return 0
 

@@ -1,4 +1,4 @@
-"""Acceptance of issue 11 (and 13.2/13.3): pipelines as supervised worker processes of a real web serve.
+"""Issue 11 (and 13.1/13.2/13.3) acceptance: pipelines as supervised workers of a real web serve.
 
 One module-scoped ``coral-runtime web serve`` (workers forked from a forkserver that
 preloaded inference) runs test blocks that misbehave on purpose
@@ -245,7 +245,7 @@ def test_a_camera_that_is_down_keeps_its_pipeline_reconnecting_and_readyz_degrad
 
 
 def worker_pids(server) -> set[int]:
-    """Pipeline workers: the app's grandchildren (its children are the forkserver and the resource tracker)."""
+    """Pipeline workers: the app's grandchildren (its children: forkserver, resource tracker)."""
     app = psutil.Process(server.process.pid)
     return {p.pid for p in app.children(recursive=True) if p.ppid() != app.pid}
 

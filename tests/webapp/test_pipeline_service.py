@@ -136,14 +136,15 @@ def test_records_hold_typed_states_and_old_databases_gain_the_new_column(tmp_pat
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:  # a database from before placement existed
         db.execute(
-            "CREATE TABLE pipelines (id TEXT PRIMARY KEY, name TEXT NOT NULL, workflow TEXT NOT NULL,"
-            " workflow_file TEXT, source TEXT NOT NULL, source_kind TEXT NOT NULL, max_fps REAL,"
-            " parameters TEXT NOT NULL, preview_output TEXT, desired_state TEXT NOT NULL, last_state TEXT,"
+            "CREATE TABLE pipelines (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " workflow TEXT NOT NULL, workflow_file TEXT, source TEXT NOT NULL,"
+            " source_kind TEXT NOT NULL, max_fps REAL, parameters TEXT NOT NULL,"
+            " preview_output TEXT, desired_state TEXT NOT NULL, last_state TEXT,"
             " last_error TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL)"
         )
         db.execute(
-            "INSERT INTO pipelines VALUES ('a', 'n', '{\"steps\": []}', NULL, 'x.mp4', 'file', NULL, '{}',"
-            " NULL, 'running', 'running', NULL, 1, 1)"
+            "INSERT INTO pipelines VALUES ('a', 'n', '{\"steps\": []}', NULL, 'x.mp4', 'file',"
+            " NULL, '{}', NULL, 'running', 'running', NULL, 1, 1)"
         )
 
     async def scenario():
