@@ -96,6 +96,15 @@ def masks_in_boxes(
     return masks_and_areas(logits, boxes, geometry, input_wh, crop=crop)[0]
 
 
+def nonempty_masks(
+    logits: np.ndarray, boxes: np.ndarray, geometry: ResizeGeometry, input_wh: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(masks of the instances whose cropped mask has pixels, their indices) — Ultralytics drops
+    the others. The stack is allocated for the kept instances only: no copy of a full stack."""
+    masks, _, kept = masks_and_areas(logits, boxes, geometry, input_wh, drop_empty=True)
+    return masks, kept
+
+
 # Pixels handled per pass of the horizontal interpolation: bounds the temporaries (~40 B/pixel).
 _PIXELS_PER_CHUNK = 1 << 21
 
@@ -107,14 +116,18 @@ def masks_and_areas(
     input_wh: tuple[int, int],
     *,
     crop: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``masks_in_boxes`` plus each mask's pixel count (no second pass over the masks)."""
+    drop_empty: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(masks, each instance's pixel count, indices of the instances in ``masks``).
+
+    With ``drop_empty`` the stack holds only instances with pixels; the on-pixels are
+    gathered first and scattered once into a stack of the kept instances.
+    """
     n, grid_h, grid_w = logits.shape
     src_h, src_w = geometry.src_h, geometry.src_w
-    masks = np.zeros((n, src_h, src_w), dtype=bool)
     areas = np.zeros(n, dtype=np.int64)
     if n == 0:
-        return masks, areas
+        return np.zeros((0, src_h, src_w), dtype=bool), areas, np.zeros(0, dtype=np.int64)
     input_w, input_h = input_wh
     factor = _upsample_factor((grid_w, grid_h), input_wh, geometry)
     y_index, y_weight = _axis_taps(src_h, grid_h, input_h, geometry.pad_top, geometry.new_h, factor)
@@ -149,9 +162,10 @@ def masks_and_areas(
     row_flat = row_values.reshape(-1)
     row_width = widths[row_instance]
     row_start = x_start[row_instance]
-    # Where each row's pixels land in the masks, as a flat index of its first column.
-    row_target = (row_instance * src_h + rows) * src_w + row_start
-    mask_flat = masks.reshape(-1)
+    # Where each row's pixels land in its instance's plane: flat index of its first column.
+    row_target = rows * src_w + row_start
+    found_pixels: list[np.ndarray] = []
+    found_instances: list[np.ndarray] = []
 
     # Horizontal pass: every pixel of every box, in chunks of whole rows (bounded memory).
     ends = np.cumsum(row_width)
@@ -173,10 +187,20 @@ def masks_and_areas(
             for tap in range(1, x_index.shape[1]):
                 values += row_flat[base + x_index[columns, tap]] * x_weight[columns, tap]
             on = values > 0
-            mask_flat[row_target[chunk][local_row[on]] + offset[on]] = True
-            areas += np.bincount(row_instance[chunk][local_row[on]], minlength=n)
+            on_rows = local_row[on]
+            found_pixels.append(row_target[chunk][on_rows] + offset[on])
+            found_instances.append(row_instance[chunk][on_rows])
+            areas += np.bincount(found_instances[-1], minlength=n)
         first_row = last_row
-    return masks, areas
+    kept = np.flatnonzero(areas > 0) if drop_empty else np.arange(n)
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[kept] = np.arange(kept.size)
+    masks = np.zeros((kept.size, src_h, src_w), dtype=bool)
+    plane = src_h * src_w
+    mask_flat = masks.reshape(-1)
+    for pixels, instances in zip(found_pixels, found_instances):  # chunks, not instances
+        mask_flat[slot[instances] * plane + pixels] = True
+    return masks, areas, kept
 
 
 def prototype_logits(prototypes: np.ndarray, coefficients: np.ndarray) -> np.ndarray:

@@ -29,11 +29,7 @@ from coral_inference.models.tasks.heads import (
     decode_rfdetr,
     decode_seg,
 )
-from coral_inference.models.tasks.masks import (
-    masks_and_areas,
-    masks_in_boxes,
-    prototype_logits,
-)
+from coral_inference.models.tasks.masks import masks_in_boxes, nonempty_masks, prototype_logits
 from coral_inference.models.tasks.obb import corners, rotated_nms
 from coral_inference.models.tasks.results import (
     KEYPOINTS_CONFIDENCE,
@@ -147,13 +143,13 @@ def postprocess_task(
     data: dict[str, Any] = {"class_name": _class_name_data(names, kept.class_ids)}
     mask = None
     if kept.prototypes is not None:
-        mask, areas = masks_and_areas(
+        # Ultralytics drops instances whose cropped mask is empty
+        mask, nonempty = nonempty_masks(
             prototype_logits(kept.prototypes, kept.extra), xyxy, geometry, ctx.input_wh
         )
-        has_pixels = areas > 0  # Ultralytics drops instances whose cropped mask is empty
-        if not has_pixels.all():
-            xyxy, mask = xyxy[has_pixels], mask[has_pixels]
-            kept = kept.take(np.flatnonzero(has_pixels))
+        if nonempty.size != len(kept):
+            xyxy = xyxy[nonempty]
+            kept = kept.take(nonempty)
             data["class_name"] = _class_name_data(names, kept.class_ids)
     else:
         points = kept.extra
