@@ -53,6 +53,8 @@ class WebServer:
             f"services.pipelines.database={root / 'var/pipelines.sqlite3'}",
             f"services.pipelines.workflows_root={root / 'workflows'}",
             f"services.pipelines.videos_dir={root / 'var/videos'}",
+            # Test videos live in pytest's temporary folders, siblings of root (sources_policy).
+            f"services.pipelines.sources_roots=[{root.parent}]",
             f'services.auth.api_key_hashes=["{hash_key(API_KEY)}"]',
             "services.streams.host_addresses=[127.0.0.1]",
             "services.monitoring.poll_interval_s=1", "services.monitoring.min_free_bytes=0",

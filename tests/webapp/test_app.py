@@ -77,9 +77,9 @@ def test_sources_are_classified_and_missing_files_refused(client, tmp_path):
     assert start(client, source="2").json()["source_kind"] == "camera"
     assert FakeRunner.instances[-1].source == 2
     missing = start(client, source=str(tmp_path / "nope.mp4"))
-    assert missing.status_code == 422 and missing.json()["code"] == "source_not_found"
+    assert missing.status_code == 422 and missing.json()["code"] == "source_not_allowed"  # sources_policy
     odd = start(client, source="gopher://x/y")
-    assert odd.status_code == 422 and odd.json()["code"] == "invalid_source"
+    assert odd.status_code == 422 and odd.json()["code"] == "scheme_not_allowed"
 
 
 def test_stream_credentials_never_appear_in_the_api(client):

@@ -34,6 +34,7 @@ from coral_inference.pipelines.runner import (
     redact_source,
 )
 from coral_inference.pipelines.process_runner import WorkerRunner
+from coral_inference.pipelines.sources_policy import SourcePolicy, SourceRefusedError
 from coral_inference.pipelines.status import PipelineStatus, SourceKind
 from coral_inference.pipelines.supervisor import Supervisor, SupervisorSettings
 from coral_inference.results import to_jsonable
@@ -121,6 +122,8 @@ class PipelineService:
         self.context = context
         self.store = store
         self.downloader = downloader
+        # Issue 13.9 (helper F): what a key holder may open, decided before anything is opened.
+        self.source_policy = SourcePolicy.from_config(context.config.services.pipelines)
         self.workflows_root = Path(cfg.workflows_root)
         self.max_pipelines = cfg.max_pipelines
         self.restore_on_start = cfg.restore_on_start
@@ -319,7 +322,7 @@ class PipelineService:
         return await self.get(record.id)
 
     async def delete(self, pipeline_id: str) -> None:
-        await self._record(pipeline_id)
+        record = await self._record(pipeline_id)
         self._records.pop(pipeline_id, None)  # gone for the API at once, even while its worker stops
         runner = self._runners.pop(pipeline_id, None)
         self._seen_states.pop(pipeline_id, None)
@@ -327,6 +330,8 @@ class PipelineService:
             await asyncio.to_thread(_stop, runner)
             self._release(pipeline_id, runner)
         await self.store.delete(pipeline_id)
+        if record.source_kind == "download":  # issue 13.8 (helper F): the video goes with its pipeline
+            self.downloader.release(record.source)
 
     # ------------------------------------------------------------------ queries
 
@@ -402,7 +407,7 @@ class PipelineService:
     # ------------------------------------------------------------------ internals
 
     async def _launch(self, record: PipelineRecord) -> None:
-        source = record.source if record.source_kind != "camera" else int(record.source)
+        source = record.source if record.source_kind != "camera" else parse_source(record.source)
         kwargs: dict[str, Any] = {
             "pipeline_id": record.id, "max_fps": record.max_fps, "workflows_parameters": record.parameters,
         }
@@ -508,25 +513,14 @@ class PipelineService:
         return _definition(data, f"workflow file {spec.workflow_file}"), spec.workflow_file
 
     async def _resolve_source(self, spec: PipelineSpec) -> tuple[str | int, str]:
+        # Issue 13.9 (helper F): sources_policy decides; refusals read alike whether a file exists or not.
         try:
-            source = parse_source(spec.source)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(str(exc), code="invalid_source") from None
-        if isinstance(source, int):
-            return source, "camera"
-        lowered = source.lower()
-        if lowered.startswith(STREAM_SCHEMES):
-            return source, "stream"
-        if lowered.startswith(HTTP_SCHEMES):
-            if not spec.download:
-                return source, "stream"
-            return str(await self.downloader.fetch(source)), "download"
-        if "://" in source:
-            raise InvalidInputError(f"source {source!r}: unsupported URL scheme (http, https, rtsp, rtmp, udp, tcp, srt)",
-                                    code="invalid_source")
-        if not Path(source).is_file():
-            raise InvalidInputError(f"source {source!r}: no such video file", code="source_not_found")
-        return source, "file"
+            checked = self.source_policy.check(spec.source, download=spec.download)
+        except SourceRefusedError as exc:
+            raise InvalidInputError(str(exc), code=exc.code) from None
+        if checked.kind == "download":
+            return str(await self.downloader.fetch(str(checked.value))), "download"
+        return checked.value, checked.kind
 
 
 def _definition(data: Any, what: str) -> dict[str, Any]:

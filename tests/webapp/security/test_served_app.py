@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import free_port
 from tests.webapp.server import WebServer
 
-from .hostile_http import HostileHttpServer
+from .hostile_http import VIDEO_BYTES, HostileHttpServer
 
 pytestmark = [pytest.mark.server, pytest.mark.inference, pytest.mark.slow]
 
@@ -66,7 +66,9 @@ def server(tmp_path_factory):
         },
     )
     (root / "workflows" / "loop.json").symlink_to(root / "workflows" / "loop.json")
-    web.start()
+    web.start(
+        timeout=400
+    )  # the pipeline workers' forkserver imports inference first: minutes on a busy box
     yield web
     web.stop()
 
@@ -279,3 +281,98 @@ def test_a_camera_snapshot_needs_a_listed_device_and_a_sane_index(server, http, 
     response = http.get(f"/api/v1/cameras/{index}/snapshot.jpg", headers={"X-API-Key": key})
     assert response.status_code == 422, response.text
     assert response.json()["code"] in ("camera_not_allowed", "invalid_camera")
+
+
+# ---------------------------------------------------------------- 13.9 not a pivot, 13.8 downloads
+
+
+def _create(http: httpx.Client, key: str, source: str | int) -> httpx.Response:
+    return http.post(
+        "/api/v1/pipelines",
+        headers={"X-API-Key": key},
+        json={"workflow_file": "blur.json", "source": source},
+    )
+
+
+def test_sources_outside_the_roots_read_like_missing_ones(server, http, key):
+    outside = server.root / "outside.mp4"
+    outside.write_bytes(VIDEO_BYTES)
+    (server.root / "media" / "escape.mp4").symlink_to(outside)
+    answers = {}
+    for source in (
+        str(outside),
+        "/etc/hostname",
+        str(server.root / "nope.mp4"),
+        "escape.mp4",
+        "../outside.mp4",
+    ):
+        response = _create(http, key, source)
+        assert response.status_code == 422, (source, response.text)
+        assert response.json()["code"] == "source_not_allowed"
+        answers[source] = response.json()["message"].replace(repr(source), "SOURCE")
+    assert len(set(answers.values())) == 1, answers
+
+
+def test_sources_that_would_listen_or_use_other_schemes_are_refused(server, http, key):
+    import socket
+
+    port = free_port()
+    for source in (
+        f"tcp://127.0.0.1:{port}?listen=1",
+        f"udp://@:{port}",
+        "file:///etc/hostname",
+        "concat:/etc/hostname",
+    ):
+        response = _create(http, key, source)
+        assert response.status_code == 422, (source, response.text)
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.settimeout(1)
+        probe.connect(("127.0.0.1", port))  # nothing listens there
+
+
+@pytest.mark.parametrize("source", [0, "1", "99999", "/dev/video0"])
+def test_sources_cameras_must_be_listed(server, http, key, source):
+    response = _create(http, key, source)
+    assert response.status_code == 422, response.text
+
+
+def test_sources_http_redirects_to_internal_addresses_are_not_followed(server, http, key, hostile):
+    response = _create(http, key, f"{hostile.base}/to-internal")
+    assert response.status_code == 422 and "cannot be opened" in response.json()["message"]
+    assert "/internal" not in hostile.hits
+
+
+def test_sources_closed_404_and_hanging_read_the_same(server, http, key, hostile):
+    urls = [
+        f"http://127.0.0.1:{free_port()}/v.mp4",
+        f"{hostile.base}/404.mp4",
+        f"{hostile.base}/hang.mp4",
+        f"{hostile.base}/playlist.mp4",
+    ]
+    messages = set()
+    for url in urls:
+        started = time.monotonic()
+        response = _create(http, key, url)
+        assert response.status_code == 422, response.text
+        assert time.monotonic() - started < 15  # download_timeout_s=3 is the whole deadline
+        messages.add(response.json()["message"].replace(url, "URL"))
+    assert len(messages) == 1, messages
+
+
+def test_sources_a_file_in_the_roots_runs_and_a_download_goes_with_its_pipeline(
+    server, http, key, hostile
+):
+    from coral_inference.demo.scenes import write_demo_video
+
+    write_demo_video(server.root / "media" / "clip.mp4", seconds=2, fps=5)
+    local = _create(http, key, "clip.mp4")
+    assert local.status_code == 201, local.text
+    downloaded = _create(http, key, f"{hostile.base}/video.mp4")
+    assert downloaded.status_code == 201, downloaded.text
+    videos = server.root / "var" / "videos"
+    assert len(list(videos.iterdir())) == 1
+    for created in (local, downloaded):
+        assert http.delete(
+            f"/api/v1/pipelines/{created.json()['id']}", headers={"X-API-Key": key}
+        ).status_code in (200, 204)
+    server.wait_for(lambda: not list(videos.iterdir()), timeout=30, what="the download deleted")
