@@ -237,11 +237,9 @@ def test_two_stream_manager_pipelines_record_count_export_metrics_and_preview(se
             in_scrape = {i for i in ids if any(f'pipeline_id="{i}"' in line for line in fps_lines)}
             if in_scrape == set(ids):
                 seen_fps = in_scrape
-        if len(previews) < 2 and all(pid in last for pid in ids):
-            for pipeline_id in ids:
-                if pipeline_id not in previews:
-                    frames = watch_preview(url, f"{pipeline_id}.line-counting")
-                    previews[pipeline_id] = len(frames)
+        for pipeline_id in running - set(previews):  # watch each preview while it runs
+            if pipeline_id in last:
+                previews[pipeline_id] = len(watch_preview(url, f"{pipeline_id}.line-counting"))
         if not running and len(last) == 2:
             break
         time.sleep(0.3)
