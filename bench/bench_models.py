@@ -467,7 +467,9 @@ def tasks_section(results: list[dict], pre: dict, note: str) -> str:
     return "\n".join(lines)
 
 
-def run_tasks(rounds: int, out: Path | None, onnx_dir: Path | None = None) -> None:
+def run_tasks(
+    rounds: int, out: Path | None, onnx_dir: Path | None = None, only: list[str] | None = None
+) -> None:
     import onnxruntime
 
     from coral_inference.demo import random_still
@@ -475,7 +477,7 @@ def run_tasks(rounds: int, out: Path | None, onnx_dir: Path | None = None) -> No
     frame = random_still(2024, 1280, 720).image
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for task in TASK_PACKAGES:
+        for task in only or list(TASK_PACKAGES):
             ready = onnx_dir / f"yolov8n-{task}.onnx" if onnx_dir else None
             onnx_path = ready if ready and ready.is_file() else peer_export(task, Path(tmp) / f"yolov8n-{task}.onnx")
             results.append(measure_task(task, task_package(Path(tmp) / task, task, onnx_path), frame, rounds))
@@ -509,11 +511,13 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="Replace this section in BENCHMARKS.md.")
     parser.add_argument("--tasks", action="store_true", help="Measure the task heads (issue 9) instead.")
     parser.add_argument("--tasks-out", type=Path, default=None, help="Write the task section to this file.")
+    parser.add_argument("--task", action="append", choices=list(TASK_PACKAGES),
+                        help="Only these task heads (repeatable; default: all).")
     parser.add_argument("--tasks-onnx", type=Path, default=None,
                         help="Directory with yolov8n-{segment,pose,obb}.onnx already exported (else export them).")
     args = parser.parse_args()
     if args.tasks:
-        run_tasks(max(5, args.rounds // 2), args.tasks_out, args.tasks_onnx)
+        run_tasks(max(5, args.rounds // 2), args.tasks_out, args.tasks_onnx, args.task)
         return
 
     from coral_inference.demo import random_still
