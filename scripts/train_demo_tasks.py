@@ -788,6 +788,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="also save the torch weights here"
     )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="continue from a --checkpoint of an earlier run of the same task (recorded)",
+    )
     args = parser.parse_args(argv)
     steps, batch, size, lr = (
         given if given is not None else default
@@ -802,6 +808,8 @@ def main(argv: list[str] | None = None) -> int:
     task = args.task
     model: nn.Module = ClassifierNet() if task == "cls" else TaskDetector(task)
     base_sha = load_detector_weights(model.base, DETECTOR)  # type: ignore[arg-type]
+    if args.init_from is not None:
+        model.load_state_dict(torch.load(args.init_from, weights_only=True))
     parameters = sum(p.numel() for p in model.parameters())
     print(
         f"demo {task}: {parameters} parameters, input {size}, from {DETECTOR.name} {base_sha[:12]}",
@@ -901,7 +909,11 @@ def main(argv: list[str] | None = None) -> int:
             "input_name": "images",
         },
         "heads": heads,
-        "initialised_from": {"file": str(DETECTOR.relative_to(REPO)), "sha256": base_sha},
+        "initialised_from": {
+            "file": str(DETECTOR.relative_to(REPO)),
+            "sha256": base_sha,
+            **({"continued_from_checkpoint": str(args.init_from)} if args.init_from else {}),
+        },
         "seeds": {"training": args.seed, "evaluation": args.eval_seed},
         "parameters": parameters,
         "training": {
