@@ -32,6 +32,8 @@ WORKFLOW = json.loads((REPO / "examples" / "workflows" / "line_counting.json").r
 # (seed, seconds): the last crossing is >20 frames before the end. The first video is longer so
 # the first pipeline still runs when the second starts (the manager initialises one at a time).
 FPS, VIDEOS = 15, ((108, 20), (143, 8))
+# Played at 5 fps, the first pipeline outlasts the second one's initialisation (a minute here).
+MAX_FPS = 5
 
 
 def start_server(
@@ -142,7 +144,7 @@ def initialise(url: str, video: Path) -> str:
         "video_configuration": {
             "type": "VideoConfiguration",
             "video_reference": str(video),
-            "max_fps": FPS,
+            "max_fps": MAX_FPS,
             # A file: wait for the workflow, never drop (the defaults drop frames).
             "source_buffer_filling_strategy": "WAIT",
             "source_buffer_consumption_strategy": "LAZY",
