@@ -66,11 +66,12 @@ def server(tmp_path_factory):
         },
     )
     (root / "workflows" / "loop.json").symlink_to(root / "workflows" / "loop.json")
-    web.start(
-        timeout=400
-    )  # the pipeline workers' forkserver imports inference first: minutes on a busy box
-    yield web
-    web.stop()
+    try:
+        # The pipeline workers' forkserver imports inference first: minutes on a busy box.
+        web.start(timeout=400)
+        yield web
+    finally:
+        web.stop()  # also when it never became ready: no server is left behind
 
 
 @pytest.fixture(scope="module")
