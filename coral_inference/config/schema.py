@@ -234,7 +234,6 @@ class HttpConfig(Section):
     )
 
 
-
 class PipelinesConfig(Section):
     database: Path = Field(
         Path("var/coral/pipelines.sqlite3"), description="SQLite file holding pipeline state."
@@ -403,7 +402,6 @@ class AuthConfig(Section):
     max_failed_logins: int = Field(
         10, ge=1, description="Wrong keys accepted from one client per minute; then 429."
     )
-
 
     @field_validator("api_key_hashes")
     @classmethod

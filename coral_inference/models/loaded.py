@@ -22,6 +22,7 @@ from coral_inference.models.catalog import ModelCatalog
 from coral_inference.models.detector import Detector
 from coral_inference.models.errors import ArtifactNotFoundError
 from coral_inference.models.package import ModelPackage, load_package
+from coral_inference.models.tasks.results import ClassificationResult
 
 logger = logging.getLogger("coral_inference.models")
 
@@ -47,6 +48,18 @@ class LoadedModel:
     def detect_batch(self, frames: Sequence[np.ndarray], **options: Any) -> list[sv.Detections]:
         return self.detector.detect_batch(frames, **options)
 
+    @property
+    def task(self) -> str:
+        """The package's task: object-detection, instance-segmentation, keypoint-detection, classification, obb."""
+        return self.package.manifest.task
+
+    def classify(self, frame_bgr: np.ndarray) -> ClassificationResult:
+        """Class probabilities (task classification); other tasks raise ``OutputMismatchError``."""
+        return self.detector.classify(frame_bgr)
+
+    def classify_batch(self, frames: Sequence[np.ndarray]) -> list[ClassificationResult]:
+        return self.detector.classify_batch(frames)
+
     def close(self) -> None:
         self.detector.close()
 
@@ -59,6 +72,7 @@ class LoadedModel:
             "backend": self.backend_name,
             "classes": self.package.classes,
             "head": self.package.head.type,
+            "task": self.task,
             "session": session.describe() if hasattr(session, "describe") else {},
         }
 

@@ -158,6 +158,26 @@ class HeadSpec(_Strict):
         return self.type != "end2end"
 
 
+def _sha256_hex(value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        value = value.lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(f"{value!r} is not a sha256 hex digest (64 hex characters); compute it with: sha256sum FILE")
+    return value
+
+
+class CompanionFile(_Strict):
+    """A file an artifact needs beside it (the weights of a two-file format, ONNX external data)."""
+
+    file: str = Field(..., description="Path relative to the package directory.")
+    sha256: Optional[str] = Field(None, description="Hex digest, checked whenever present.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: Optional[str]) -> Optional[str]:
+        return _sha256_hex(value)
+
+
 # Heads of the tasks other than object detection; every other head type decodes boxes.
 TASK_HEADS: dict[str, tuple[str, ...]] = {
     "instance-segmentation": ("yolov8_seg", "yolov8_seg_dfl", "rfdetr_seg"),
@@ -189,26 +209,6 @@ class KeypointsSpec(_Strict):
         if bad:
             raise ValueError(f"skeleton edges {bad} index past the {len(self.names)} keypoint names (0-based)")
         return self
-
-
-def _sha256_hex(value: Optional[str]) -> Optional[str]:
-    if value is not None:
-        value = value.lower()
-        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-            raise ValueError(f"{value!r} is not a sha256 hex digest (64 hex characters); compute it with: sha256sum FILE")
-    return value
-
-
-class CompanionFile(_Strict):
-    """A file an artifact needs beside it (the weights of a two-file format, ONNX external data)."""
-
-    file: str = Field(..., description="Path relative to the package directory.")
-    sha256: Optional[str] = Field(None, description="Hex digest, checked whenever present.")
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, value: Optional[str]) -> Optional[str]:
-        return _sha256_hex(value)
 
 
 class ArtifactSpec(_Strict):

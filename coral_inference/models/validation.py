@@ -14,21 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from coral_inference.backends.base import BackendAdapter
-from coral_inference.backends.base import BackendAdapter
 from coral_inference.models.artifacts import ensure_artifact
 from coral_inference.models.errors import ModelPackageError, OutputMismatchError
 from coral_inference.models.package import InputSpec, ModelPackage
-
-
-class BackendLookup(Protocol):
-    def get(self, name: str) -> BackendAdapter: ...
-
-
-class BackendHost(Protocol):
-    """What the run checks need: registered backends by name (``RuntimeContext`` is one)."""
-
-    @property
-    def backends(self) -> BackendLookup: ...
 
 
 class BackendLookup(Protocol):
