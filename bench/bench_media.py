@@ -35,7 +35,7 @@ def bench_recorder(seconds: float) -> dict:
     for i in range(60):
         image = background.copy()
         x = (i * 15) % 1100
-        image[200:380, x:x + 180] = (40, 60, 220)
+        image[200:380, x : x + 180] = (40, 60, 220)
         images.append(image)
     with tempfile.TemporaryDirectory() as tmp:
         options = RecorderOptions.from_config(RecordingConfig(), queue_frames=frames + 1)
@@ -47,8 +47,13 @@ def bench_recorder(seconds: float) -> dict:
         elapsed = time.perf_counter() - start
         size = sum(p.stat().st_size for p in Path(tmp).rglob("*.mp4"))
     encode_fps = recorder.stats.frames_written / elapsed
-    return {"frames": frames, "preset": options.encoder.preset, "encode_fps": round(encode_fps, 1),
-            "realtime_factor_30fps": round(encode_fps / 30, 2), "bytes_per_second_of_video": int(size / seconds)}
+    return {
+        "frames": frames,
+        "preset": options.encoder.preset,
+        "encode_fps": round(encode_fps, 1),
+        "realtime_factor_30fps": round(encode_fps / 30, 2),
+        "bytes_per_second_of_video": int(size / seconds),
+    }
 
 
 def bench_metrics_block(runs: int) -> dict:
@@ -61,16 +66,32 @@ def bench_metrics_block(runs: int) -> dict:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
-        context = coral_inference.init({
-            "storage": {"root": tmp},
-            "metrics": {"sinks": {"influx": {"type": "influxdb", "url": f"http://127.0.0.1:{dead}", "flush_interval_s": 0.05}}},
-        })
+        context = coral_inference.init(
+            {
+                "storage": {"root": tmp},
+                "metrics": {
+                    "sinks": {
+                        "influx": {
+                            "type": "influxdb",
+                            "url": f"http://127.0.0.1:{dead}",
+                            "flush_interval_s": 0.05,
+                        }
+                    }
+                },
+            }
+        )
         block = MetricsSinkBlockV1(coral_context=context)
         timings = []
         for i in range(runs):
             start = time.perf_counter()
-            result = block.run(measurement="bench", fields={"count": i, "ok": True}, tags={"site": "a"},
-                               image=None, sinks=["influx"], min_interval_seconds=0)
+            result = block.run(
+                measurement="bench",
+                fields={"count": i, "ok": True},
+                tags={"site": "a"},
+                image=None,
+                sinks=["influx"],
+                min_interval_seconds=0,
+            )
             timings.append(time.perf_counter() - start)
             assert result["error_status"] is False
             if i % 100 == 0:
@@ -79,22 +100,55 @@ def bench_metrics_block(runs: int) -> dict:
         coral_inference.shutdown()
     # The first run builds the hub (imports influxdb-client, opens the spool): not a steady-state cost.
     first_ms, timings_ms = timings[0] * 1000, np.array(timings[1:]) * 1000
-    return {"runs": runs, "first_run_ms": round(first_ms, 1), "p50_ms": round(float(np.percentile(timings_ms, 50)), 4),
-            "p99_ms": round(float(np.percentile(timings_ms, 99)), 4), "max_ms": round(float(timings_ms.max()), 3),
-            "influx_sink": stats["influx"]}
+    return {
+        "runs": runs,
+        "first_run_ms": round(first_ms, 1),
+        "p50_ms": round(float(np.percentile(timings_ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(timings_ms, 99)), 4),
+        "max_ms": round(float(timings_ms.max()), 3),
+        "influx_sink": stats["influx"],
+    }
 
 
 def _workflow(with_media: bool) -> dict:
-    steps = [{"type": "coral/object_detection_model@v1", "name": "detect", "images": "$inputs.image", "model": "coral-demo"}]
+    steps = [
+        {
+            "type": "coral/object_detection_model@v1",
+            "name": "detect",
+            "images": "$inputs.image",
+            "model": "coral-demo",
+        }
+    ]
     if with_media:
         steps += [
-            {"type": "coral/video_recorder@v1", "name": "rec", "image": "$inputs.image", "output_directory": "bench"},
-            {"type": "coral/metrics_sink@v1", "name": "metrics", "measurement": "bench", "image": "$inputs.image",
-             "fields": {"objects": "$steps.detect.predictions"}},
-            {"type": "coral/webrtc_preview@v1", "name": "preview", "image": "$inputs.image", "channel": "bench"},
+            {
+                "type": "coral/video_recorder@v1",
+                "name": "rec",
+                "image": "$inputs.image",
+                "output_directory": "bench",
+            },
+            {
+                "type": "coral/metrics_sink@v1",
+                "name": "metrics",
+                "measurement": "bench",
+                "image": "$inputs.image",
+                "fields": {"objects": "$steps.detect.predictions"},
+            },
+            {
+                "type": "coral/webrtc_preview@v1",
+                "name": "preview",
+                "image": "$inputs.image",
+                "channel": "bench",
+            },
         ]
-    return {"version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}], "steps": steps,
-            "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"}]}
+    return {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+        "steps": steps,
+        "outputs": [
+            {"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"}
+        ],
+    }
 
 
 def bench_pipeline(seconds: float, rounds: int) -> dict:
@@ -109,12 +163,20 @@ def bench_pipeline(seconds: float, rounds: int) -> dict:
         truth = write_demo_video(video, seconds=seconds, fps=15, seed=1)
         for _ in range(rounds):
             for label, with_media in (("detection", False), ("detection+media", True)):
-                context = coral_inference.init({
-                    "storage": {"root": tmp, "recordings": str(Path(tmp) / "rec")},
-                    "metrics": {"sinks": {"prometheus": {"type": "prometheus"},
-                                          "log": {"type": "jsonl", "path": str(Path(tmp) / "m.jsonl")}}},
-                })
-                runner = PipelineRunner(context, _workflow(with_media), str(video), emit_metrics=False)
+                context = coral_inference.init(
+                    {
+                        "storage": {"root": tmp, "recordings": str(Path(tmp) / "rec")},
+                        "metrics": {
+                            "sinks": {
+                                "prometheus": {"type": "prometheus"},
+                                "log": {"type": "jsonl", "path": str(Path(tmp) / "m.jsonl")},
+                            }
+                        },
+                    }
+                )
+                runner = PipelineRunner(
+                    context, _workflow(with_media), str(video), emit_metrics=False
+                )
                 start = time.perf_counter()
                 runner.start()
                 runner.join(600)
@@ -123,14 +185,20 @@ def bench_pipeline(seconds: float, rounds: int) -> dict:
                 fps[label].append(truth.frame_count / elapsed)
                 coral_inference.shutdown()
     best = {k: max(v) for k, v in fps.items()}
-    return {"frames": truth.frame_count, "rounds": rounds, "fps": {k: [round(x, 1) for x in v] for k, v in fps.items()},
-            "best_fps": {k: round(v, 1) for k, v in best.items()},
-            "throughput_ratio": round(best["detection+media"] / best["detection"], 3)}
+    return {
+        "frames": truth.frame_count,
+        "rounds": rounds,
+        "fps": {k: [round(x, 1) for x in v] for k, v in fps.items()},
+        "best_fps": {k: round(v, 1) for k, v in best.items()},
+        "throughput_ratio": round(best["detection+media"] / best["detection"], 3),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, not a result)")
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter runs (a smoke test, not a result)"
+    )
     args = parser.parse_args()
     results = {
         "recorder_1280x720": bench_recorder(3 if args.quick else 10),

@@ -62,7 +62,9 @@ def build_yolov8n_onnx(path: Path, num_classes: int = 80, size: int = 640, seed:
 
     class ConvBnAct(nn.Sequential):
         def __init__(self, c_in, c_out, k=1, s=1):
-            super().__init__(nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.SiLU())
+            super().__init__(
+                nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.SiLU()
+            )
 
     class Bottleneck(nn.Module):
         def __init__(self, c, shortcut):
@@ -105,10 +107,14 @@ def build_yolov8n_onnx(path: Path, num_classes: int = 80, size: int = 640, seed:
 
         def __init__(self):
             super().__init__()
-            self.p1 = nn.Sequential(ConvBnAct(3, 16, 3, 2), ConvBnAct(16, 32, 3, 2), C2f(32, 32, 1, True))
+            self.p1 = nn.Sequential(
+                ConvBnAct(3, 16, 3, 2), ConvBnAct(16, 32, 3, 2), C2f(32, 32, 1, True)
+            )
             self.p3 = nn.Sequential(ConvBnAct(32, 64, 3, 2), C2f(64, 64, 2, True))
             self.p4 = nn.Sequential(ConvBnAct(64, 128, 3, 2), C2f(128, 128, 2, True))
-            self.p5 = nn.Sequential(ConvBnAct(128, 256, 3, 2), C2f(256, 256, 1, True), Sppf(256, 256))
+            self.p5 = nn.Sequential(
+                ConvBnAct(128, 256, 3, 2), C2f(256, 256, 1, True), Sppf(256, 256)
+            )
             self.up = nn.Upsample(scale_factor=2, mode="nearest")
             self.top_down4 = C2f(384, 128, 1, False)
             self.top_down3 = C2f(192, 64, 1, False)
@@ -118,11 +124,19 @@ def build_yolov8n_onnx(path: Path, num_classes: int = 80, size: int = 640, seed:
             self.bottom_up5 = C2f(384, 256, 1, False)
             box_width, cls_width = 64, max(64, min(num_classes, 100))
             self.box = nn.ModuleList(
-                nn.Sequential(ConvBnAct(c, box_width, 3), ConvBnAct(box_width, box_width, 3), nn.Conv2d(box_width, 64, 1))
+                nn.Sequential(
+                    ConvBnAct(c, box_width, 3),
+                    ConvBnAct(box_width, box_width, 3),
+                    nn.Conv2d(box_width, 64, 1),
+                )
                 for c in (64, 128, 256)
             )
             self.cls = nn.ModuleList(
-                nn.Sequential(ConvBnAct(c, cls_width, 3), ConvBnAct(cls_width, cls_width, 3), nn.Conv2d(cls_width, num_classes, 1))
+                nn.Sequential(
+                    ConvBnAct(c, cls_width, 3),
+                    ConvBnAct(cls_width, cls_width, 3),
+                    nn.Conv2d(cls_width, num_classes, 1),
+                )
                 for c in (64, 128, 256)
             )
             self.register_buffer("bins", torch.arange(16, dtype=torch.float32).view(1, 1, 16, 1))
@@ -143,7 +157,9 @@ def build_yolov8n_onnx(path: Path, num_classes: int = 80, size: int = 640, seed:
                 ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
                 anchors = torch.stack([xs.reshape(-1), ys.reshape(-1)]).float().unsqueeze(0) + 0.5
                 top_left, bottom_right = anchors - ltrb[:, :2], anchors + ltrb[:, 2:]
-                boxes.append(torch.cat([(top_left + bottom_right) / 2, bottom_right - top_left], 1) * stride)
+                boxes.append(
+                    torch.cat([(top_left + bottom_right) / 2, bottom_right - top_left], 1) * stride
+                )
                 scores.append(self.cls[level](feature).view(n, num_classes, h * w).sigmoid())
             return torch.cat([torch.cat(boxes, 2), torch.cat(scores, 2)], 1)
 
@@ -156,7 +172,9 @@ def build_yolov8n_onnx(path: Path, num_classes: int = 80, size: int = 640, seed:
     from coral_inference.models.preprocess import preprocess_image
 
     spec = InputSpec(width=size, height=size)
-    batch = np.concatenate([preprocess_image(random_still(100 + i, 960, 540).image, spec)[0] for i in range(4)])
+    batch = np.concatenate(
+        [preprocess_image(random_still(100 + i, 960, 540).image, spec)[0] for i in range(4)]
+    )
     model.train()
     with torch.no_grad():
         for _ in range(3):
@@ -164,8 +182,15 @@ def build_yolov8n_onnx(path: Path, num_classes: int = 80, size: int = 640, seed:
     model.eval()
     parameters = sum(p.numel() for p in model.parameters())
     with torch.no_grad():
-        torch.onnx.export(model, torch.zeros(1, 3, size, size), str(path), input_names=["images"],
-                          output_names=["output0"], opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model,
+            torch.zeros(1, 3, size, size),
+            str(path),
+            input_names=["images"],
+            output_names=["output0"],
+            opset_version=17,
+            dynamo=False,
+        )
     return path, parameters
 
 
@@ -177,9 +202,14 @@ def yolov8n_package(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     _, parameters = build_yolov8n_onnx(root / "model.onnx")
     manifest = {
-        "name": "yolov8n-untrained", "task": "object-detection", "classes": [f"class{i}" for i in range(80)],
-        "input": {"width": 640, "height": 640}, "head": {"type": "yolov8"},
-        "artifacts": {"onnxruntime": {"file": "model.onnx", "sha256": sha256_of(root / "model.onnx")}},
+        "name": "yolov8n-untrained",
+        "task": "object-detection",
+        "classes": [f"class{i}" for i in range(80)],
+        "input": {"width": 640, "height": 640},
+        "head": {"type": "yolov8"},
+        "artifacts": {
+            "onnxruntime": {"file": "model.onnx", "sha256": sha256_of(root / "model.onnx")}
+        },
         "metadata": {"parameters": parameters},
     }
     (root / "coral-model.yaml").write_text(yaml.safe_dump(manifest))
@@ -238,7 +268,9 @@ def measure(package_ref: str, frame: np.ndarray, rounds: int, candidates: int | 
     package = load_package(package_ref)
     session = OnnxRuntimeBackend().prepare_session(package)
     detector = Detector(package, session)
-    bare = onnxruntime.InferenceSession(str(ensure_artifact(package, "onnxruntime")), providers=["CPUExecutionProvider"])
+    bare = onnxruntime.InferenceSession(
+        str(ensure_artifact(package, "onnxruntime")), providers=["CPUExecutionProvider"]
+    )
     feed_name = bare.get_inputs()[0].name
     confidence = confidence_for_candidates(detector, frame, candidates) if candidates else 0.25
     tensor, _ = detector.prepare(frame)
@@ -247,9 +279,13 @@ def measure(package_ref: str, frame: np.ndarray, rounds: int, candidates: int | 
         bare.run(None, {feed_name: tensor})
         detector.infer(tensor)
     # (a) Coral's session object vs the very same InferenceSession called bare: the wrapper's cost.
-    raw, wrapped = interleaved(lambda: same.run(None, {feed_name: tensor}), lambda: detector.infer(tensor), rounds)
+    raw, wrapped = interleaved(
+        lambda: same.run(None, {feed_name: tensor}), lambda: detector.infer(tensor), rounds
+    )
     # (b) Coral's configured session vs a bare default session: also the options Coral sets.
-    bare_s, coral_s = in_blocks(lambda: bare.run(None, {feed_name: tensor}), lambda: detector.infer(tensor), rounds)
+    bare_s, coral_s = in_blocks(
+        lambda: bare.run(None, {feed_name: tensor}), lambda: detector.infer(tensor), rounds
+    )
 
     stages: list[StageTimes] = []
     for _ in range(rounds):
@@ -258,10 +294,14 @@ def measure(package_ref: str, frame: np.ndarray, rounds: int, candidates: int | 
     shares = [(t.preprocess + t.decode) / t.inference for t in stages]  # same frame, same moment
     detector.close()
     return {
-        "model": package.name, "input": f"{package.input.width}x{package.input.height}",
-        "frame": f"{frame.shape[1]}x{frame.shape[0]}", "rounds": rounds,
+        "model": package.name,
+        "input": f"{package.input.width}x{package.input.height}",
+        "frame": f"{frame.shape[1]}x{frame.shape[0]}",
+        "rounds": rounds,
         "wrapper_ratio": float(np.median(wrapped) / np.median(raw)),
-        "bare_ms": bare_s * 1e3, "coral_session_ms": coral_s * 1e3, "session_ratio": coral_s / bare_s,
+        "bare_ms": bare_s * 1e3,
+        "coral_session_ms": coral_s * 1e3,
+        "session_ratio": coral_s / bare_s,
         "preprocess_ms": float(np.median([t.preprocess for t in stages]) * 1e3),
         "inference_ms": float(np.median([t.inference for t in stages]) * 1e3),
         "decode_nms_ms": float(np.median([t.decode for t in stages]) * 1e3),
@@ -303,7 +343,11 @@ def section(results: list[dict], note: str) -> str:
 def write_section(path: Path, text: str) -> None:
     current = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END), re.DOTALL)
-    updated = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip() + "\n\n" + text + "\n"
+    updated = (
+        pattern.sub(lambda _: text, current)
+        if pattern.search(current)
+        else current.rstrip() + "\n\n" + text + "\n"
+    )
     path.write_text(updated)
 
 
@@ -323,11 +367,24 @@ def peer_export(task: str, path: Path) -> Path:
     import os
     import subprocess
 
-    venv = subprocess.run(["bash", str(REPO / "scripts" / "peer-env"), "ultralytics"], check=True,
-                          capture_output=True, text=True).stdout.strip()
-    subprocess.run([f"{venv}/bin/python", str(REPO / "scripts" / "peers" / "ultralytics_fixtures.py"),
-                    "--export-full", task, str(path)], check=True, capture_output=True,
-                   env={**os.environ, "YOLO_OFFLINE": "1"})
+    venv = subprocess.run(
+        ["bash", str(REPO / "scripts" / "peer-env"), "ultralytics"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    subprocess.run(
+        [
+            f"{venv}/bin/python",
+            str(REPO / "scripts" / "peers" / "ultralytics_fixtures.py"),
+            "--export-full",
+            task,
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "YOLO_OFFLINE": "1"},
+    )
     return path
 
 
@@ -343,9 +400,14 @@ def task_package(root: Path, task: str, onnx_path: Path) -> Path:
     kind, head = TASK_PACKAGES[task]
     classes = [f"class{i}" for i in range(1 if task == "pose" else 80)]
     manifest = {
-        "name": f"yolov8n-{task}-untrained", "task": kind, "classes": classes,
-        "input": {"width": 640, "height": 640}, "head": {"type": head},
-        "artifacts": {"onnxruntime": {"file": "model.onnx", "sha256": sha256_of(root / "model.onnx")}},
+        "name": f"yolov8n-{task}-untrained",
+        "task": kind,
+        "classes": classes,
+        "input": {"width": 640, "height": 640},
+        "head": {"type": head},
+        "artifacts": {
+            "onnxruntime": {"file": "model.onnx", "sha256": sha256_of(root / "model.onnx")}
+        },
     }
     if task == "pose":
         manifest["keypoints"] = {"names": [f"k{i}" for i in range(17)], "skeleton": []}
@@ -393,12 +455,21 @@ def minimal_letterbox(frame: np.ndarray, size: int = 640) -> np.ndarray:
     new_w, new_h = round(w * ratio), round(h * ratio)
     resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    padded = cv2.copyMakeBorder(resized, top, size - new_h - top, left, size - new_w - left,
-                                cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    padded = cv2.copyMakeBorder(
+        resized,
+        top,
+        size - new_h - top,
+        left,
+        size - new_w - left,
+        cv2.BORDER_CONSTANT,
+        value=(114, 114, 114),
+    )
     return cv2.dnn.blobFromImage(padded, 1 / 255, swapRB=True)
 
 
-def measure_task(task: str, package_root: Path, frame: np.ndarray, rounds: int, wanted: int = 100) -> dict:
+def measure_task(
+    task: str, package_root: Path, frame: np.ndarray, rounds: int, wanted: int = 100
+) -> dict:
     from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
     from coral_inference.models import load_package
     from coral_inference.models.detector import Detector
@@ -412,15 +483,24 @@ def measure_task(task: str, package_root: Path, frame: np.ndarray, rounds: int, 
     model_s, post_s = in_blocks(
         lambda: detector.infer(tensor),
         lambda: detector.postprocess(outputs, geometry, confidence=confidence, iou=iou),
-        rounds, block=5,
+        rounds,
+        block=5,
     )
     detections = detector.postprocess(outputs, geometry, confidence=confidence, iou=iou)
-    area = (detections.xyxy[:, 2] - detections.xyxy[:, 0]) * (detections.xyxy[:, 3] - detections.xyxy[:, 1])
+    area = (detections.xyxy[:, 2] - detections.xyxy[:, 0]) * (
+        detections.xyxy[:, 3] - detections.xyxy[:, 1]
+    )
     detector.close()
     return {
-        "task": task, "model_ms": model_s * 1e3, "post_ms": post_s * 1e3, "share": post_s / model_s,
-        "instances": len(detections), "confidence": confidence,
-        "median_box_area_frac": float(np.median(area) / (frame.shape[0] * frame.shape[1])) if len(area) else 0.0,
+        "task": task,
+        "model_ms": model_s * 1e3,
+        "post_ms": post_s * 1e3,
+        "share": post_s / model_s,
+        "instances": len(detections),
+        "confidence": confidence,
+        "median_box_area_frac": float(np.median(area) / (frame.shape[0] * frame.shape[1]))
+        if len(area)
+        else 0.0,
         "mask_pixels": int(detections.mask.sum()) if detections.mask is not None else 0,
     }
 
@@ -433,9 +513,15 @@ def measure_preprocess(frame: np.ndarray, rounds: int) -> dict:
     ours, _ = preprocess_image(frame, spec)
     reference = minimal_letterbox(frame)
     difference = float(np.abs(ours - reference).max())
-    reference_s, ours_s = in_blocks(lambda: minimal_letterbox(frame), lambda: preprocess_image(frame, spec), rounds)
-    return {"reference_ms": reference_s * 1e3, "ours_ms": ours_s * 1e3, "ratio": ours_s / reference_s,
-            "max_abs_difference": difference}
+    reference_s, ours_s = in_blocks(
+        lambda: minimal_letterbox(frame), lambda: preprocess_image(frame, spec), rounds
+    )
+    return {
+        "reference_ms": reference_s * 1e3,
+        "ours_ms": ours_s * 1e3,
+        "ratio": ours_s / reference_s,
+        "max_abs_difference": difference,
+    }
 
 
 def tasks_section(results: list[dict], pre: dict, note: str) -> str:
@@ -479,8 +565,14 @@ def run_tasks(
     with tempfile.TemporaryDirectory() as tmp:
         for task in only or list(TASK_PACKAGES):
             ready = onnx_dir / f"yolov8n-{task}.onnx" if onnx_dir else None
-            onnx_path = ready if ready and ready.is_file() else peer_export(task, Path(tmp) / f"yolov8n-{task}.onnx")
-            results.append(measure_task(task, task_package(Path(tmp) / task, task, onnx_path), frame, rounds))
+            onnx_path = (
+                ready
+                if ready and ready.is_file()
+                else peer_export(task, Path(tmp) / f"yolov8n-{task}.onnx")
+            )
+            results.append(
+                measure_task(task, task_package(Path(tmp) / task, task, onnx_path), frame, rounds)
+            )
             print(results[-1], flush=True)
     pre = measure_preprocess(frame, rounds * 5)
     note = (
@@ -499,22 +591,44 @@ def run_tasks(
 
 
 def write_tasks(path: Path, text: str) -> None:
-    current = path.read_text() if path.exists() else "# Issue 9 benchmarks (bench/bench_models.py --tasks)\n"
+    current = (
+        path.read_text()
+        if path.exists()
+        else "# Issue 9 benchmarks (bench/bench_models.py --tasks)\n"
+    )
     pattern = re.compile(re.escape(TASKS_START) + r".*?" + re.escape(TASKS_END), re.DOTALL)
-    updated = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip() + "\n\n" + text + "\n"
+    updated = (
+        pattern.sub(lambda _: text, current)
+        if pattern.search(current)
+        else current.rstrip() + "\n\n" + text + "\n"
+    )
     path.write_text(updated)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40, help="Timed runs per measurement.")
-    parser.add_argument("--write", action="store_true", help="Replace this section in BENCHMARKS.md.")
-    parser.add_argument("--tasks", action="store_true", help="Measure the task heads (issue 9) instead.")
-    parser.add_argument("--tasks-out", type=Path, default=None, help="Write the task section to this file.")
-    parser.add_argument("--task", action="append", choices=list(TASK_PACKAGES),
-                        help="Only these task heads (repeatable; default: all).")
-    parser.add_argument("--tasks-onnx", type=Path, default=None,
-                        help="Directory with yolov8n-{segment,pose,obb}.onnx already exported (else export them).")
+    parser.add_argument(
+        "--write", action="store_true", help="Replace this section in BENCHMARKS.md."
+    )
+    parser.add_argument(
+        "--tasks", action="store_true", help="Measure the task heads (issue 9) instead."
+    )
+    parser.add_argument(
+        "--tasks-out", type=Path, default=None, help="Write the task section to this file."
+    )
+    parser.add_argument(
+        "--task",
+        action="append",
+        choices=list(TASK_PACKAGES),
+        help="Only these task heads (repeatable; default: all).",
+    )
+    parser.add_argument(
+        "--tasks-onnx",
+        type=Path,
+        default=None,
+        help="Directory with yolov8n-{segment,pose,obb}.onnx already exported (else export them).",
+    )
     args = parser.parse_args()
     if args.tasks:
         run_tasks(max(5, args.rounds // 2), args.tasks_out, args.tasks_onnx, args.task)

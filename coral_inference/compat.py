@@ -108,8 +108,12 @@ def inference_info() -> InferenceInfo | None:
             distribution=name,
             version=version,
             supported=version in SUPPORTED_INFERENCE,
-            engine_module="roboflow_workflows" if version >= ENGINE_MOVED_IN else "inference.core.workflows",
-            stream_module="streamvision" if version >= STREAM_MOVED_IN else "inference.core.interfaces.stream",
+            engine_module="roboflow_workflows"
+            if version >= ENGINE_MOVED_IN
+            else "inference.core.workflows",
+            stream_module="streamvision"
+            if version >= STREAM_MOVED_IN
+            else "inference.core.interfaces.stream",
         )
     return None
 
@@ -172,7 +176,11 @@ def resolve_attribute(dotted: str) -> tuple[Any, str, Any]:
     if not sep or not qualname:
         raise ValueError(f"{dotted!r}: expected 'module:Attribute.path'")
     try:
-        owner: Any = import_module(module_name) if module_name.startswith("inference") else importlib.import_module(module_name)
+        owner: Any = (
+            import_module(module_name)
+            if module_name.startswith("inference")
+            else importlib.import_module(module_name)
+        )
     except ImportError as exc:
         raise LookupError(f"module {module_name} cannot be imported: {exc}") from exc
     *parents, attr = qualname.split(".")

@@ -31,7 +31,8 @@ def block_manifests(plugin: str = "coral_workflows") -> dict[str, dict[str, Any]
         block_type = type_field.get("const") or type_field["enum"][0]
         extra = dict(manifest_cls.model_config.get("json_schema_extra") or {})
         outputs = [
-            {"name": o.name, "kinds": [k.name for k in o.kind]} for o in manifest_cls.describe_outputs()
+            {"name": o.name, "kinds": [k.name for k in o.kind]}
+            for o in manifest_cls.describe_outputs()
         ]
         stem = re.sub(r"[^a-z0-9]+", "_", block_type.split("/", 1)[-1].lower()).strip("_")
         result[stem] = {
@@ -66,7 +67,9 @@ def render_blocks_reference(manifests: dict[str, dict[str, Any]]) -> str:
             lines.append(f"| `{field}` | {desc} |")
         lines.append("")
         outputs = ", ".join(f"`{o['name']}` ({', '.join(o['kinds'])})" for o in m["outputs"])
-        lines.append(f"Outputs: {outputs}. Manifest: [`manifests/{stem}.json`](manifests/{stem}.json).")
+        lines.append(
+            f"Outputs: {outputs}. Manifest: [`manifests/{stem}.json`](manifests/{stem}.json)."
+        )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -110,13 +113,19 @@ def render_block_page(stem: str, m: dict[str, Any], example: Path | None, root: 
         if field in {"type", "name"}:
             continue
         desc = (spec.get("description") or "").replace("|", "\\|").replace("\n", " ")
-        examples = ", ".join(f"`{json.dumps(e)}`" for e in spec.get("examples", [])).replace("|", "\\|")
-        lines.append(f"| `{field}` | {'yes' if field in required else 'no'} | {desc} | {examples} |")
+        examples = ", ".join(f"`{json.dumps(e)}`" for e in spec.get("examples", [])).replace(
+            "|", "\\|"
+        )
+        lines.append(
+            f"| `{field}` | {'yes' if field in required else 'no'} | {desc} | {examples} |"
+        )
     lines += ["", "## Outputs", "", "| output | kinds |", "|---|---|"]
     lines += [f"| `{o['name']}` | {', '.join(o['kinds'])} |" for o in m["outputs"]]
     lines += ["", "## Example", ""]
     if example is None:
-        lines.append("No example workflow uses this block yet: add one under `examples/workflows/`.")
+        lines.append(
+            "No example workflow uses this block yet: add one under `examples/workflows/`."
+        )
     else:
         relative = example.relative_to(root).as_posix()
         lines += [
@@ -166,7 +175,8 @@ def expected_files(root: Path) -> dict[Path, str]:
     """Every generated file with the content it must have."""
     manifests = block_manifests()
     files = {
-        root / "manifests" / f"{stem}.json": json.dumps(m, indent=2, sort_keys=True, default=str) + "\n"
+        root / "manifests" / f"{stem}.json": json.dumps(m, indent=2, sort_keys=True, default=str)
+        + "\n"
         for stem, m in manifests.items()
     }
     examples = example_workflows(root)
@@ -186,7 +196,11 @@ def drift(root: Path) -> list[str]:
     """Generated files that differ from what the code would write (and stale manifests)."""
     expected = expected_files(root)
     stale = [p for p in _generated(root) if p not in expected]
-    changed = [p for p, content in expected.items() if not p.exists() or p.read_text(encoding="utf-8") != content]
+    changed = [
+        p
+        for p, content in expected.items()
+        if not p.exists() or p.read_text(encoding="utf-8") != content
+    ]
     return sorted(str(p.relative_to(root)) for p in changed + stale)
 
 

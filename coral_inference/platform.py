@@ -42,7 +42,9 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def detect_platform(requested: str = "auto", *, root: Path = Path("/"), machine: str | None = None) -> PlatformInfo:
+def detect_platform(
+    requested: str = "auto", *, root: Path = Path("/"), machine: str | None = None
+) -> PlatformInfo:
     """Detect the platform under ``root`` (a fake tree in tests); ``requested`` overrides."""
     machine = machine or _platform.machine()
     evidence: list[str] = []
@@ -52,7 +54,11 @@ def detect_platform(requested: str = "auto", *, root: Path = Path("/"), machine:
     if compatible:
         evidence.append(f"/proc/device-tree/compatible: {', '.join(compatible)}")
     soc = next(
-        (c.split(",", 1)[1] for c in compatible if c.startswith("rockchip,") and c.split(",", 1)[1] in ROCKCHIP_NPU_SOCS),
+        (
+            c.split(",", 1)[1]
+            for c in compatible
+            if c.startswith("rockchip,") and c.split(",", 1)[1] in ROCKCHIP_NPU_SOCS
+        ),
         None,
     )
     tegra = _read(root / "etc/nv_tegra_release")
@@ -67,7 +73,16 @@ def detect_platform(requested: str = "auto", *, root: Path = Path("/"), machine:
     if soc is not None:
         return PlatformInfo("rockchip", soc, model, machine, "device tree", evidence)
     if tegra or any("nvidia,tegra" in c for c in compatible):
-        tegra_soc = next((c.split(",", 1)[1] for c in compatible if c.startswith("nvidia,tegra")), None)
-        return PlatformInfo("jetson", tegra_soc, model, machine, "nv_tegra_release" if tegra else "device tree", evidence)
+        tegra_soc = next(
+            (c.split(",", 1)[1] for c in compatible if c.startswith("nvidia,tegra")), None
+        )
+        return PlatformInfo(
+            "jetson",
+            tegra_soc,
+            model,
+            machine,
+            "nv_tegra_release" if tegra else "device tree",
+            evidence,
+        )
     evidence.append(f"architecture {machine}, no NPU or Jetson marker found")
     return PlatformInfo("cpu", None, model, machine, "no accelerator markers", evidence)

@@ -48,7 +48,9 @@ def detections_to_list(detections: Any) -> list[dict[str, Any]]:
     for i in range(n):
         row: dict[str, Any] = {
             "xyxy": [round(float(c), 2) for c in detections.xyxy[i]],
-            "confidence": None if detections.confidence is None else round(float(detections.confidence[i]), 4),
+            "confidence": None
+            if detections.confidence is None
+            else round(float(detections.confidence[i]), 4),
             "class_id": None if detections.class_id is None else int(detections.class_id[i]),
             "class_name": None if names[i] is None else str(names[i]),
         }

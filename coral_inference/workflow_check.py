@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-
 @dataclass(frozen=True)
 class WorkflowDefinitionProblem:
     step: str | None
@@ -47,14 +46,23 @@ class InvalidWorkflowError(ValueError):
 def structural_problems(definition: Any) -> list[WorkflowDefinitionProblem]:
     """Checks that need no engine: the shape of the JSON document."""
     if not isinstance(definition, dict):
-        return [WorkflowDefinitionProblem(None, None, f"expected a JSON object, got {type(definition).__name__}")]
+        return [
+            WorkflowDefinitionProblem(
+                None, None, f"expected a JSON object, got {type(definition).__name__}"
+            )
+        ]
     problems = [
-        WorkflowDefinitionProblem(None, key, "missing (a workflow has 'version', 'inputs', 'steps' and 'outputs')")
-        for key in ("version", "inputs", "steps", "outputs") if key not in definition
+        WorkflowDefinitionProblem(
+            None, key, "missing (a workflow has 'version', 'inputs', 'steps' and 'outputs')"
+        )
+        for key in ("version", "inputs", "steps", "outputs")
+        if key not in definition
     ]
     steps = definition.get("steps", [])
     if not isinstance(steps, list):
-        return problems + [WorkflowDefinitionProblem(None, "steps", "must be a list of step objects")]
+        return problems + [
+            WorkflowDefinitionProblem(None, "steps", "must be a list of step objects")
+        ]
     for index, step in enumerate(steps):
         name = step.get("name") if isinstance(step, dict) else None
         label = name or f"#{index}"
@@ -80,8 +88,11 @@ def check_workflow(definition: Any, *, plugins: Iterable[str] = ("coral_workflow
     try:
         engine.init(
             workflow_definition=definition,
-            init_parameters={"workflows_core.model_manager": None, "workflows_core.api_key": None,
-                             "workflows_core.step_execution_mode": mode.LOCAL},
+            init_parameters={
+                "workflows_core.model_manager": None,
+                "workflows_core.api_key": None,
+                "workflows_core.step_execution_mode": mode.LOCAL,
+            },
         )
     except Exception as exc:
         explained = explain_engine_error(definition, exc)
@@ -111,7 +122,9 @@ def unwrap_specification(data: Any) -> Any:
     return data
 
 
-def explain_engine_error(definition: dict[str, Any], exc: BaseException) -> list[WorkflowDefinitionProblem] | None:
+def explain_engine_error(
+    definition: dict[str, Any], exc: BaseException
+) -> list[WorkflowDefinitionProblem] | None:
     """Problems naming step and field for a compilation error; None when it is not about the definition."""
     inner = getattr(exc, "inner_error", None)
     if inner is not None and hasattr(inner, "errors"):
@@ -120,39 +133,73 @@ def explain_engine_error(definition: dict[str, Any], exc: BaseException) -> list
     reference = re.search(r"'(\$(?:steps|inputs)\.[^']+)'", message)
     if reference:
         return list(_references(definition, reference.group(1), message)) or [
-            WorkflowDefinitionProblem(None, None, message)]
-    if type(exc).__name__.endswith(("CompilerError", "DefinitionError", "SyntaxError", "ReferenceTargetError")) or \
-            "Workflow" in type(exc).__name__:
+            WorkflowDefinitionProblem(None, None, message)
+        ]
+    if (
+        type(exc).__name__.endswith(
+            ("CompilerError", "DefinitionError", "SyntaxError", "ReferenceTargetError")
+        )
+        or "Workflow" in type(exc).__name__
+    ):
         return [WorkflowDefinitionProblem(None, None, message)]
     return None
 
 
-def _from_validation_error(definition: dict[str, Any], error: dict[str, Any]) -> WorkflowDefinitionProblem:
+def _from_validation_error(
+    definition: dict[str, Any], error: dict[str, Any]
+) -> WorkflowDefinitionProblem:
     loc = list(error.get("loc", ()))
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         step_def = definition["steps"][loc[1]] if loc[1] < len(definition["steps"]) else {}
         step = step_def.get("name", f"#{loc[1]}")
         if error.get("type") == "union_tag_invalid":
             block_type = step_def.get("type")
-            tags = [t for t in (error.get("ctx") or {}).get("expected_tags", "").replace("'", "").split(", ") if "/" in t]
+            tags = [
+                t
+                for t in (error.get("ctx") or {})
+                .get("expected_tags", "")
+                .replace("'", "")
+                .split(", ")
+                if "/" in t
+            ]
             close = difflib.get_close_matches(str(block_type), tags, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else "; is the plugin that provides it in WORKFLOWS_PLUGINS?"
-            return WorkflowDefinitionProblem(step, "type", f"unknown block type {block_type!r}{hint}")
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else "; is the plugin that provides it in WORKFLOWS_PLUGINS?"
+            )
+            return WorkflowDefinitionProblem(
+                step, "type", f"unknown block type {block_type!r}{hint}"
+            )
         rest = [str(p) for p in loc[2:] if str(p) != step_def.get("type")]
         field = ".".join(rest) or None
         return WorkflowDefinitionProblem(step, field, error.get("msg", "invalid"))
-    return WorkflowDefinitionProblem(None, ".".join(map(str, loc)) or None, error.get("msg", "invalid"))
+    return WorkflowDefinitionProblem(
+        None, ".".join(map(str, loc)) or None, error.get("msg", "invalid")
+    )
 
 
-def _references(definition: dict[str, Any], selector: str, message: str) -> Iterator[WorkflowDefinitionProblem]:
+def _references(
+    definition: dict[str, Any], selector: str, message: str
+) -> Iterator[WorkflowDefinitionProblem]:
     known = [s.get("name") for s in definition.get("steps", []) if isinstance(s, dict)]
     for step in definition.get("steps", []):
         for field, value in step.items():
             values = value if isinstance(value, list) else [value]
-            if any(isinstance(v, str) and (v == selector or v.startswith(selector + ".")) for v in values):
+            if any(
+                isinstance(v, str) and (v == selector or v.startswith(selector + "."))
+                for v in values
+            ):
                 yield WorkflowDefinitionProblem(
-                    step.get("name"), field, f"{message} (selector {value!r}; steps defined: {', '.join(map(str, known))})")
+                    step.get("name"),
+                    field,
+                    f"{message} (selector {value!r}; steps defined: {', '.join(map(str, known))})",
+                )
     for output in definition.get("outputs", []):
         selector_value = output.get("selector", "")
-        if isinstance(selector_value, str) and (selector_value == selector or selector_value.startswith(selector + ".")):
-            yield WorkflowDefinitionProblem(None, f"outputs.{output.get('name')}", f"{message} (selector {selector_value!r})")
+        if isinstance(selector_value, str) and (
+            selector_value == selector or selector_value.startswith(selector + ".")
+        ):
+            yield WorkflowDefinitionProblem(
+                None, f"outputs.{output.get('name')}", f"{message} (selector {selector_value!r})"
+            )

@@ -51,11 +51,22 @@ def worker(args: argparse.Namespace) -> None:
     for build in spec["builds"]:
         rknn = RKNN(verbose=False)
         steps = [
-            ("config", lambda: rknn.config(mean_values=spec["mean_values"], std_values=spec["std_values"],
-                                           target_platform=spec["target_platform"])),
+            (
+                "config",
+                lambda: rknn.config(
+                    mean_values=spec["mean_values"],
+                    std_values=spec["std_values"],
+                    target_platform=spec["target_platform"],
+                ),
+            ),
             ("load_onnx", lambda: rknn.load_onnx(model=spec["onnx"])),
-            ("build", lambda: rknn.build(do_quantization=build == "int8",
-                                         dataset=spec["dataset"] if build == "int8" else None)),
+            (
+                "build",
+                lambda: rknn.build(
+                    do_quantization=build == "int8",
+                    dataset=spec["dataset"] if build == "int8" else None,
+                ),
+            ),
             ("init_runtime", lambda: rknn.init_runtime()),
         ]
         started = time.time()
@@ -72,7 +83,10 @@ def worker(args: argparse.Namespace) -> None:
             outputs.append([np.asarray(o, np.float32) for o in out])
         rknn.release()
         count = len(outputs[0])
-        np.savez(Path(spec["out_dir"]) / f"{build}.npz", **{f"f{i}_o{j}": outputs[i][j] for i in range(len(outputs)) for j in range(count)})
+        np.savez(
+            Path(spec["out_dir"]) / f"{build}.npz",
+            **{f"f{i}_o{j}": outputs[i][j] for i in range(len(outputs)) for j in range(count)},
+        )
         results[build] = {"outputs": count, "build_seconds": round(built, 1)}
     from importlib.metadata import version
 
@@ -103,13 +117,24 @@ def driver(args: argparse.Namespace) -> dict:
 
         fixture_dir = tempfile.TemporaryDirectory()
         variant = "split" if args.fixture in ("segment", "pose") else "model"
-        package = load_package(write_task_package(Path(fixture_dir.name) / args.fixture, args.fixture, variant))
+        package = load_package(
+            write_task_package(Path(fixture_dir.name) / args.fixture, args.fixture, variant)
+        )
     else:
         package = load_package(args.package)
     plan = plan_rknn_build(package, target_platform=args.target)
     head, classes = plan.head, len(package.classes)
-    npu_spec = package.input.model_copy(update=InputOverride(layout="NHWC", dtype="uint8").model_dump(exclude_none=True))
-    env = Path(subprocess.run(["bash", str(REPO / "scripts/rknn-toolkit-env")], check=True, capture_output=True, text=True).stdout.strip())
+    npu_spec = package.input.model_copy(
+        update=InputOverride(layout="NHWC", dtype="uint8").model_dump(exclude_none=True)
+    )
+    env = Path(
+        subprocess.run(
+            ["bash", str(REPO / "scripts/rknn-toolkit-env")],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     stills = [random_still(args.seed + i, 640, 480) for i in range(args.frames)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -123,15 +148,33 @@ def driver(args: argparse.Namespace) -> dict:
         calibration = []
         for i in range(args.calibration):
             path = tmp / f"calib_{i}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(preprocess_image(random_still(args.seed + 10_000 + i, 640, 480).image, npu_spec)[0][0], cv2.COLOR_RGB2BGR))
+            cv2.imwrite(
+                str(path),
+                cv2.cvtColor(
+                    preprocess_image(
+                        random_still(args.seed + 10_000 + i, 640, 480).image, npu_spec
+                    )[0][0],
+                    cv2.COLOR_RGB2BGR,
+                ),
+            )
             calibration.append(str(path))
         (tmp / "dataset.txt").write_text("\n".join(calibration) + "\n")
         mean, std = normalisation_for_rknn(package.input)
-        spec = {"onnx": str(plan.onnx), "mean_values": mean, "std_values": std, "target_platform": plan.target_platform,
-                "frames": str(tmp / "frames.npz"), "dataset": str(tmp / "dataset.txt"), "out_dir": str(tmp),
-                "builds": ["fp16"] + (["int8"] if args.int8 else [])}
+        spec = {
+            "onnx": str(plan.onnx),
+            "mean_values": mean,
+            "std_values": std,
+            "target_platform": plan.target_platform,
+            "frames": str(tmp / "frames.npz"),
+            "dataset": str(tmp / "dataset.txt"),
+            "out_dir": str(tmp),
+            "builds": ["fp16"] + (["int8"] if args.int8 else []),
+        }
         (tmp / "spec.json").write_text(json.dumps(spec))
-        subprocess.run([str(env / "bin/python"), __file__, "--worker", "--spec", str(tmp / "spec.json")], check=True)
+        subprocess.run(
+            [str(env / "bin/python"), __file__, "--worker", "--spec", str(tmp / "spec.json")],
+            check=True,
+        )
         worker_info = json.loads((tmp / "worker.json").read_text())
         simulated = {b: np.load(tmp / f"{b}.npz") for b in spec["builds"]}
         session = OnnxRuntimeBackend().open_session(plan.onnx, model=package.name)
@@ -143,15 +186,29 @@ def driver(args: argparse.Namespace) -> dict:
             return Prediction(geometry.to_source(c.xyxy[keep]), c.scores[keep], c.class_ids[keep])
 
         if package.manifest.task != "object-detection":
-            report = task_agreement(package, plan, session, reference, simulated, worker_info, geometries, args)
-            report.update(package=package.name, onnx=plan.onnx.name, head=head.type, frames=len(stills),
-                          target_platform=plan.target_platform)
+            report = task_agreement(
+                package, plan, session, reference, simulated, worker_info, geometries, args
+            )
+            report.update(
+                package=package.name,
+                onnx=plan.onnx.name,
+                head=head.type,
+                frames=len(stills),
+                target_platform=plan.target_platform,
+            )
             return report
         truths = [Truth(s.xyxy, s.class_ids) for s in stills]
         ort_predictions = [detections(out, g) for out, g in zip(reference, geometries)]
-        report = {"package": package.name, "onnx": plan.onnx.name, "head": head.type, "frames": len(stills),
-                  "toolkit": worker_info.pop("toolkit"), "target_platform": plan.target_platform,
-                  "onnxruntime_map50": mean_average_precision(ort_predictions, truths, classes)["map"], "builds": {}}
+        report = {
+            "package": package.name,
+            "onnx": plan.onnx.name,
+            "head": head.type,
+            "frames": len(stills),
+            "toolkit": worker_info.pop("toolkit"),
+            "target_platform": plan.target_platform,
+            "onnxruntime_map50": mean_average_precision(ort_predictions, truths, classes)["map"],
+            "builds": {},
+        }
         for build, data in simulated.items():
             count = worker_info[build]["outputs"]
             outputs = [[data[f"f{i}_o{j}"] for j in range(count)] for i in range(len(stills))]
@@ -161,11 +218,14 @@ def driver(args: argparse.Namespace) -> dict:
                 r = np.concatenate([o.reshape(-1) for o in ref]).astype(np.float64)
                 diffs.append(float(np.abs(s - r).max()))
                 cosines.append(float(s @ r / (np.linalg.norm(s) * np.linalg.norm(r) + 1e-12)))
-            predictions = [detections([o.reshape(r.shape) for o, r in zip(sim, ref)], g)
-                           for sim, ref, g in zip(outputs, reference, geometries)]
+            predictions = [
+                detections([o.reshape(r.shape) for o, r in zip(sim, ref)], g)
+                for sim, ref, g in zip(outputs, reference, geometries)
+            ]
             report["builds"][build] = {
                 "build_seconds": worker_info[build]["build_seconds"],
-                "max_abs_diff": max(diffs), "min_cosine": min(cosines),
+                "max_abs_diff": max(diffs),
+                "min_cosine": min(cosines),
                 "map50": mean_average_precision(predictions, truths, classes)["map"],
                 "detections": int(sum(len(p.scores) for p in predictions)),
                 "onnxruntime_detections": int(sum(len(p.scores) for p in ort_predictions)),
@@ -173,7 +233,9 @@ def driver(args: argparse.Namespace) -> dict:
     return report
 
 
-def task_agreement(package, plan, session, reference, simulated, worker_info, geometries, args) -> dict:
+def task_agreement(
+    package, plan, session, reference, simulated, worker_info, geometries, args
+) -> dict:
     """Coral's task results from the simulator's outputs vs from ONNX Runtime's, frame by frame."""
     from coral_inference.models.detector import Detector
     from coral_inference.models.tasks.postprocess import classify_outputs
@@ -181,11 +243,24 @@ def task_agreement(package, plan, session, reference, simulated, worker_info, ge
 
     settings = meta(args.fixture)["settings"]
     detector = Detector(package, session, input_spec=package.input, head=plan.head)
-    report: dict = {"toolkit": worker_info.pop("toolkit"), "task": package.manifest.task, "builds": {}}
+    report: dict = {
+        "toolkit": worker_info.pop("toolkit"),
+        "task": package.manifest.task,
+        "builds": {},
+    }
     for build, data in simulated.items():
         count = worker_info[build]["outputs"]
-        rows = {"instances_ort": 0, "instances_sim": 0, "matched": 0, "box_diff_px": 0.0, "mask_iou_min": 1.0,
-                "keypoint_diff_px": 0.0, "corner_diff_px": 0.0, "top5_equal": 0, "cosines": []}
+        rows = {
+            "instances_ort": 0,
+            "instances_sim": 0,
+            "matched": 0,
+            "box_diff_px": 0.0,
+            "mask_iou_min": 1.0,
+            "keypoint_diff_px": 0.0,
+            "corner_diff_px": 0.0,
+            "top5_equal": 0,
+            "cosines": [],
+        }
         for i, (ref, geometry) in enumerate(zip(reference, geometries)):
             sim = [data[f"f{i}_o{j}"].reshape(r.shape) for j, r in zip(range(count), ref)]
             s = np.concatenate([o.reshape(-1) for o in sim]).astype(np.float64)
@@ -196,8 +271,12 @@ def task_agreement(package, plan, session, reference, simulated, worker_info, ge
                 b = classify_outputs(package, plan.head, package.input, sim)
                 rows["top5_equal"] += int(a.top_ids(5).tolist() == b.top_ids(5).tolist())
                 continue
-            a = detector.postprocess(ref, geometry, confidence=settings["conf"], iou=settings["iou"])
-            b = detector.postprocess(sim, geometry, confidence=settings["conf"], iou=settings["iou"])
+            a = detector.postprocess(
+                ref, geometry, confidence=settings["conf"], iou=settings["iou"]
+            )
+            b = detector.postprocess(
+                sim, geometry, confidence=settings["conf"], iou=settings["iou"]
+            )
             rows["instances_ort"] += len(a)
             rows["instances_sim"] += len(b)
             if not len(a) or not len(b):
@@ -211,7 +290,9 @@ def task_agreement(package, plan, session, reference, simulated, worker_info, ge
             a, order = a[same], order[same]
             if not len(a):
                 continue
-            rows["box_diff_px"] = max(rows["box_diff_px"], float(np.abs(b.xyxy[order] - a.xyxy).max()))
+            rows["box_diff_px"] = max(
+                rows["box_diff_px"], float(np.abs(b.xyxy[order] - a.xyxy).max())
+            )
             if a.mask is not None:
                 inter = (a.mask & b.mask[order]).sum(axis=(1, 2))
                 union = np.maximum((a.mask | b.mask[order]).sum(axis=(1, 2)), 1)
@@ -257,8 +338,10 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for build, r in report["builds"].items():
-        lines.append(f"| {build} | {r['max_abs_diff']:.4f} | {r['min_cosine']:.5f} | {r['map50']:.3f} "
-                     f"| {r['detections']} ({r['onnxruntime_detections']}) | {r['build_seconds']} |")
+        lines.append(
+            f"| {build} | {r['max_abs_diff']:.4f} | {r['min_cosine']:.5f} | {r['map50']:.3f} "
+            f"| {r['detections']} ({r['onnxruntime_detections']}) | {r['build_seconds']} |"
+        )
     return "\n".join(lines)
 
 
@@ -267,14 +350,21 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--package", default="coral-demo")
-    parser.add_argument("--target", default=None, help="SoC (default: the package's convert.rknn.target_platform)")
+    parser.add_argument(
+        "--target", default=None, help="SoC (default: the package's convert.rknn.target_platform)"
+    )
     parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--calibration", type=int, default=50, help="Calibration stills for --int8.")
+    parser.add_argument(
+        "--calibration", type=int, default=50, help="Calibration stills for --int8."
+    )
     parser.add_argument("--seed", type=int, default=31_000)
     parser.add_argument("--int8", action="store_true", help="Also build and check an int8 model.")
     parser.add_argument("--json", type=Path, help="Write the report here too.")
-    parser.add_argument("--fixture", choices=["segment", "pose", "obb", "classify"],
-                        help="Check a task head on the Ultralytics peer fixture model instead of --package.")
+    parser.add_argument(
+        "--fixture",
+        choices=["segment", "pose", "obb", "classify"],
+        help="Check a task head on the Ultralytics peer fixture model instead of --package.",
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args)

@@ -90,14 +90,18 @@ def training_sample(rng: np.random.Generator, size: int):
     """A random still at a random aspect and resolution, degraded like a decoded video."""
     aspect = rng.choice([4 / 3, 16 / 9, 1.0, 3 / 4])
     long_side = size * rng.uniform(1.0, 2.0)
-    width, height = (long_side, long_side / aspect) if aspect >= 1 else (long_side * aspect, long_side)
+    width, height = (
+        (long_side, long_side / aspect) if aspect >= 1 else (long_side * aspect, long_side)
+    )
     width, height = int(width) // 2 * 2, int(height) // 2 * 2
     frame = random_still(rng, width, height)
     image = frame.image
     if rng.random() < 0.3:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.2))
     if rng.random() < 0.3:
-        _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 90))])
+        _, encoded = cv2.imencode(
+            ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 90))]
+        )
         image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     offset = (0.5, 0.5) if rng.random() < 0.7 else tuple(rng.uniform(0, 1, 2))
     canvas, scale, (pad_x, pad_y) = letterbox(image, size, offset)
@@ -141,7 +145,9 @@ class BatchProducer:
 class ConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, k: int = 3, s: int = 1):
         super().__init__(
-            nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.SiLU(inplace=True)
+            nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.SiLU(inplace=True),
         )
 
 
@@ -196,7 +202,9 @@ def dfl_expectation(box_logits: torch.Tensor) -> torch.Tensor:
 
 def level_anchors(h: int, w: int, stride: int) -> torch.Tensor:
     """Anchor points ``[2, H, W]`` (x, y) at cell centres, in input pixels."""
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     return torch.stack([xs + 0.5, ys + 0.5]) * stride
 
 
@@ -207,7 +215,9 @@ class SingleOutputExport(nn.Module):
         super().__init__()
         self.model = model
         for i, s in enumerate(STRIDES):
-            self.register_buffer(f"anchors{i}", level_anchors(size // s, size // s, s), persistent=False)
+            self.register_buffer(
+                f"anchors{i}", level_anchors(size // s, size // s, s), persistent=False
+            )
 
     def forward(self, images):
         columns = []
@@ -270,12 +280,16 @@ def assign(boxes: torch.Tensor, anchors: AnchorTable) -> tuple[torch.Tensor, tor
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     side = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values
     inside = ((pts > boxes[:, None, :2]) & (pts < boxes[:, None, 2:])).all(dim=2)
-    near = ((pts - centre[:, None]).abs() < CENTRE_RADIUS * anchors.strides[None, :, None]).all(dim=2)
+    near = ((pts - centre[:, None]).abs() < CENTRE_RADIUS * anchors.strides[None, :, None]).all(
+        dim=2
+    )
     level_ok = (side[:, None] >= anchors.size_lo[None]) & (side[:, None] <= anchors.size_hi[None])
     claim = inside & near & level_ok
     natural = (side > 32).long() + (side > 64).long()
     dist = ((pts - centre[:, None]) ** 2).sum(dim=2)
-    dist = torch.where(anchors.levels[None] == natural[:, None], dist, torch.full_like(dist, float("inf")))
+    dist = torch.where(
+        anchors.levels[None] == natural[:, None], dist, torch.full_like(dist, float("inf"))
+    )
     claim[torch.arange(len(boxes)), dist.argmin(dim=1)] = True
     area = (boxes[:, 2:] - boxes[:, :2]).prod(dim=1)
     cost = torch.where(claim, area[:, None], torch.full_like(dist, float("inf")))
@@ -321,10 +335,14 @@ def detection_loss(outputs, targets, anchors: AnchorTable, num_classes: int):
     pts = anchors.points[None].expand(bsz, -1, -1)[positive]
     stride = anchors.strides[None].expand(bsz, -1)[positive][:, None]
     target = box_target[positive]
-    target_ltrb = (torch.cat([pts - target[:, :2], target[:, 2:] - pts], dim=1) / stride).clamp(0, REG_MAX - 1.01)
+    target_ltrb = (torch.cat([pts - target[:, :2], target[:, 2:] - pts], dim=1) / stride).clamp(
+        0, REG_MAX - 1.01
+    )
     bins = torch.arange(REG_MAX, dtype=logits.dtype)
     pred_ltrb = (logits.softmax(dim=2) * bins).sum(dim=2)
-    pred_boxes = torch.cat([pts - pred_ltrb[:, :2] * stride, pts + pred_ltrb[:, 2:] * stride], dim=1)
+    pred_boxes = torch.cat(
+        [pts - pred_ltrb[:, :2] * stride, pts + pred_ltrb[:, 2:] * stride], dim=1
+    )
     loss_iou = (1.0 - giou(pred_boxes, target)).mean()
     left = target_ltrb.floor().long()
     weight_right = target_ltrb - left
@@ -355,7 +373,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def decode_single_output(output: np.ndarray, conf: float = 0.01, iou: float = 0.5, max_det: int = 100):
+def decode_single_output(
+    output: np.ndarray, conf: float = 0.01, iou: float = 0.5, max_det: int = 100
+):
     """``[4+nc, N]`` -> xyxy, scores, class ids in input pixels after class-aware NMS."""
     boxes_cxcywh, scores = output[:4].T, output[4:].T
     class_ids, best = scores.argmax(axis=1), scores.max(axis=1)
@@ -411,32 +431,52 @@ def export(model: DemoDetector, size: int, out: Path) -> dict:
     dfl_names = [f"{kind}_{s}" for s in STRIDES for kind in ("box", "cls", "score_sum")]
     with torch.no_grad():
         torch.onnx.export(
-            single, dummy, str(single_path), opset_version=OPSET,
-            input_names=["images"], output_names=["output0"], dynamo=False,
+            single,
+            dummy,
+            str(single_path),
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["output0"],
+            dynamo=False,
         )
         torch.onnx.export(
-            dfl, dummy, str(dfl_path), opset_version=OPSET,
-            input_names=["images"], output_names=dfl_names, dynamo=False,
+            dfl,
+            dummy,
+            str(dfl_path),
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=dfl_names,
+            dynamo=False,
         )
         probe = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         expected_single = single(probe).numpy()
         expected_dfl = [t.numpy() for t in dfl(probe)]
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    got_single = ort.InferenceSession(str(single_path), options).run(None, {"images": probe.numpy()})[0]
+    got_single = ort.InferenceSession(str(single_path), options).run(
+        None, {"images": probe.numpy()}
+    )[0]
     got_dfl = ort.InferenceSession(str(dfl_path), options).run(None, {"images": probe.numpy()})
     single_diff = float(np.abs(got_single - expected_single).max())
     dfl_diff = max(float(np.abs(g - e).max()) for g, e in zip(got_dfl, expected_dfl))
     if single_diff > 1e-2 or dfl_diff > 1e-3:
-        raise RuntimeError(f"ONNX export disagrees with torch: single {single_diff}, dfl {dfl_diff}")
+        raise RuntimeError(
+            f"ONNX export disagrees with torch: single {single_diff}, dfl {dfl_diff}"
+        )
     return {
         "yolov8": {
-            "file": single_path.name, "sha256": sha256(single_path), "bytes": single_path.stat().st_size,
-            "outputs": {"output0": list(got_single.shape)}, "max_abs_diff_vs_torch": single_diff,
+            "file": single_path.name,
+            "sha256": sha256(single_path),
+            "bytes": single_path.stat().st_size,
+            "outputs": {"output0": list(got_single.shape)},
+            "max_abs_diff_vs_torch": single_diff,
         },
         "yolov8_dfl": {
-            "file": dfl_path.name, "sha256": sha256(dfl_path), "bytes": dfl_path.stat().st_size,
-            "strides": list(STRIDES), "reg_max": REG_MAX,
+            "file": dfl_path.name,
+            "sha256": sha256(dfl_path),
+            "bytes": dfl_path.stat().st_size,
+            "strides": list(STRIDES),
+            "reg_max": REG_MAX,
             "outputs": {name: list(t.shape) for name, t in zip(dfl_names, got_dfl)},
             "max_abs_diff_vs_torch": dfl_diff,
         },
@@ -447,18 +487,28 @@ def export(model: DemoDetector, size: int, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=1200, help="optimiser steps (default 1200)")
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--size", type=int, default=320, help="square input size, a multiple of 32")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=1, help="training data and weight init seed")
-    parser.add_argument("--eval-seed", type=int, default=900001, help="evaluation stills seed (never trained on)")
+    parser.add_argument(
+        "--eval-seed", type=int, default=900001, help="evaluation stills seed (never trained on)"
+    )
     parser.add_argument("--eval-images", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the batch producer adds one)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (the batch producer adds one)"
+    )
     parser.add_argument("--name", default="coral-demo")
-    parser.add_argument("--out", type=Path, default=REPO / "coral_inference" / "models" / "zoo" / "coral-demo")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="also save the torch weights here")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "coral_inference" / "models" / "zoo" / "coral-demo"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="also save the torch weights here"
+    )
     args = parser.parse_args(argv)
     if args.size % 32:
         parser.error(f"--size must be a multiple of 32, got {args.size}")
@@ -468,7 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     num_classes = len(SHAPE_CLASSES)
     model = DemoDetector(num_classes)
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"demo detector: {parameters} parameters, input {args.size}, classes {SHAPE_CLASSES}", flush=True)
+    print(
+        f"demo detector: {parameters} parameters, input {args.size}, classes {SHAPE_CLASSES}",
+        flush=True,
+    )
     anchors = AnchorTable(args.size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     warmup = min(100, args.steps // 10)
@@ -498,8 +551,10 @@ def main(argv: list[str] | None = None) -> int:
             if step % 25 == 0 or step == args.steps - 1:
                 elapsed = time.monotonic() - started
                 print(
-                    f"step {step + 1}/{args.steps}  " + "  ".join(f"{k} {v:.3f}" for k, v in running.items())
-                    + f"  lr {learning_rate(step):.2e}  {elapsed:.0f}s", flush=True,
+                    f"step {step + 1}/{args.steps}  "
+                    + "  ".join(f"{k} {v:.3f}" for k, v in running.items())
+                    + f"  lr {learning_rate(step):.2e}  {elapsed:.0f}s",
+                    flush=True,
                 )
     finally:
         producer.close()
@@ -510,8 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     single_output = SingleOutputExport(model, args.size).eval()
     with torch.no_grad():
         metrics = evaluate(lambda x: single_output(x).numpy(), items, num_classes)
-    print(f"mAP@0.5 on {args.eval_images} fresh stills (seed {args.eval_seed}): {metrics['map']:.4f} "
-          f"per class {[round(a, 4) for a in metrics['per_class'] if a is not None]}", flush=True)
+    print(
+        f"mAP@0.5 on {args.eval_images} fresh stills (seed {args.eval_seed}): {metrics['map']:.4f} "
+        f"per class {[round(a, 4) for a in metrics['per_class'] if a is not None]}",
+        flush=True,
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
     if args.checkpoint:
@@ -522,22 +580,40 @@ def main(argv: list[str] | None = None) -> int:
         "task": "object-detection",
         "classes": list(SHAPE_CLASSES),
         "input": {
-            "width": args.size, "height": args.size, "layout": "NCHW", "color": "RGB", "dtype": "float32",
-            "scale": 1 / 255, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
-            "resize": "letterbox", "pad_value": PAD_VALUE, "input_name": "images",
+            "width": args.size,
+            "height": args.size,
+            "layout": "NCHW",
+            "color": "RGB",
+            "dtype": "float32",
+            "scale": 1 / 255,
+            "mean": [0.0, 0.0, 0.0],
+            "std": [1.0, 1.0, 1.0],
+            "resize": "letterbox",
+            "pad_value": PAD_VALUE,
+            "input_name": "images",
         },
         "heads": heads,
         "seeds": {"training": args.seed, "evaluation": args.eval_seed},
         "parameters": parameters,
         "training": {
-            "steps": args.steps, "batch": args.batch, "images_seen": args.steps * args.batch,
-            "learning_rate": args.lr, "torch_threads": args.threads, "wall_seconds": round(train_seconds, 1),
-            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "command": "python scripts/train_demo_detector.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "steps": args.steps,
+            "batch": args.batch,
+            "images_seen": args.steps * args.batch,
+            "learning_rate": args.lr,
+            "torch_threads": args.threads,
+            "wall_seconds": round(train_seconds, 1),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "command": "python scripts/train_demo_detector.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
         },
         "metrics": {
             "map50": round(metrics["map"], 4),
-            "ap50_per_class": {c: (None if a is None else round(a, 4)) for c, a in zip(SHAPE_CLASSES, metrics["per_class"])},
+            "ap50_per_class": {
+                c: (None if a is None else round(a, 4))
+                for c, a in zip(SHAPE_CLASSES, metrics["per_class"])
+            },
             "ground_truth_per_class": dict(zip(SHAPE_CLASSES, metrics["ground_truth"])),
             "evaluation_images": args.eval_images,
             "evaluation": "stills from coral_inference.demo.scenes.random_still at 640x480/640x360/480x480/384x288, "
@@ -545,8 +621,11 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}: {heads['yolov8']['file']} ({heads['yolov8']['bytes']} B), "
-          f"{heads['yolov8_dfl']['file']} ({heads['yolov8_dfl']['bytes']} B), training.json", flush=True)
+    print(
+        f"wrote {args.out}: {heads['yolov8']['file']} ({heads['yolov8']['bytes']} B), "
+        f"{heads['yolov8_dfl']['file']} ({heads['yolov8_dfl']['bytes']} B), training.json",
+        flush=True,
+    )
     return 0
 
 

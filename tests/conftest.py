@@ -34,7 +34,9 @@ def missing(reason: str) -> None:
 @pytest.fixture
 def require_tool():
     def _require(binary: str) -> str:
-        path = shutil.which(binary) or (f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None)
+        path = shutil.which(binary) or (
+            f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None
+        )
         if path is None:
             missing(f"{binary} is not installed (scripts/dev-env installs it)")
         return path
@@ -77,6 +79,13 @@ def pytest_runtest_makereport(item, call):
     """In CI a skip is a failure: every test must really run there (``optional`` ones excepted)."""
     outcome = yield
     report = outcome.get_result()
-    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail") and not item.get_closest_marker("optional"):
+    if (
+        REQUIRE_ALL
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+        and not item.get_closest_marker("optional")
+    ):
         report.outcome = "failed"
-        report.longrepr = f"skipped, but CI (CORAL_REQUIRE_ALL=1) runs everything: {report.longrepr}"
+        report.longrepr = (
+            f"skipped, but CI (CORAL_REQUIRE_ALL=1) runs everything: {report.longrepr}"
+        )

@@ -12,13 +12,21 @@ def _tree(tmp_path, files):
 
 
 def test_rk3588_board_is_detected_from_the_device_tree(tmp_path):
-    root = _tree(tmp_path, {
-        "proc/device-tree/compatible": b"radxa,rock-5b\x00rockchip,rk3588\x00",
-        "proc/device-tree/model": b"Radxa ROCK 5B\x00",
-        "dev/rknpu": b"",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "proc/device-tree/compatible": b"radxa,rock-5b\x00rockchip,rk3588\x00",
+            "proc/device-tree/model": b"Radxa ROCK 5B\x00",
+            "dev/rknpu": b"",
+        },
+    )
     info = detect_platform(root=root, machine="aarch64")
-    assert (info.kind, info.soc, info.model, info.detected_by) == ("rockchip", "rk3588", "Radxa ROCK 5B", "device tree")
+    assert (info.kind, info.soc, info.model, info.detected_by) == (
+        "rockchip",
+        "rk3588",
+        "Radxa ROCK 5B",
+        "device tree",
+    )
     assert "/dev/rknpu exists" in info.evidence
 
 

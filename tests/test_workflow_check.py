@@ -10,18 +10,32 @@ def workflow(steps, outputs=None):
         "version": "1.0",
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
         "steps": steps,
-        "outputs": outputs or [{"type": "JsonField", "name": "out", "selector": "$steps.blur.image"}],
+        "outputs": outputs
+        or [{"type": "JsonField", "name": "out", "selector": "$steps.blur.image"}],
     }
 
 
 @pytest.mark.parametrize(
     ("steps", "expected"),
     [
-        ([{"type": "roboflow_core/image_blurr@v1", "name": "blur", "image": "$inputs.image"}],
-         "step 'blur', field 'type': unknown block type 'roboflow_core/image_blurr@v1'; did you mean 'roboflow_core/image_blur@v1'?"),
-        ([{"type": "roboflow_core/image_blur@v1", "name": "blur"}], "step 'blur', field 'image': Field required"),
-        ([{"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$steps.nothere.image"}],
-         "step 'blur', field 'image': Workflow references '$steps.nothere'"),
+        (
+            [{"type": "roboflow_core/image_blurr@v1", "name": "blur", "image": "$inputs.image"}],
+            "step 'blur', field 'type': unknown block type 'roboflow_core/image_blurr@v1'; did you mean 'roboflow_core/image_blur@v1'?",
+        ),
+        (
+            [{"type": "roboflow_core/image_blur@v1", "name": "blur"}],
+            "step 'blur', field 'image': Field required",
+        ),
+        (
+            [
+                {
+                    "type": "roboflow_core/image_blur@v1",
+                    "name": "blur",
+                    "image": "$steps.nothere.image",
+                }
+            ],
+            "step 'blur', field 'image': Workflow references '$steps.nothere'",
+        ),
     ],
 )
 def test_engine_errors_name_step_and_field(steps, expected, require_inference):
@@ -31,12 +45,22 @@ def test_engine_errors_name_step_and_field(steps, expected, require_inference):
 
 
 def test_a_valid_workflow_passes(require_inference):
-    check_workflow(workflow([{"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$inputs.image"}]), plugins=[])
+    check_workflow(
+        workflow(
+            [{"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$inputs.image"}]
+        ),
+        plugins=[],
+    )
 
 
 def test_structure_is_checked_without_the_engine():
-    assert [str(p) for p in structural_problems([])] == ["workflow: expected a JSON object, got list"]
-    problems = [str(p) for p in structural_problems({"version": "1.0", "inputs": [], "steps": [{"name": "a"}]})]
+    assert [str(p) for p in structural_problems([])] == [
+        "workflow: expected a JSON object, got list"
+    ]
+    problems = [
+        str(p)
+        for p in structural_problems({"version": "1.0", "inputs": [], "steps": [{"name": "a"}]})
+    ]
     assert problems == [
         "field 'outputs': missing (a workflow has 'version', 'inputs', 'steps' and 'outputs')",
         "step 'a', field 'type': missing",

@@ -38,7 +38,9 @@ class ProbeResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "available": self.available, "reason": self.reason, "details": self.details,
+            "available": self.available,
+            "reason": self.reason,
+            "details": self.details,
             "devices": list(self.devices),
         }
 
@@ -69,7 +71,9 @@ class BackendAdapter(Protocol):
     def download_artifacts(self, package: ModelPackage, dest: Path) -> list[Path]:
         """Fetch this backend's artifacts (URL or path) into ``dest``, sha256 verified."""
 
-    def prepare_session(self, package: ModelPackage, options: dict[str, Any] | None = None) -> ModelSession:
+    def prepare_session(
+        self, package: ModelPackage, options: dict[str, Any] | None = None
+    ) -> ModelSession:
         """Load the package's artifact for this backend."""
 
     def preprocess(self, image: np.ndarray, package: ModelPackage) -> Any:

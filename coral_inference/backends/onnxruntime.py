@@ -29,7 +29,12 @@ PROVIDER_NAMES = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-_GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 class OnnxRuntimeSession:
@@ -37,7 +42,16 @@ class OnnxRuntimeSession:
 
     concurrency = 1  # intra-op threads already use the cores; parallel runs would compete
 
-    def __init__(self, session: Any, *, model: str, path: Path, requested: list[str], input_spec: Any = None, head: Any = None):
+    def __init__(
+        self,
+        session: Any,
+        *,
+        model: str,
+        path: Path,
+        requested: list[str],
+        input_spec: Any = None,
+        head: Any = None,
+    ):
         self._session = session
         self.model = model
         self.path = path
@@ -87,13 +101,19 @@ class OnnxRuntimeBackend:
     options_model = OnnxRuntimeOptions  # how any backend declares typed options (registry, config)
 
     def __init__(self, options: OnnxRuntimeOptions | dict[str, Any] | None = None):
-        self.options = options if isinstance(options, OnnxRuntimeOptions) else OnnxRuntimeOptions.model_validate(options or {})
+        self.options = (
+            options
+            if isinstance(options, OnnxRuntimeOptions)
+            else OnnxRuntimeOptions.model_validate(options or {})
+        )
 
     def probe(self) -> ProbeResult:
         if not self.options.enabled:
             return ProbeResult(False, "disabled in config (backends.onnxruntime.enabled: false)")
         if importlib.util.find_spec("onnxruntime") is None:
-            return ProbeResult(False, "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)")
+            return ProbeResult(
+                False, "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)"
+            )
         import onnxruntime
 
         available = onnxruntime.get_available_providers()
@@ -101,7 +121,11 @@ class OnnxRuntimeBackend:
         reason = f"onnxruntime {onnxruntime.__version__}, providers {', '.join(chosen)}"
         if missing:
             reason += f" ({', '.join(missing)} requested but not in this build)"
-        return ProbeResult(True, reason, {"available_providers": available, "providers": chosen, "missing": missing})
+        return ProbeResult(
+            True,
+            reason,
+            {"available_providers": available, "providers": chosen, "missing": missing},
+        )
 
     # ------------------------------------------------------------------ artifacts
 
@@ -120,51 +144,79 @@ class OnnxRuntimeBackend:
         """Load the package's ONNX artifact; ``options`` may override providers and threads."""
         probe = self.probe()
         if not probe.available:
-            raise BackendUnavailableError(f"onnxruntime cannot run model {package.name!r}: {probe.reason}")
+            raise BackendUnavailableError(
+                f"onnxruntime cannot run model {package.name!r}: {probe.reason}"
+            )
         path = ensure_artifact(package, self.name)
         return self.open_session(
-            path, model=package.name, options=options,
-            input_spec=package.input_for(self.name), head=package.head_for(self.name),
+            path,
+            model=package.name,
+            options=options,
+            input_spec=package.input_for(self.name),
+            head=package.head_for(self.name),
         )
 
     def open_session(
-        self, path: Path, *, model: str, options: dict[str, Any] | None = None, input_spec: Any = None, head: Any = None
+        self,
+        path: Path,
+        *,
+        model: str,
+        options: dict[str, Any] | None = None,
+        input_spec: Any = None,
+        head: Any = None,
     ) -> OnnxRuntimeSession:
         """An ``InferenceSession`` over ``path`` with this backend's providers and threads."""
         import onnxruntime  # heavy: loads the runtime's shared libraries
 
-        settings = OnnxRuntimeOptions.model_validate({**self.options.model_dump(), **options}) if options else self.options
+        settings = (
+            OnnxRuntimeOptions.model_validate({**self.options.model_dump(), **options})
+            if options
+            else self.options
+        )
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = settings.intra_op_num_threads
         session_options.inter_op_num_threads = settings.inter_op_num_threads
-        session_options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, _GRAPH_LEVELS[settings.graph_optimization])
+        session_options.graph_optimization_level = getattr(
+            onnxruntime.GraphOptimizationLevel, _GRAPH_LEVELS[settings.graph_optimization]
+        )
         names, missing = self._providers(onnxruntime.get_available_providers(), settings.providers)
         for provider in missing:
             logger.warning(
                 "onnxruntime: provider %s requested for model %r is not in this onnxruntime build; "
-                "install onnxruntime-gpu for CUDA/TensorRT", provider, model,
+                "install onnxruntime-gpu for CUDA/TensorRT",
+                provider,
+                model,
             )
         providers: list[Any] = [self._provider_entry(name, settings) for name in names]
         try:
-            session = onnxruntime.InferenceSession(str(path), sess_options=session_options, providers=providers)
+            session = onnxruntime.InferenceSession(
+                str(path), sess_options=session_options, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile types
             raise ModelLoadError(
                 f"onnxruntime cannot load model {model!r} from {path}: {type(exc).__name__}: {_first_line(exc)}; "
                 f"the file is not a valid ONNX model for this runtime (corrupt or truncated download, "
                 f"or an opset newer than onnxruntime {onnxruntime.__version__}): re-export or re-download it"
             ) from exc
-        result = OnnxRuntimeSession(session, model=model, path=Path(path), requested=names, input_spec=input_spec, head=head)
+        result = OnnxRuntimeSession(
+            session, model=model, path=Path(path), requested=names, input_spec=input_spec, head=head
+        )
         accelerators = [n for n in names if n != "CPUExecutionProvider"]
         lost = [n for n in accelerators if n not in result.providers]
         if lost:
             logger.warning(
                 "onnxruntime: model %r asked for %s but the session runs on %s (the provider failed to "
-                "initialise: check the CUDA/TensorRT libraries)", model, ", ".join(lost), ", ".join(result.providers),
+                "initialise: check the CUDA/TensorRT libraries)",
+                model,
+                ", ".join(lost),
+                ", ".join(result.providers),
             )
         logger.info("onnxruntime: model %r on %s", model, ", ".join(result.providers))
         return result
 
-    def _providers(self, available: list[str], requested: list[str] | None = None) -> tuple[list[str], list[str]]:
+    def _providers(
+        self, available: list[str], requested: list[str] | None = None
+    ) -> tuple[list[str], list[str]]:
         """(providers to ask for, requested ones this build lacks); CPU always ends the list."""
         wanted = [PROVIDER_NAMES[p] for p in (requested or self.options.providers)]
         chosen = [p for p in wanted if p in available]
@@ -176,7 +228,13 @@ class OnnxRuntimeBackend:
     @staticmethod
     def _provider_entry(name: str, settings: OnnxRuntimeOptions) -> Any:
         if name == "TensorrtExecutionProvider" and settings.tensorrt_cache_dir is not None:
-            return (name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(settings.tensorrt_cache_dir)})
+            return (
+                name,
+                {
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(settings.tensorrt_cache_dir),
+                },
+            )
         return name
 
 

@@ -41,7 +41,9 @@ class BackendRegistry:
         self._options = dict(options or {})
         self._entries: dict[str, BackendEntry] = {}
 
-    def register(self, name: str, factory: BackendFactory, *, origin: str = "registered in code") -> BackendEntry:
+    def register(
+        self, name: str, factory: BackendFactory, *, origin: str = "registered in code"
+    ) -> BackendEntry:
         """Add (or replace) a backend; the adapter is built now with its options.
 
         A factory that declares ``options_model`` gets an instance of it (validated
@@ -65,7 +67,9 @@ class BackendRegistry:
 
     def add_failed(self, record: PluginRecord) -> None:
         self._entries[record.name] = BackendEntry(
-            name=record.name, origin=_origin(record), factory=None,
+            name=record.name,
+            origin=_origin(record),
+            factory=None,
             error=f"plugin failed to load: {record.error}",
         )
 
@@ -94,7 +98,9 @@ class BackendRegistry:
         """The adapter of a registered backend (even if unavailable: its probe says why)."""
         entry = self.entry(name)
         if entry.adapter is None:
-            raise UnknownBackendError(f"backend {name!r} is registered but failed to load: {entry.error}")
+            raise UnknownBackendError(
+                f"backend {name!r} is registered but failed to load: {entry.error}"
+            )
         return entry.adapter
 
     def available(self) -> list[str]:
@@ -107,8 +113,12 @@ class BackendRegistry:
         for name in order + [n for n in self._entries if n not in order]:
             if name in self.available():
                 return self.get(name)
-        reasons = "; ".join(f"{e.name}: {e.as_dict().get('reason')}" for e in self._entries.values())
-        raise UnknownBackendError(f"no backend is available for 'auto' ({reasons or 'none registered'})")
+        reasons = "; ".join(
+            f"{e.name}: {e.as_dict().get('reason')}" for e in self._entries.values()
+        )
+        raise UnknownBackendError(
+            f"no backend is available for 'auto' ({reasons or 'none registered'})"
+        )
 
     def close(self) -> None:
         for entry in self._entries.values():

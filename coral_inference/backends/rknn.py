@@ -101,7 +101,9 @@ class RknnSession:
 class RknnSessionPool:
     """Sessions spread over NPU cores; ``run`` borrows an idle one, so callers run in parallel."""
 
-    def __init__(self, sessions: list[RknnSession], *, model: str, input_spec: Any = None, head: Any = None):
+    def __init__(
+        self, sessions: list[RknnSession], *, model: str, input_spec: Any = None, head: Any = None
+    ):
         if not sessions:
             raise ValueError("an RKNN session pool needs at least one session")
         self.model = model
@@ -142,7 +144,11 @@ class RknnSessionPool:
             try:
                 session = self._idle.get(timeout=timeout)
             except queue.Empty:
-                logger.warning("rknn: model %r: a run did not finish within %.0f s; releasing anyway", self.model, timeout)
+                logger.warning(
+                    "rknn: model %r: a run did not finish within %.0f s; releasing anyway",
+                    self.model,
+                    timeout,
+                )
                 break
             if session is not None:
                 session.close()
@@ -152,7 +158,11 @@ class RknnSessionPool:
         self._idle.put(None)  # wakes any caller still waiting for a session
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "rknn", "artifact": str(self.sessions[0].path), "core_masks": self.core_masks}
+        return {
+            "backend": "rknn",
+            "artifact": str(self.sessions[0].path),
+            "core_masks": self.core_masks,
+        }
 
 
 class RknnBackend:
@@ -162,7 +172,11 @@ class RknnBackend:
     system_root = Path("/")
 
     def __init__(self, options: RknnOptions | dict[str, Any] | None = None):
-        self.options = options if isinstance(options, RknnOptions) else RknnOptions.model_validate(options or {})
+        self.options = (
+            options
+            if isinstance(options, RknnOptions)
+            else RknnOptions.model_validate(options or {})
+        )
 
     # ------------------------------------------------------------------ facts
 
@@ -176,7 +190,9 @@ class RknnBackend:
         return None
 
     def device_node(self) -> str | None:
-        return next((f"/{node}" for node in DEVICE_NODES if (self.system_root / node).exists()), None)
+        return next(
+            (f"/{node}" for node in DEVICE_NODES if (self.system_root / node).exists()), None
+        )
 
     def soc(self) -> str | None:
         return detect_platform(root=self.system_root).soc
@@ -194,10 +210,16 @@ class RknnBackend:
             return ProbeResult(False, f"librknnrt.so not found: {RUNTIME_INSTALL_HINT}")
         device = self.device_node()
         if device is None:
-            return ProbeResult(False, f"no NPU device node ({', '.join('/' + n for n in DEVICE_NODES)}): {_DEVICE_HINT}")
+            return ProbeResult(
+                False,
+                f"no NPU device node ({', '.join('/' + n for n in DEVICE_NODES)}): {_DEVICE_HINT}",
+            )
         soc = self.soc()
-        return ProbeResult(True, f"RKNN Lite with {library}, NPU {device}{f' on {soc}' if soc else ''}",
-                           {"library": library, "device": device, "soc": soc})
+        return ProbeResult(
+            True,
+            f"RKNN Lite with {library}, NPU {device}{f' on {soc}' if soc else ''}",
+            {"library": library, "device": device, "soc": soc},
+        )
 
     # ------------------------------------------------------------------ artifacts
 
@@ -228,7 +250,11 @@ class RknnBackend:
         return [CORE_MASKS[usable[i % len(usable)]] for i in range(settings.pool_size)]
 
     def prepare_session(self, package, options: dict[str, Any] | None = None) -> RknnSessionPool:
-        settings = RknnOptions.model_validate({**self.options.model_dump(), **options}) if options else self.options
+        settings = (
+            RknnOptions.model_validate({**self.options.model_dump(), **options})
+            if options
+            else self.options
+        )
         lite_class = self._lite_class(package.name)
         path = ensure_artifact(package, self.name)
         spec = self.input_spec(package)
@@ -250,13 +276,21 @@ class RknnBackend:
                 if ret != 0:
                     lite.release()
                     raise self._init_failure(package.name, path, mask, ret, target)
-                sessions.append(RknnSession(lite, model=package.name, path=path, core_mask=mask, data_format=data_format))
+                sessions.append(
+                    RknnSession(
+                        lite, model=package.name, path=path, core_mask=mask, data_format=data_format
+                    )
+                )
         except BaseException:
             for session in sessions:
                 session.close()
             raise
-        logger.info("rknn: model %r on core masks %s", package.name, [s.core_mask for s in sessions])
-        return RknnSessionPool(sessions, model=package.name, input_spec=spec, head=package.head_for(self.name))
+        logger.info(
+            "rknn: model %r on core masks %s", package.name, [s.core_mask for s in sessions]
+        )
+        return RknnSessionPool(
+            sessions, model=package.name, input_spec=spec, head=package.head_for(self.name)
+        )
 
     def _lite_class(self, model: str) -> Any:
         try:
@@ -268,10 +302,14 @@ class RknnBackend:
                 f"install rknn-toolkit-lite2 on the board (aarch64): pip install rknn-toolkit-lite2"
             ) from exc
 
-    def _init_failure(self, model: str, path: Path, mask: int, ret: Any, target: str | None) -> RknnError:
+    def _init_failure(
+        self, model: str, path: Path, mask: int, ret: Any, target: str | None
+    ) -> RknnError:
         where = f"rknn: init_runtime returned {ret} for model {model!r} ({path}, core mask {mask})"
         if self.runtime_library() is None:
-            return RknnRuntimeMissingError(f"{where}: librknnrt.so not found; {RUNTIME_INSTALL_HINT}")
+            return RknnRuntimeMissingError(
+                f"{where}: librknnrt.so not found; {RUNTIME_INSTALL_HINT}"
+            )
         if self.device_node() is None:
             return RknnDeviceError(
                 f"{where}: no NPU device node ({', '.join('/' + n for n in DEVICE_NODES)}); {_DEVICE_HINT}"

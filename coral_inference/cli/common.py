@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -15,13 +15,17 @@ from coral_inference.config.loader import ConfigError, LoadedConfig, load_config
 console = Console()
 err_console = Console(stderr=True)
 
-ConfigOption = typer.Option(None, "--config", "-c", help="YAML/JSON config file (default: $CORAL_CONFIG).")
-SetOption = typer.Option([], "--set", help="Override a setting: --set services.http.port=9200 (repeatable).")
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="YAML/JSON config file (default: $CORAL_CONFIG)."
+)
+SetOption = typer.Option(
+    [], "--set", help="Override a setting: --set services.http.port=9200 (repeatable)."
+)
 NoEnvOption = typer.Option(False, "--no-env", help="Ignore CORAL_* environment variables.")
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of text.")
 
 
-def load_or_exit(config: Optional[Path], overrides: list[str], no_env: bool) -> LoadedConfig:
+def load_or_exit(config: Path | None, overrides: list[str], no_env: bool) -> LoadedConfig:
     try:
         return load_config(config, overrides=overrides, use_env=not no_env)
     except ConfigError as exc:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
 from coral_inference.cli.common import (
-    ConfigOption, JsonOption, NoEnvOption, SetOption, console, err_console, load_or_exit, print_json,
+    ConfigOption,
+    JsonOption,
+    NoEnvOption,
+    SetOption,
+    console,
+    err_console,
+    load_or_exit,
+    print_json,
 )
 from coral_inference.config.template import render_default_config
 
@@ -18,7 +24,9 @@ app = typer.Typer(help="Write, check and show the runtime configuration.", no_ar
 
 @app.command("init")
 def config_init(
-    output: Path = typer.Option(Path("coral.yaml"), "--output", "-o", help="File to write ('-' for stdout)."),
+    output: Path = typer.Option(
+        Path("coral.yaml"), "--output", "-o", help="File to write ('-' for stdout)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented default configuration file."""
@@ -36,7 +44,9 @@ def config_init(
 
 @app.command("validate")
 def config_validate(
-    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    config: Path | None = ConfigOption,
+    set_: list[str] = SetOption,
+    no_env: bool = NoEnvOption,
     json_: bool = JsonOption,
 ) -> None:
     """Exit 0 when the merged configuration is valid; else name every bad setting."""
@@ -49,14 +59,18 @@ def config_validate(
 
 @app.command("show")
 def config_show(
-    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    config: Path | None = ConfigOption,
+    set_: list[str] = SetOption,
+    no_env: bool = NoEnvOption,
     json_: bool = JsonOption,
 ) -> None:
     """The effective configuration and where each value came from."""
     loaded = load_or_exit(config, set_, no_env)
     flat = loaded.flat()
     if json_:
-        print_json({path: {"value": value, "source": source} for path, (value, source) in flat.items()})
+        print_json(
+            {path: {"value": value, "source": source} for path, (value, source) in flat.items()}
+        )
         return
     table = Table("setting", "value", "source")
     for path, (value, source) in flat.items():

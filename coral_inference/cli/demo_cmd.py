@@ -13,12 +13,18 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import typer
 
-from coral_inference.cli.common import ConfigOption, NoEnvOption, SetOption, err_console, load_or_exit
+from coral_inference.cli.common import (
+    ConfigOption,
+    NoEnvOption,
+    SetOption,
+    err_console,
+    load_or_exit,
+)
 
 DEMO_ROOT = Path("var/coral/demo")
 DEMO_WORKFLOW = "line_counting.json"
@@ -39,35 +45,50 @@ def demo_overrides(root: Path, workflows_root: Path, port: int, key_digest: str)
         f"services.http.port={port}",
         f"services.auth.api_key_hashes=[{key_digest}]",
         "patches.coral_model_registry=true",
-        f"services.monitoring.disk_quota_bytes={2 * 1024 ** 3}",
+        f"services.monitoring.disk_quota_bytes={2 * 1024**3}",
     ]
 
 
 def find_examples() -> Path:
     """The example workflows of the checkout this package runs from."""
-    candidates = [Path.cwd() / "examples" / "workflows", Path(__file__).resolve().parents[2] / "examples" / "workflows"]
+    candidates = [
+        Path.cwd() / "examples" / "workflows",
+        Path(__file__).resolve().parents[2] / "examples" / "workflows",
+    ]
     for candidate in candidates:
         if (candidate / DEMO_WORKFLOW).is_file():
             return candidate
-    raise typer.BadParameter(f"examples/workflows/{DEMO_WORKFLOW} not found: run the demo from a Coral checkout")
+    raise typer.BadParameter(
+        f"examples/workflows/{DEMO_WORKFLOW} not found: run the demo from a Coral checkout"
+    )
 
 
 def demo(
     port: int = typer.Option(9100, "--port", min=1, max=65535, help="Dashboard port on 127.0.0.1."),
-    seconds: float = typer.Option(60.0, "--seconds", min=5, help="Length of the generated demo video (it restarts at the end)."),
-    once: bool = typer.Option(False, "--once", help="Stop after one pass over the video (tests, CI)."),
-    root: Path = typer.Option(DEMO_ROOT, "--root", help="Where the demo keeps its video, recordings and database."),
-    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    seconds: float = typer.Option(
+        60.0,
+        "--seconds",
+        min=5,
+        help="Length of the generated demo video (it restarts at the end).",
+    ),
+    once: bool = typer.Option(
+        False, "--once", help="Stop after one pass over the video (tests, CI)."
+    ),
+    root: Path = typer.Option(
+        DEMO_ROOT, "--root", help="Where the demo keeps its video, recordings and database."
+    ),
+    config: Path | None = ConfigOption,
+    set_: list[str] = SetOption,
+    no_env: bool = NoEnvOption,
 ) -> None:
     """Run detection, tracking, counting, recording, metrics and live preview on a demo video, with the dashboard."""
     import uvicorn
 
     from coral_inference.demo import write_demo_video
     from coral_inference.runtime import init, shutdown
+    from coral_inference.server.launcher import configure_logging, tame_upstream_loggers
     from coral_inference.webapp import create_web_app
     from coral_inference.webapp.auth import generate_key, hash_key
-
-    from coral_inference.server.launcher import configure_logging, tame_upstream_loggers
 
     started = time.monotonic()
     root = root.resolve()
@@ -75,12 +96,16 @@ def demo(
     configure_logging(root / "demo.log")
     workflows = find_examples()
     key = generate_key()
-    loaded = load_or_exit(config, demo_overrides(root, workflows, port, hash_key(key)) + list(set_), no_env)
+    loaded = load_or_exit(
+        config, demo_overrides(root, workflows, port, hash_key(key)) + list(set_), no_env
+    )
     video = root / "videos" / f"demo-{int(seconds)}s.mp4"
     if not video.exists():
         err_console.print(f"generating the demo video ({seconds:.0f} s of synthetic traffic) …")
         video.parent.mkdir(parents=True, exist_ok=True)
-        truth = write_demo_video(video.with_suffix(".part.mp4"), seconds=seconds, fps=DEMO_FPS, seed=2024)
+        truth = write_demo_video(
+            video.with_suffix(".part.mp4"), seconds=seconds, fps=DEMO_FPS, seed=2024
+        )
         video.with_suffix(".part.mp4").rename(video)
         truth.save(video.with_suffix(".json"))
     # The demo's pipeline list starts empty each time: the database is the demo's own.
@@ -89,9 +114,15 @@ def demo(
     url = f"http://127.0.0.1:{port}/"
     app = create_web_app(context=context)
     tame_upstream_loggers()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    )
     driver = threading.Thread(
-        target=_drive, args=(server, url, key, video, once, started), name="coral-demo-driver", daemon=True)
+        target=_drive,
+        args=(server, url, key, video, once, started),
+        name="coral-demo-driver",
+        daemon=True,
+    )
     driver.start()
     try:
         server.run()
@@ -107,14 +138,22 @@ def _drive(server: Any, url: str, key: str, video: Path, once: bool, started: fl
         time.sleep(0.1)
     headers = {"X-API-Key": key}
     # max_fps at the video's own rate: the file plays like a live camera, not as fast as the CPU allows.
-    spec = {"name": "demo", "workflow_file": DEMO_WORKFLOW, "source": str(video), "preview_output": "annotated",
-            "max_fps": DEMO_FPS}
+    spec = {
+        "name": "demo",
+        "workflow_file": DEMO_WORKFLOW,
+        "source": str(video),
+        "preview_output": "annotated",
+        "max_fps": DEMO_FPS,
+    }
     with httpx.Client(base_url=f"{url}api/v1", headers=headers, timeout=120) as client:
         passes = 0
         while not server.should_exit:
             response = client.post("/pipelines", json=spec)
             if response.status_code >= 400:
-                err_console.print(f"the demo pipeline did not start: {response.status_code} {response.text}", markup=False)
+                err_console.print(
+                    f"the demo pipeline did not start: {response.status_code} {response.text}",
+                    markup=False,
+                )
                 server.should_exit = True
                 return
             pipeline = response.json()
@@ -125,12 +164,16 @@ def _drive(server: Any, url: str, key: str, video: Path, once: bool, started: fl
                     f"\n[bold]Coral demo[/bold] — dashboard with live detections: [bold]{url}#key={key}[/bold]  "
                     f"(ready in {time.monotonic() - started:.0f} s)\n"
                     f"  API key for this run: {key}  (API docs: {url}docs, metrics: {url}metrics)\n"
-                    f"  recordings: {video.parent.parent / 'recordings'}   Ctrl-C stops.\n")
+                    f"  recordings: {video.parent.parent / 'recordings'}   Ctrl-C stops.\n"
+                )
             state = _wait_until_ended(client, pipeline_id, server)
             passes += 1
             if once or state == "failed":
                 if state == "failed":
-                    err_console.print(json.dumps(client.get(f"/pipelines/{pipeline_id}").json(), indent=2), markup=False)
+                    err_console.print(
+                        json.dumps(client.get(f"/pipelines/{pipeline_id}").json(), indent=2),
+                        markup=False,
+                    )
                 server.should_exit = True
                 return
             client.delete(f"/pipelines/{pipeline_id}")

@@ -8,8 +8,12 @@ import typer
 
 from coral_inference.cli.common import console, err_console
 
-app = typer.Typer(help="Generated block manifests and README reference sections.", no_args_is_help=True)
-RootOption = typer.Option(Path("."), "--root", help="Repository root (holds README.md and manifests/).")
+app = typer.Typer(
+    help="Generated block manifests and README reference sections.", no_args_is_help=True
+)
+RootOption = typer.Option(
+    Path("."), "--root", help="Repository root (holds README.md and manifests/)."
+)
 
 
 @app.command("generate")
@@ -28,6 +32,8 @@ def check_cmd(root: Path = RootOption) -> None:
 
     changed = drift(root.resolve())
     if changed:
-        err_console.print("out of date: " + ", ".join(changed) + "\nrun: coral-runtime docs generate")
+        err_console.print(
+            "out of date: " + ", ".join(changed) + "\nrun: coral-runtime docs generate"
+        )
         raise typer.Exit(1)
     console.print("generated files are up to date")

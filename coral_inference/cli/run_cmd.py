@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from coral_inference.cli.common import (
-    ConfigOption, JsonOption, NoEnvOption, SetOption, console, err_console, load_or_exit, print_json,
+    ConfigOption,
+    JsonOption,
+    NoEnvOption,
+    SetOption,
+    console,
+    err_console,
+    load_or_exit,
+    print_json,
 )
 from coral_inference.workflow_check import unwrap_specification
 
@@ -24,18 +31,30 @@ def read_workflow(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                                 param_hint="WORKFLOW") from None
+        raise typer.BadParameter(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            param_hint="WORKFLOW",
+        ) from None
     return unwrap_specification(data)
 
 
 def run(
     workflow: Path = typer.Argument(..., help="Workflow definition (JSON)."),
-    video: str = typer.Option(..., "--video", "-v", help="Video file, http(s) URL, rtsp:// URL or camera index."),
-    max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Limit the frame rate (live sources drop frames)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write every frame's results as JSON lines."),
-    param: list[str] = typer.Option([], "--param", help="Workflow input: --param zone=[[0,0],[10,10]] (repeatable)."),
-    config: Optional[Path] = ConfigOption, set_: list[str] = SetOption, no_env: bool = NoEnvOption,
+    video: str = typer.Option(
+        ..., "--video", "-v", help="Video file, http(s) URL, rtsp:// URL or camera index."
+    ),
+    max_fps: float | None = typer.Option(
+        None, "--max-fps", help="Limit the frame rate (live sources drop frames)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write every frame's results as JSON lines."
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", help="Workflow input: --param zone=[[0,0],[10,10]] (repeatable)."
+    ),
+    config: Path | None = ConfigOption,
+    set_: list[str] = SetOption,
+    no_env: bool = NoEnvOption,
     json_: bool = JsonOption,
 ) -> None:
     """Run a workflow on a video source with a live progress line and a summary at the end."""
@@ -56,15 +75,29 @@ def run(
 
     def on_result(result: Any) -> None:
         if sink is not None:
-            sink.write(json.dumps({"frame_id": result.frame_id, "timestamp": result.frame_timestamp.isoformat(),
-                                   "outputs": to_jsonable(result.outputs)}) + "\n")
+            sink.write(
+                json.dumps(
+                    {
+                        "frame_id": result.frame_id,
+                        "timestamp": result.frame_timestamp.isoformat(),
+                        "outputs": to_jsonable(result.outputs),
+                    }
+                )
+                + "\n"
+            )
 
     try:
         problems = structural_problems(definition)
         if problems:
             _print_problems(workflow, problems)
-        runner = PipelineRunner(context, definition, video, max_fps=max_fps, workflows_parameters=parameters,
-                                on_result=on_result)
+        runner = PipelineRunner(
+            context,
+            definition,
+            video,
+            max_fps=max_fps,
+            workflows_parameters=parameters,
+            on_result=on_result,
+        )
         try:
             runner.start()
         except PipelineStartError as exc:
@@ -74,7 +107,12 @@ def run(
             raise typer.Exit(1) from None
         running_since = time.time()
         try:
-            with Live(_progress(runner.status()), console=err_console, refresh_per_second=4, transient=True) as live:
+            with Live(
+                _progress(runner.status()),
+                console=err_console,
+                refresh_per_second=4,
+                transient=True,
+            ) as live:
                 while not runner.join(timeout=0.25):
                     live.update(_progress(runner.status()))
         except KeyboardInterrupt:
@@ -89,8 +127,15 @@ def run(
         shutdown()
     files = _files_written(recordings, started) + ([str(output)] if output else [])
     elapsed = max(time.time() - running_since, 1e-6)
-    summary = {**status, "interrupted": interrupted, "files": files, "workflow": str(workflow),
-               "source": video, "elapsed_s": round(elapsed, 2), "average_fps": round(status.get("frames", 0) / elapsed, 2)}
+    summary = {
+        **status,
+        "interrupted": interrupted,
+        "files": files,
+        "workflow": str(workflow),
+        "source": video,
+        "elapsed_s": round(elapsed, 2),
+        "average_fps": round(status.get("frames", 0) / elapsed, 2),
+    }
     if json_:
         print_json(summary)
     else:
@@ -125,11 +170,15 @@ def _files_written(root: Path, since: float) -> list[str]:
 
 
 def _print_summary(s: dict[str, Any]) -> None:
-    console.print(f"[bold]{s['workflow']}[/bold] on {s.get('source')}: {s.get('state')}"
-                  + (" (interrupted)" if s["interrupted"] else ""))
-    console.print(f"  {s.get('frames', 0)} frames in {s['elapsed_s']:.1f} s ({s['average_fps']:.1f} fps), "
-                  f"dropped {s.get('dropped_frames', 0)}, latency {(s.get('latency_ms') or 0):.0f} ms, "
-                  f"detections {s.get('detections_total', 0)}")
+    console.print(
+        f"[bold]{s['workflow']}[/bold] on {s.get('source')}: {s.get('state')}"
+        + (" (interrupted)" if s["interrupted"] else "")
+    )
+    console.print(
+        f"  {s.get('frames', 0)} frames in {s['elapsed_s']:.1f} s ({s['average_fps']:.1f} fps), "
+        f"dropped {s.get('dropped_frames', 0)}, latency {(s.get('latency_ms') or 0):.0f} ms, "
+        f"detections {s.get('detections_total', 0)}"
+    )
     if s.get("error"):
         console.print(f"  [red]error[/red]: {s['error']}", markup=True)
     for path in s["files"]:

@@ -95,12 +95,16 @@ def load_config(
 def read_config_file(path: Path) -> dict[str, Any]:
     """Parse a YAML or JSON config file into a mapping, with errors naming the file."""
     if not path.is_file():
-        raise ConfigError([f"{path}: no such config file (create one with: coral-runtime config init -o {path})"])
+        raise ConfigError(
+            [f"{path}: no such config file (create one with: coral-runtime config init -o {path})"]
+        )
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError([f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"]) from None
+        raise ConfigError(
+            [f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"]
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -112,7 +116,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     """Split ``a.b=c`` into the dotted path and its YAML-parsed value."""
     dotted, sep, raw = item.partition("=")
     if not sep or not dotted.strip():
-        raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. --set services.http.port=9200"])
+        raise ConfigError(
+            [f"--set {item!r}: expected KEY=VALUE, e.g. --set services.http.port=9200"]
+        )
     return dotted.strip(), _parse_scalar(raw)
 
 
@@ -122,7 +128,7 @@ def _environment_layer(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         # CORAL_* variables that are not config paths (CORAL_CACHE_DIR, …) are left alone;
         # a nested one whose head is unknown is a typo and gets reported by validation.
         if parts[0] not in top_level and len(parts) == 1:
@@ -138,7 +144,13 @@ def _parse_scalar(raw: str) -> Any:
         return raw
 
 
-def _merge(target: dict[str, Any], data: Mapping[str, Any], sources: dict[str, str], origin: str, prefix: str = "") -> None:
+def _merge(
+    target: dict[str, Any],
+    data: Mapping[str, Any],
+    sources: dict[str, str],
+    origin: str,
+    prefix: str = "",
+) -> None:
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
@@ -150,7 +162,9 @@ def _merge(target: dict[str, Any], data: Mapping[str, Any], sources: dict[str, s
             _record(sources, dotted, value, origin)
 
 
-def _set_dotted(target: dict[str, Any], dotted: str, value: Any, sources: dict[str, str], origin: str) -> None:
+def _set_dotted(
+    target: dict[str, Any], dotted: str, value: Any, sources: dict[str, str], origin: str
+) -> None:
     node = target
     parts = dotted.split(".")
     for part in parts[:-1]:

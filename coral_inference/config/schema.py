@@ -8,7 +8,7 @@ the configuration reference in the README.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -38,7 +38,7 @@ class OnnxRuntimeOptions(Section):
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="Graph optimisation level."
     )
-    tensorrt_cache_dir: Optional[Path] = Field(
+    tensorrt_cache_dir: Path | None = Field(
         None, description="Where TensorRT engines are cached (TensorRT provider only)."
     )
 
@@ -131,13 +131,13 @@ class StorageConfig(Section):
 
 
 class RetentionConfig(Section):
-    max_age_hours: Optional[float] = Field(
+    max_age_hours: float | None = Field(
         168.0, gt=0, description="Delete recordings older than this (None: keep regardless of age)."
     )
-    max_gb: Optional[float] = Field(
+    max_gb: float | None = Field(
         None, gt=0, description="Keep a recordings folder under this size, oldest deleted first."
     )
-    min_free_gb: Optional[float] = Field(
+    min_free_gb: float | None = Field(
         1.0, ge=0, description="Delete the oldest recordings while the disk has less free space."
     )
     interval_s: float = Field(30.0, gt=0, description="How often the retention thread checks.")
@@ -148,7 +148,8 @@ class RecordingConfig(Section):
 
     segment_seconds: float = Field(60.0, gt=0, description="Length of continuous segments.")
     codec: Literal["h264", "mpeg4"] = Field(
-        "h264", description="h264 (libx264, browser-playable) or mpeg4 (fallback, not for browsers)."
+        "h264",
+        description="h264 (libx264, browser-playable) or mpeg4 (fallback, not for browsers).",
     )
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
         "veryfast", description="libx264 speed preset: faster presets cost less CPU and more disk."
@@ -159,7 +160,9 @@ class RecordingConfig(Section):
     )
     threads: int = Field(0, ge=0, description="Encoder threads (0: libx264 decides).")
     queue_frames: int = Field(
-        64, ge=1, description="Frames waiting for the encoder; beyond it frames are dropped and counted."
+        64,
+        ge=1,
+        description="Frames waiting for the encoder; beyond it frames are dropped and counted.",
     )
     idle_close_s: float = Field(
         5.0, gt=0, description="Finish the open files of a source that sent no frame for this long."
@@ -176,7 +179,7 @@ class InfluxSinkConfig(Section):
     batch_size: int = Field(500, ge=1, description="Points per write.")
     flush_interval_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch.")
     max_queue: int = Field(10000, ge=1, description="Points held in memory before spooling.")
-    spool_dir: Optional[Path] = Field(
+    spool_dir: Path | None = Field(
         None, description="Disk spool kept while the server is down (default under storage.root)."
     )
     max_spool_bytes: int = Field(64 * 1024 * 1024, ge=0, description="Spool size limit.")
@@ -187,7 +190,7 @@ class InfluxSinkConfig(Section):
 
 class PrometheusSinkConfig(Section):
     type: Literal["prometheus"] = "prometheus"
-    port: Optional[int] = Field(
+    port: int | None = Field(
         None, description="Serve /metrics on this port (None: only through the web app)."
     )
     host: str = Field("127.0.0.1", description="Bind address of the standalone exporter.")
@@ -195,11 +198,11 @@ class PrometheusSinkConfig(Section):
 
 class JsonLinesSinkConfig(Section):
     type: Literal["jsonl"] = "jsonl"
-    path: Optional[Path] = Field(None, description="File to append to (None: standard output).")
+    path: Path | None = Field(None, description="File to append to (None: standard output).")
 
 
 SinkConfig = Annotated[
-    Union[InfluxSinkConfig, PrometheusSinkConfig, JsonLinesSinkConfig], Field(discriminator="type")
+    InfluxSinkConfig | PrometheusSinkConfig | JsonLinesSinkConfig, Field(discriminator="type")
 ]
 
 
@@ -256,7 +259,7 @@ class PipelinesConfig(Section):
         ),
         examples=[["/srv/videos"]],
     )
-    devices: list[Union[int, str]] = Field(
+    devices: list[int | str] = Field(
         default_factory=list,
         description="Cameras pipelines may open: indexes and /dev/video* paths (empty: none).",
         examples=[[0, "/dev/video2"]],
@@ -274,9 +277,7 @@ class PipelinesConfig(Section):
         examples=[["cdn.example.org"]],
     )
     download_retries: int = Field(3, ge=0, description="Retries for a remote video.")
-    download_max_bytes: int = Field(
-        2 * 1024**3, ge=1, description="Largest remote video accepted."
-    )
+    download_max_bytes: int = Field(2 * 1024**3, ge=1, description="Largest remote video accepted.")
     # Pipeline workers (issue 11): one supervised process per pipeline of the web app.
     isolation: Literal["process", "thread"] = Field(
         "process",
@@ -297,13 +298,16 @@ class PipelinesConfig(Section):
     )
     restart_backoff_max_s: float = Field(60.0, gt=0, description="Longest wait between restarts.")
     restart_max_per_hour: int = Field(
-        10, ge=0, description="Restarts of one pipeline per hour; past it the pipeline stays failed."
+        10,
+        ge=0,
+        description="Restarts of one pipeline per hour; past it the pipeline stays failed.",
     )
     heartbeat_timeout_s: float = Field(
         15.0, gt=0, description="A worker that reports nothing for this long is hung."
     )
     stall_timeout_s: float = Field(
-        60.0, ge=0,
+        60.0,
+        ge=0,
         description="A running worker that delivers no frame for this long is hung (0: never).",
     )
     start_timeout_s: float = Field(
@@ -316,7 +320,8 @@ class PipelinesConfig(Section):
         30.0, gt=0, description="Longest wait between attempts to open a source that is down."
     )
     preview_max_bytes: int = Field(
-        1920 * 1080 * 3, ge=3,
+        1920 * 1080 * 3,
+        ge=3,
         description="Shared-memory preview slot per pipeline; larger frames are scaled down.",
     )
     npu_core_masks: list[Literal["0", "1", "2", "0_1", "0_1_2"]] = Field(
@@ -330,8 +335,8 @@ class PipelinesConfig(Section):
 
 class IceServer(Section):
     urls: list[str] = Field(..., examples=[["stun:stun.example.org:3478"]])
-    username: Optional[str] = None
-    credential: Optional[str] = None
+    username: str | None = None
+    credential: str | None = None
 
 
 class StreamsConfig(Section):
@@ -360,7 +365,7 @@ class StreamsConfig(Section):
 class MonitoringConfig(Section):
     enabled: bool = Field(True, description="Collect host and pipeline metrics.")
     poll_interval_s: float = Field(5.0, gt=0, description="Host metrics period.")
-    disk_quota_bytes: Optional[int] = Field(
+    disk_quota_bytes: int | None = Field(
         None, ge=0, description="Cleanup keeps recordings and results under this size."
     )
     min_free_bytes: int = Field(
@@ -383,7 +388,7 @@ class UiConfig(Section):
     mode: Literal["default", "none", "plugin"] = Field(
         "default", description="Dashboard served by the web app."
     )
-    plugin: Optional[str] = Field(None, description="Web plugin serving the UI when mode=plugin.")
+    plugin: str | None = Field(None, description="Web plugin serving the UI when mode=plugin.")
 
 
 class AuthConfig(Section):

@@ -26,7 +26,9 @@ def render_default_config() -> str:
 
 
 def _scalar(value: Any) -> str:
-    dumped = yaml.safe_dump(json.loads(json.dumps(value, default=str)), default_flow_style=True, width=1000)
+    dumped = yaml.safe_dump(
+        json.loads(json.dumps(value, default=str)), default_flow_style=True, width=1000
+    )
     return dumped.strip().removesuffix("...").strip()
 
 
@@ -39,13 +41,19 @@ def _render_model(model: BaseModel, lines: list[str], indent: int) -> None:
         if isinstance(value, BaseModel):
             lines.append(f"{pad}{name}:")
             _render_model(value, lines, indent + 2)
-        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, BaseModel) for v in value.values())
+        ):
             lines.append(f"{pad}{name}:")
             for key, item in value.items():
                 lines.append(f"{pad}  {key}:")
                 _render_model(item, lines, indent + 4)
         else:
-            plain = value.model_dump(mode="json") if isinstance(value, BaseModel) else _jsonable(value)
+            plain = (
+                value.model_dump(mode="json") if isinstance(value, BaseModel) else _jsonable(value)
+            )
             lines.append(f"{pad}{name}: {_scalar(plain)}")
         if indent == 0:
             lines.append("")

@@ -179,5 +179,9 @@ def keypoint_pck(
             size = float(np.max(t_xyxy[j, 2:] - t_xyxy[j, :2]))
             error = np.linalg.norm(p_kps[i, :, :2] - t_kps[j, :, :2], axis=1)
             correct += int(np.sum(seen & (error <= alpha * size)))
-    return {"pck": correct / visible if visible else 0.0, "correct": correct, "visible": visible,
-            "unmatched_objects": unmatched}
+    return {
+        "pck": correct / visible if visible else 0.0,
+        "correct": correct,
+        "visible": visible,
+        "unmatched_objects": unmatched,
+    }

@@ -96,7 +96,8 @@ class Scene:
         cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
         unit = _UNIT_OUTLINES[self.class_ids] * self.half_sizes[:, None, None]
         rotated = np.stack(
-            [unit[..., 0] * cos - unit[..., 1] * sin, unit[..., 0] * sin + unit[..., 1] * cos], axis=-1
+            [unit[..., 0] * cos - unit[..., 1] * sin, unit[..., 0] * sin + unit[..., 1] * cos],
+            axis=-1,
         )
         return rotated + self.centres(frame_index)[:, None, :]
 
@@ -131,7 +132,9 @@ class Scene:
                     continue
                 boxes[k] = np.concatenate([inside.min(axis=0), inside.max(axis=0)])
                 fraction[k] = _polygon_area(inside) / _polygon_area(polygon)
-        visible = (fraction >= MIN_VISIBLE_FRACTION) & np.all(boxes[:, 2:] - boxes[:, :2] >= 2.0, axis=1)
+        visible = (fraction >= MIN_VISIBLE_FRACTION) & np.all(
+            boxes[:, 2:] - boxes[:, :2] >= 2.0, axis=1
+        )
         return boxes, visible
 
     def render(self, frame_index: int) -> Frame:
@@ -165,7 +168,12 @@ class Scene:
 
 def _clip_to_frame(polygon: np.ndarray, width: float, height: float) -> np.ndarray:
     """Sutherland-Hodgman: the part of a convex polygon ``(k, 2)`` inside [0, w] x [0, h]."""
-    for axis, limit, keep_below in ((0, 0.0, False), (0, width, True), (1, 0.0, False), (1, height, True)):
+    for axis, limit, keep_below in (
+        (0, 0.0, False),
+        (0, width, True),
+        (1, 0.0, False),
+        (1, height, True),
+    ):
         if len(polygon) == 0:
             break
         offset = polygon[:, axis] - limit
@@ -209,7 +217,9 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
         p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         shade = np.clip(base + rng.uniform(-45, 45, size=3), 0, 255)
-        cv2.line(image, p1, p2, tuple(float(c) for c in shade), int(rng.integers(1, 4)), cv2.LINE_AA)
+        cv2.line(
+            image, p1, p2, tuple(float(c) for c in shade), int(rng.integers(1, 4)), cv2.LINE_AA
+        )
     return image
 
 
@@ -223,7 +233,9 @@ def _contrasting_colours(rng: np.random.Generator, background: np.ndarray, n: in
         ).astype(np.uint8)
         candidates = cv2.cvtColor(hsv[None], cv2.COLOR_HSV2BGR)[0].astype(np.float64)
         distance = np.linalg.norm(candidates - mean, axis=1)
-        colours[i] = candidates[int(np.argmax(distance >= 110)) if np.any(distance >= 110) else int(np.argmax(distance))]
+        colours[i] = candidates[
+            int(np.argmax(distance >= 110)) if np.any(distance >= 110) else int(np.argmax(distance))
+        ]
     return colours
 
 
@@ -291,7 +303,9 @@ def traffic_scene(
         x0 = x_moving_right if direction > 0 else width - x_moving_right
         for x in x0:
             half = rng.uniform(*size_range) * short
-            rows.append((half, float(x), float(y + rng.uniform(-0.5, 0.5) * slack), direction * speed))
+            rows.append(
+                (half, float(x), float(y + rng.uniform(-0.5, 0.5) * slack), direction * speed)
+            )
     n = len(rows)
     class_ids = rng.integers(0, len(SHAPE_CLASSES), n)
     angle, spin = _shape_params(rng, class_ids)
@@ -334,7 +348,9 @@ def cluttered_scene(
     wanted = int(rng.integers(1, max_objects + 1))
     halves = rng.uniform(*size_range, size=wanted * 4) * short
     centres = rng.uniform(-0.05, 1.05, size=(wanted * 4, 2)) * [width, height]
-    boxes = np.concatenate([centres - _MAX_EXTENT * halves[:, None], centres + _MAX_EXTENT * halves[:, None]], axis=1)
+    boxes = np.concatenate(
+        [centres - _MAX_EXTENT * halves[:, None], centres + _MAX_EXTENT * halves[:, None]], axis=1
+    )
     keep: list[int] = []
     for i in range(len(halves)):
         if len(keep) == wanted:
@@ -342,10 +358,14 @@ def cluttered_scene(
         if keep:
             others = boxes[keep]
             inter_wh = np.clip(
-                np.minimum(others[:, 2:], boxes[i, 2:]) - np.maximum(others[:, :2], boxes[i, :2]), 0, None
+                np.minimum(others[:, 2:], boxes[i, 2:]) - np.maximum(others[:, :2], boxes[i, :2]),
+                0,
+                None,
             )
             inter = inter_wh.prod(axis=1)
-            smaller = np.minimum((others[:, 2:] - others[:, :2]).prod(axis=1), (boxes[i, 2:] - boxes[i, :2]).prod())
+            smaller = np.minimum(
+                (others[:, 2:] - others[:, :2]).prod(axis=1), (boxes[i, 2:] - boxes[i, :2]).prod()
+            )
             if np.any(inter > max_overlap * smaller):
                 continue
         keep.append(i)
@@ -417,7 +437,11 @@ class GroundTruth:
             "crossings": self.crossings,
             "crossings_by_class": self.crossings_by_class,
             "frames": [
-                {"xyxy": f.xyxy.round(2).tolist(), "class_ids": f.class_ids.tolist(), "track_ids": f.track_ids.tolist()}
+                {
+                    "xyxy": f.xyxy.round(2).tolist(),
+                    "class_ids": f.class_ids.tolist(),
+                    "track_ids": f.track_ids.tolist(),
+                }
                 for f in self.frames
             ],
         }
@@ -428,13 +452,17 @@ class GroundTruth:
         return path
 
 
-def line_crossings(scene: Scene, frame_count: int, line_x: float) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+def line_crossings(
+    scene: Scene, frame_count: int, line_x: float
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """Count box-centre crossings of the vertical line ``x = line_x`` over frames ``0..frame_count-1``.
 
     The box centre (not the shape's own centre) is what a line counter with a centre
     anchor sees; for a turning triangle the two differ by a few pixels.
     """
-    box_centre_x = np.stack([scene.full_boxes(i)[:, [0, 2]].mean(axis=1) for i in range(frame_count)])
+    box_centre_x = np.stack(
+        [scene.full_boxes(i)[:, [0, 2]].mean(axis=1) for i in range(frame_count)]
+    )
     right_of_line = box_centre_x >= line_x  # (frames, n)
     changed = right_of_line[1:] != right_of_line[:-1]
     to_right = changed & right_of_line[1:]
@@ -466,7 +494,9 @@ def write_demo_video(
     (non-fragmented) MP4, complete once this returns.
     """
     if width % 2 or height % 2:
-        raise ValueError(f"write_demo_video: width and height must be even for H.264 yuv420p, got {width}x{height}")
+        raise ValueError(
+            f"write_demo_video: width and height must be even for H.264 yuv420p, got {width}x{height}"
+        )
     import av  # the encoder is only needed here
 
     frame_count = max(2, round(seconds * fps))
@@ -474,8 +504,14 @@ def write_demo_video(
     scene = traffic_scene(seed, width, height, frame_count=frame_count, line_x=line_x)
     crossings, by_class = line_crossings(scene, frame_count, line_x)
     truth = GroundTruth(
-        width=width, height=height, fps=float(fps), frame_count=frame_count, seed=seed, line_x=line_x,
-        crossings=crossings, crossings_by_class=by_class,
+        width=width,
+        height=height,
+        fps=float(fps),
+        frame_count=frame_count,
+        seed=seed,
+        line_x=line_x,
+        crossings=crossings,
+        crossings_by_class=by_class,
     )
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))

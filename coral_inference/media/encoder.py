@@ -50,7 +50,11 @@ def available_codec(requested: str) -> str:
     for name in (requested, *CODEC_LIBRARIES):
         if CODEC_LIBRARIES.get(name) in av.codecs_available:
             if name != requested:
-                logger.warning("%s encoder unavailable, recording with %s (not browser-playable)", requested, name)
+                logger.warning(
+                    "%s encoder unavailable, recording with %s (not browser-playable)",
+                    requested,
+                    name,
+                )
             return name
     raise EncoderUnavailableError(
         f"this PyAV build offers none of {sorted(CODEC_LIBRARIES.values())}; install the PyAV wheel from PyPI"
@@ -89,7 +93,9 @@ class PacketEncoder:
         # output streams from a template stream, and the MP4 muxer flags make the
         # encoder put SPS/PPS in extradata (needed for the moov of each file).
         self._holder = av.open(io.BytesIO(), "w", format="mp4")
-        stream = self._holder.add_stream(CODEC_LIBRARIES[self.codec], rate=Fraction(self.fps).limit_denominator(1001))
+        stream = self._holder.add_stream(
+            CODEC_LIBRARIES[self.codec], rate=Fraction(self.fps).limit_denominator(1001)
+        )
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
         ctx = stream.codec_context
         ctx.time_base = self.time_base
@@ -111,7 +117,9 @@ class PacketEncoder:
     def extradata(self) -> bytes | None:
         return self.stream.codec_context.extradata
 
-    def encode(self, frame_bgr: np.ndarray, seconds: float, *, keyframe: bool = False) -> list[EncodedPacket]:
+    def encode(
+        self, frame_bgr: np.ndarray, seconds: float, *, keyframe: bool = False
+    ) -> list[EncodedPacket]:
         """Encode one frame shown at ``seconds`` (monotonic pts are enforced)."""
         pts = max(round(seconds / self.time_base), self._last_pts + 1)
         self._last_pts = pts
@@ -139,7 +147,9 @@ class PacketEncoder:
             if packet.pts is None:
                 continue
             packet.time_base = self.time_base
-            out.append(EncodedPacket(packet, int(packet.pts), bool(packet.is_keyframe), self.time_base))
+            out.append(
+                EncodedPacket(packet, int(packet.pts), bool(packet.is_keyframe), self.time_base)
+            )
         return out
 
 

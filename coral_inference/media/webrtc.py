@@ -100,8 +100,16 @@ def placeholder_frame(channel: str, shape: tuple[int, int] = PLACEHOLDER_SIZE) -
     frame = np.full((h, w, 3), 32, dtype=np.uint8)
     scale = max(0.5, w / 960)
     for i, text in enumerate((f"channel '{channel}'", "waiting for video")):
-        cv2.putText(frame, text, (max(10, w // 20), h // 2 + i * int(40 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
-                    scale, (200, 200, 200), max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            frame,
+            text,
+            (max(10, w // 20), h // 2 + i * int(40 * scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (200, 200, 200),
+            max(1, int(2 * scale)),
+            cv2.LINE_AA,
+        )
     return frame
 
 
@@ -188,7 +196,8 @@ class StreamHub:
     ):
         self.ice_servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-            if not isinstance(s, RTCIceServer) else s
+            if not isinstance(s, RTCIceServer)
+            else s
             for s in ice_servers
         ]
         self.max_peers = max_peers
@@ -228,7 +237,12 @@ class StreamHub:
         """Make ``frame_bgr`` (H×W×3 uint8) the channel's latest frame; never blocks."""
         if not isinstance(channel, str) or not channel:
             raise ValueError(f"channel must be a non-empty string, got {channel!r}")
-        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        if (
+            not isinstance(frame_bgr, np.ndarray)
+            or frame_bgr.ndim != 3
+            or frame_bgr.shape[2] != 3
+            or frame_bgr.dtype != np.uint8
+        ):
             raise ValueError(
                 f"channel {channel!r}: frames must be H×W×3 uint8 BGR arrays, got "
                 f"{getattr(frame_bgr, 'shape', type(frame_bgr).__name__)} {getattr(frame_bgr, 'dtype', '')}"
@@ -298,17 +312,20 @@ class StreamHub:
             rows = []
             for ch in self._channels.values():
                 idle = ch.frame is None or time.monotonic() - ch.frame_mono > self.idle_after_s
-                rows.append({
-                    "name": ch.name,
-                    "viewers": viewers.get(ch.name, 0),
-                    "last_frame_time": None if ch.frame_wall is None
-                    else datetime.fromtimestamp(ch.frame_wall, tz=timezone.utc).isoformat(),
-                    "fps": 0.0 if idle else round(ch.fps, 2),
-                    "frames": ch.published,
-                    "width": None if ch.frame is None else int(ch.frame.shape[1]),
-                    "height": None if ch.frame is None else int(ch.frame.shape[0]),
-                    "live": not idle,
-                })
+                rows.append(
+                    {
+                        "name": ch.name,
+                        "viewers": viewers.get(ch.name, 0),
+                        "last_frame_time": None
+                        if ch.frame_wall is None
+                        else datetime.fromtimestamp(ch.frame_wall, tz=timezone.utc).isoformat(),
+                        "fps": 0.0 if idle else round(ch.fps, 2),
+                        "frames": ch.published,
+                        "width": None if ch.frame is None else int(ch.frame.shape[1]),
+                        "height": None if ch.frame is None else int(ch.frame.shape[0]),
+                        "live": not idle,
+                    }
+                )
         return rows
 
     @property
@@ -319,7 +336,11 @@ class StreamHub:
         with self._lock:
             self._pull(channel)
             ch = self._channels.get(channel)
-            if ch is not None and ch.frame is not None and time.monotonic() - ch.frame_mono <= self.idle_after_s:
+            if (
+                ch is not None
+                and ch.frame is not None
+                and time.monotonic() - ch.frame_mono <= self.idle_after_s
+            ):
                 return ch.frame, ch.version
             shape = PLACEHOLDER_SIZE if ch is None or ch.frame is None else ch.frame.shape[:2]
             key = (channel, tuple(shape))
@@ -341,14 +362,18 @@ class StreamHub:
         """Synchronous ``answer`` for threads without a loop (not from the hub's own loop)."""
         loop = self._ensure_loop()
         if threading.current_thread() is self._thread:
-            raise RuntimeError("StreamHub.offer() called from the hub's loop; await StreamHub.answer() instead")
+            raise RuntimeError(
+                "StreamHub.offer() called from the hub's loop; await StreamHub.answer() instead"
+            )
         future = asyncio.run_coroutine_threadsafe(self._answer(channel, sdp, type), loop)
         return future.result(timeout=self.offer_timeout_s + 5)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._closed:
-                raise StreamHubClosedError("the stream hub is closed (the Coral runtime was shut down)")
+                raise StreamHubClosedError(
+                    "the stream hub is closed (the Coral runtime was shut down)"
+                )
             if self._loop is None:
                 if self.host_addresses:
                     _install_host_address_filter()
@@ -373,7 +398,9 @@ class StreamHub:
         if type != "offer":
             raise InvalidOfferError(f"expected an SDP of type 'offer', got {type!r}")
         if not isinstance(sdp, str) or not sdp.startswith("v=0"):
-            raise InvalidOfferError(f"channel {channel!r}: the offer is not SDP (it must start with 'v=0')")
+            raise InvalidOfferError(
+                f"channel {channel!r}: the offer is not SDP (it must start with 'v=0')"
+            )
         if "m=video" not in sdp:
             raise InvalidOfferError(
                 f"channel {channel!r}: the offer has no video media section; "
@@ -408,6 +435,7 @@ class StreamHub:
         if self.host_addresses:
             _host_addresses.set(self.host_addresses)
         try:
+
             async def negotiate() -> None:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 pc.addTrack(track)
@@ -421,15 +449,25 @@ class StreamHub:
             ) from None
         except Exception as exc:
             await self._drop(peer_id, "invalid offer")
-            raise InvalidOfferError(f"channel {channel!r}: cannot answer this offer: {type_name(exc)}: {exc}") from exc
+            raise InvalidOfferError(
+                f"channel {channel!r}: cannot answer this offer: {type_name(exc)}: {exc}"
+            ) from exc
         if len(pc.localDescription.sdp) > MAX_ANSWER_CHARS:
-            await self._drop(peer_id, "answer too large")  # its viewer slot is free at once, not in 20 s
+            await self._drop(
+                peer_id, "answer too large"
+            )  # its viewer slot is free at once, not in 20 s
             raise InvalidOfferError(
                 f"channel {channel!r}: the answer to this offer would be {len(pc.localDescription.sdp)} characters "
                 f"(at most {MAX_ANSWER_CHARS}); offer one receive-only video section"
             )
-        logger.info("viewer %s joined channel %r (%d peers)", peer_id[:8], channel, len(self._peers))
-        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "peer_id": peer_id}
+        logger.info(
+            "viewer %s joined channel %r (%d peers)", peer_id[:8], channel, len(self._peers)
+        )
+        return {
+            "sdp": pc.localDescription.sdp,
+            "type": pc.localDescription.type,
+            "peer_id": peer_id,
+        }
 
     async def _drop(self, peer_id: str, reason: str) -> None:
         peer = self._peers.pop(peer_id, None)
@@ -437,7 +475,13 @@ class StreamHub:
         if peer is None:
             return
         self.peers_closed += 1
-        logger.info("viewer %s left channel %r: %s (%d peers)", peer_id[:8], peer.channel, reason, len(self._peers))
+        logger.info(
+            "viewer %s left channel %r: %s (%d peers)",
+            peer_id[:8],
+            peer.channel,
+            reason,
+            len(self._peers),
+        )
         peer.track.stop()
         try:
             await peer.pc.close()
@@ -488,7 +532,9 @@ class StreamHub:
         try:
             asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=10)
             # aiortc encodes frames in the loop's default executor: stop its threads too.
-            asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(
+                timeout=10
+            )
         except Exception as exc:
             logger.warning("closing WebRTC peers: %s", exc)
         loop.call_soon_threadsafe(loop.stop)
@@ -501,4 +547,3 @@ class StreamHub:
 
 def type_name(exc: BaseException) -> str:
     return type(exc).__name__
-

@@ -87,11 +87,15 @@ def validate_point(
     if not isinstance(measurement, str) or not measurement.strip():
         raise InvalidMetricError(f"measurement must be a non-empty string, got {measurement!r}")
     if not isinstance(fields, Mapping) or not fields:
-        raise InvalidMetricError(f"measurement {measurement!r}: give at least one field, got {fields!r}")
+        raise InvalidMetricError(
+            f"measurement {measurement!r}: give at least one field, got {fields!r}"
+        )
     clean_fields: dict[str, float] = {}
     for key, value in fields.items():
         if not isinstance(key, str) or not key:
-            raise InvalidMetricError(f"measurement {measurement!r}: field names must be non-empty strings, got {key!r}")
+            raise InvalidMetricError(
+                f"measurement {measurement!r}: field names must be non-empty strings, got {key!r}"
+            )
         if isinstance(value, bool):
             value = int(value)
         if not isinstance(value, numbers.Real):
@@ -100,19 +104,27 @@ def validate_point(
             )
         number = float(value)
         if not math.isfinite(number):
-            raise InvalidMetricError(f"measurement {measurement!r}: field {key!r} must be finite, got {value!r}")
+            raise InvalidMetricError(
+                f"measurement {measurement!r}: field {key!r} must be finite, got {value!r}"
+            )
         clean_fields[key] = number
     clean_tags: dict[str, str] = {}
     for key, value in (tags or {}).items():
         if not isinstance(key, str) or not key:
-            raise InvalidMetricError(f"measurement {measurement!r}: tag names must be non-empty strings, got {key!r}")
+            raise InvalidMetricError(
+                f"measurement {measurement!r}: tag names must be non-empty strings, got {key!r}"
+            )
         if value is None or isinstance(value, (dict, list, tuple, set)):
-            raise InvalidMetricError(f"measurement {measurement!r}: tag {key!r} must be a string, got {value!r}")
+            raise InvalidMetricError(
+                f"measurement {measurement!r}: tag {key!r} must be a string, got {value!r}"
+            )
         clean_tags[key] = str(value)
     clean_types: dict[str, MetricType] = {}
     for key, kind in (types or {}).items():
         if kind not in METRIC_TYPES:
-            raise InvalidMetricError(f"measurement {measurement!r}: type of {key!r} must be one of {METRIC_TYPES}, got {kind!r}")
+            raise InvalidMetricError(
+                f"measurement {measurement!r}: type of {key!r} must be one of {METRIC_TYPES}, got {kind!r}"
+            )
         clean_types[key] = kind  # type: ignore[assignment]
     return MetricPoint(
         measurement=measurement.strip(),
@@ -126,7 +138,11 @@ def validate_point(
 class MetricsHub:
     """Named sinks behind one non-blocking ``emit``."""
 
-    def __init__(self, sinks: Mapping[str, MetricSink] | None = None, registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        sinks: Mapping[str, MetricSink] | None = None,
+        registry: CollectorRegistry | None = None,
+    ):
         self.prometheus_registry = registry or CollectorRegistry(auto_describe=True)
         self._sinks: dict[str, MetricSink] = dict(sinks or {})
         self._lock = threading.Lock()
@@ -229,10 +245,14 @@ class _HubCollector:
 
     def collect(self):
         counters = {
-            key: CounterMetricFamily(f"coral_metrics_sink_{key}", f"Metric points {key} per sink", labels=["sink"])
+            key: CounterMetricFamily(
+                f"coral_metrics_sink_{key}", f"Metric points {key} per sink", labels=["sink"]
+            )
             for key in ("sent", "dropped", "spooled", "errors")
         }
-        queued = GaugeMetricFamily("coral_metrics_sink_queued", "Metric points waiting per sink", labels=["sink"])
+        queued = GaugeMetricFamily(
+            "coral_metrics_sink_queued", "Metric points waiting per sink", labels=["sink"]
+        )
         for name, stats in self._hub.stats().items():
             for key, family in counters.items():
                 family.add_metric([name], stats[key])

@@ -40,25 +40,37 @@ def _escape(text: str, specials: str) -> str:
 def to_line_protocol(point: MetricPoint) -> str:
     """One InfluxDB line: ``measurement,tag=v field=1.0 <ns>`` (tags sorted)."""
     head = _escape(point.measurement, ", ")
-    tags = "".join(f",{_escape(k, ',= ')}={_escape(v, ',= ')}" for k, v in sorted(point.tags.items()) if v != "")
+    tags = "".join(
+        f",{_escape(k, ',= ')}={_escape(v, ',= ')}"
+        for k, v in sorted(point.tags.items())
+        if v != ""
+    )
     fields = ",".join(f"{_escape(k, ',= ')}={float(v)!r}" for k, v in point.fields.items())
     return f"{head}{tags} {fields} {point.time_ns}"
 
 
-def influx_writer(url: str, token: str, org: str, bucket: str, timeout_s: float) -> tuple[WriteFn, Callable[[], None]]:
+def influx_writer(
+    url: str, token: str, org: str, bucket: str, timeout_s: float
+) -> tuple[WriteFn, Callable[[], None]]:
     """A synchronous ``write(lines)`` over influxdb-client and its ``close``."""
     from influxdb_client import InfluxDBClient, WritePrecision
     from influxdb_client.client.write_api import SYNCHRONOUS
     from influxdb_client.rest import ApiException
 
-    client = InfluxDBClient(url=url, token=token or "unused", org=org, timeout=int(timeout_s * 1000), retries=False)
+    client = InfluxDBClient(
+        url=url, token=token or "unused", org=org, timeout=int(timeout_s * 1000), retries=False
+    )
     api = client.write_api(write_options=SYNCHRONOUS)
 
     def write(lines: list[str]) -> None:
         try:
             api.write(bucket=bucket, org=org, record=lines, write_precision=WritePrecision.NS)
         except ApiException as exc:
-            if exc.status is not None and 400 <= int(exc.status) < 500 and int(exc.status) not in (401, 403, 408, 429):
+            if (
+                exc.status is not None
+                and 400 <= int(exc.status) < 500
+                and int(exc.status) not in (401, 403, 408, 429)
+            ):
                 raise RejectedBatchError(f"HTTP {exc.status}: {exc.body!r}") from exc
             raise
 
@@ -76,16 +88,27 @@ class InfluxSink(QueuedSink):
         self.cfg = cfg
         self.spool = DiskSpool(spool_dir, cfg.max_spool_bytes)
         if write is None:
-            self._write, self._close_client = influx_writer(cfg.url, cfg.token, cfg.org, cfg.bucket, cfg.timeout_s)
+            self._write, self._close_client = influx_writer(
+                cfg.url, cfg.token, cfg.org, cfg.bucket, cfg.timeout_s
+            )
         else:
             self._write, self._close_client = write, (lambda: None)
         self._backoff = 0.0
         self._retry_at = 0.0
         self.online = True
-        super().__init__(name, max_queue=cfg.max_queue, batch_size=cfg.batch_size, flush_interval_s=cfg.flush_interval_s)
+        super().__init__(
+            name,
+            max_queue=cfg.max_queue,
+            batch_size=cfg.batch_size,
+            flush_interval_s=cfg.flush_interval_s,
+        )
         self.stats.spooled = self.spool.lines
         if len(self.spool):
-            logger.info("metrics sink %s: %d spooled points from a previous run will be replayed", name, self.spool.lines)
+            logger.info(
+                "metrics sink %s: %d spooled points from a previous run will be replayed",
+                name,
+                self.spool.lines,
+            )
 
     def idle_wait(self) -> float:
         if len(self.spool):
@@ -120,15 +143,24 @@ class InfluxSink(QueuedSink):
             self.stats.dropped += len(lines)
             self.stats.errors += 1
             self.stats.last_error = str(exc)
-            logger.error("metrics sink %s: server rejected %d points: %s", self.name, len(lines), exc)
+            logger.error(
+                "metrics sink %s: server rejected %d points: %s", self.name, len(lines), exc
+            )
             return True  # consumed: never retried
         except Exception as exc:
             self.stats.errors += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            self._backoff = min(self.cfg.retry_max_s, max(self.cfg.retry_initial_s, self._backoff * 2))
+            self._backoff = min(
+                self.cfg.retry_max_s, max(self.cfg.retry_initial_s, self._backoff * 2)
+            )
             self._retry_at = time.monotonic() + self._backoff
             if self.online:
-                logger.warning("metrics sink %s offline (%s); spooling to %s", self.name, self.stats.last_error, self.spool.directory)
+                logger.warning(
+                    "metrics sink %s offline (%s); spooling to %s",
+                    self.name,
+                    self.stats.last_error,
+                    self.spool.directory,
+                )
             self.online = False
             return False
         self.stats.sent += len(lines)

@@ -12,7 +12,12 @@ from coral_inference.metrics.sinks import QueuedSink
 
 def point_to_json(point: MetricPoint) -> str:
     return json.dumps(
-        {"measurement": point.measurement, "time_ns": point.time_ns, "tags": point.tags, "fields": point.fields},
+        {
+            "measurement": point.measurement,
+            "time_ns": point.time_ns,
+            "tags": point.tags,
+            "fields": point.fields,
+        },
         separators=(",", ":"),
         sort_keys=True,
     )

@@ -103,7 +103,11 @@ class PipelineMetrics:
         """One pipeline result: ``(dict, VideoFrame)`` or lists of them (multi-source)."""
         try:
             if isinstance(video_frame, list):
-                preds = predictions if isinstance(predictions, list) else [predictions] * len(video_frame)
+                preds = (
+                    predictions
+                    if isinstance(predictions, list)
+                    else [predictions] * len(video_frame)
+                )
                 for p, f in zip(preds, video_frame):
                     if f is not None:
                         self._observe_one(p, f, inference_latency_s, now)
@@ -113,7 +117,9 @@ class PipelineMetrics:
             self.errors += 1
             logger.debug("pipeline %s metrics: %s", self.pipeline_id, exc)
 
-    def _observe_one(self, predictions: Any, frame: Any, inference_latency_s: float | None, now: float | None) -> None:
+    def _observe_one(
+        self, predictions: Any, frame: Any, inference_latency_s: float | None, now: float | None
+    ) -> None:
         mono = time.monotonic() if now is None else now
         source = str(getattr(frame, "source_id", None) if frame is not None else None)
         frame_id = getattr(frame, "frame_id", None)
@@ -169,7 +175,10 @@ class PipelineMetrics:
                 fields["e2e_latency_max_ms"] = 1000.0 * w.latency_max
             if w.inference_n:
                 fields["inference_latency_ms"] = 1000.0 * w.inference_sum / w.inference_n
-            per_class = {name: (w.classes.get(name, 0) / w.frames, total) for name, total in w.class_totals.items()}
+            per_class = {
+                name: (w.classes.get(name, 0) / w.frames, total)
+                for name, total in w.class_totals.items()
+            }
             w.frames, w.started, w.latency_sum, w.latency_max, w.latency_n = 0, mono, 0.0, 0.0, 0
             w.inference_sum, w.inference_n, w.classes = 0.0, 0, {}
         tags = {"pipeline_id": self.pipeline_id, "source": source}

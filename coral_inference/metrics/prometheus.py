@@ -29,11 +29,22 @@ def metric_name(*parts: str) -> str:
 
 def label_name(tag: str) -> str:
     name = re.sub(r"[^a-zA-Z0-9_]", "_", tag)
-    return name if re.match(r"[a-zA-Z_]", name) and not name.startswith("__") else f"tag_{name.lstrip('_')}"
+    return (
+        name
+        if re.match(r"[a-zA-Z_]", name) and not name.startswith("__")
+        else f"tag_{name.lstrip('_')}"
+    )
 
 
 class PrometheusSink:
-    def __init__(self, name: str, registry: CollectorRegistry, *, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        name: str,
+        registry: CollectorRegistry,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+    ):
         self.name = name
         self.registry = registry
         self.stats = SinkStats()
@@ -65,9 +76,13 @@ class PrometheusSink:
         self.stats.sent += 1
         return True
 
-    def _update(self, point: MetricPoint, field: str, value: float, labels_in: dict[str, str]) -> None:
+    def _update(
+        self, point: MetricPoint, field: str, value: float, labels_in: dict[str, str]
+    ) -> None:
         # The first point decides a metric's type and labels; later ones follow them.
-        metric, labels, kind = self._metric(point.measurement, field, point.types.get(field, "gauge"), tuple(sorted(labels_in)))
+        metric, labels, kind = self._metric(
+            point.measurement, field, point.types.get(field, "gauge"), tuple(sorted(labels_in))
+        )
         if set(labels_in) - set(labels):
             self.label_conflicts += 1
         values = tuple(labels_in.get(label, "") for label in labels)
@@ -87,7 +102,9 @@ class PrometheusSink:
             # A smaller total means the producer restarted: count from zero again.
             child.inc(value - previous if value >= previous else value)
 
-    def _metric(self, measurement: str, field: str, kind: str, labels: tuple[str, ...]) -> tuple[Any, tuple[str, ...], str]:
+    def _metric(
+        self, measurement: str, field: str, kind: str, labels: tuple[str, ...]
+    ) -> tuple[Any, tuple[str, ...], str]:
         name = metric_name(measurement, field)
         with self._lock:
             existing = self._metrics.get(name)
@@ -95,7 +112,12 @@ class PrometheusSink:
                 return existing
             factory = {"gauge": Gauge, "counter": Counter, "histogram": Histogram}[kind]
             doc = f"{field} of {measurement} ({kind}, from Coral metrics)"
-            metric = factory(name.removesuffix("_total") if kind == "counter" else name, doc, labels, registry=self.registry)
+            metric = factory(
+                name.removesuffix("_total") if kind == "counter" else name,
+                doc,
+                labels,
+                registry=self.registry,
+            )
             self._metrics[name] = (metric, labels, kind)
             return self._metrics[name]
 

@@ -34,7 +34,11 @@ def artifact_cache_dir() -> Path:
 
 
 def ensure_artifact(
-    package: ModelPackage, backend: str, cache_dir: Path | None = None, *, progress: bool | None = None
+    package: ModelPackage,
+    backend: str,
+    cache_dir: Path | None = None,
+    *,
+    progress: bool | None = None,
 ) -> Path:
     """The verified local file of ``package``'s artifact for ``backend``."""
     spec = package.artifact(backend)
@@ -53,7 +57,9 @@ def ensure_artifact(
     dest = (cache_dir or artifact_cache_dir()) / spec.sha256[:16] / spec.filename
     if dest.is_file() and sha256_of(dest) == spec.sha256:
         return dest
-    return download(spec.url, dest, spec.sha256, f"{field}.sha256 in {package.manifest_path}", progress=progress)
+    return download(
+        spec.url, dest, spec.sha256, f"{field}.sha256 in {package.manifest_path}", progress=progress
+    )
 
 
 def companion_paths(package: ModelPackage, backend: str) -> list[Path]:
@@ -82,7 +88,9 @@ def verify_sha256(path: Path, expected: str, where: str) -> None:
         )
 
 
-def download(url: str, dest: Path, sha256: str, where: str, *, progress: bool | None = None) -> Path:
+def download(
+    url: str, dest: Path, sha256: str, where: str, *, progress: bool | None = None
+) -> Path:
     """Fetch ``url`` (http, https, file or a plain path) to ``dest`` with a progress bar; verify, then rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     show = sys.stderr.isatty() if progress is None else progress
@@ -106,13 +114,20 @@ def _copy_url(url: str, out, show: bool, label: str) -> None:
         source = Path(urllib.request.url2pathname(parsed.path) if parsed.scheme else url)
         if not source.is_file():
             raise ArtifactDownloadError(f"{url}: no such file to fetch the artifact from")
-        with open(source, "rb") as src, tqdm(total=source.stat().st_size, unit="B", unit_scale=True, desc=label, disable=not show) as bar:
+        with (
+            open(source, "rb") as src,
+            tqdm(
+                total=source.stat().st_size, unit="B", unit_scale=True, desc=label, disable=not show
+            ) as bar,
+        ):
             while block := src.read(_CHUNK):
                 out.write(block)
                 bar.update(len(block))
         return
     if parsed.scheme not in ("http", "https"):
-        raise ArtifactDownloadError(f"{url}: unsupported URL scheme {parsed.scheme!r}; use http(s)://, file:// or a path")
+        raise ArtifactDownloadError(
+            f"{url}: unsupported URL scheme {parsed.scheme!r}; use http(s)://, file:// or a path"
+        )
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -121,10 +136,14 @@ def _copy_url(url: str, out, show: bool, label: str) -> None:
                     out.write(block)
                     bar.update(len(block))
     except OSError as exc:  # URLError, HTTPError and timeouts are all OSErrors
-        raise ArtifactDownloadError(f"{url}: download failed: {exc}; check the URL and the network") from exc
+        raise ArtifactDownloadError(
+            f"{url}: download failed: {exc}; check the URL and the network"
+        ) from exc
 
 
-def copy_artifacts(package: ModelPackage, backend: str, dest: Path, *, progress: bool | None = None) -> list[Path]:
+def copy_artifacts(
+    package: ModelPackage, backend: str, dest: Path, *, progress: bool | None = None
+) -> list[Path]:
     """Place ``backend``'s verified artifact inside ``dest`` (used by ``download_artifacts``)."""
     dest.mkdir(parents=True, exist_ok=True)
     source = ensure_artifact(package, backend, progress=progress)

@@ -67,7 +67,9 @@ class RknnBuildPlan:
     def manifest_entry(self, package_root: Path, sha256: str) -> dict[str, Any]:
         """The ``artifacts.rknn`` entry to add to ``coral-model.yaml``."""
         return {
-            "file": str(self.output.relative_to(package_root)) if self.output.is_relative_to(package_root) else str(self.output),
+            "file": str(self.output.relative_to(package_root))
+            if self.output.is_relative_to(package_root)
+            else str(self.output),
             "sha256": sha256,
             "target_platform": self.target_platform,
             "input": {"layout": "NHWC", "dtype": "uint8"},
@@ -75,7 +77,9 @@ class RknnBuildPlan:
         }
 
     def manifest_snippet(self, package_root: Path, sha256: str) -> str:
-        return yaml.safe_dump({"artifacts": {"rknn": self.manifest_entry(package_root, sha256)}}, sort_keys=False)
+        return yaml.safe_dump(
+            {"artifacts": {"rknn": self.manifest_entry(package_root, sha256)}}, sort_keys=False
+        )
 
 
 def normalisation_for_rknn(spec: InputSpec) -> tuple[list[list[float]], list[list[float]]]:
@@ -86,7 +90,11 @@ def normalisation_for_rknn(spec: InputSpec) -> tuple[list[list[float]], list[lis
 
 
 # Single-output task heads and the split layout an int8 NPU build needs instead (None: no split layout).
-_SPLIT_LAYOUT_FOR = {"yolov8_seg": "yolov8_seg_dfl", "yolov8_pose": "yolov8_pose_dfl", "yolov8_obb": None}
+_SPLIT_LAYOUT_FOR = {
+    "yolov8_seg": "yolov8_seg_dfl",
+    "yolov8_pose": "yolov8_pose_dfl",
+    "yolov8_obb": None,
+}
 
 
 def plan_rknn_build(
@@ -126,8 +134,11 @@ def plan_rknn_build(
         raise ConversionError(
             f"int8 with the single-output {head.type} head destroys class scores (pixel boxes and "
             f"probabilities share one quantisation scale); "
-            + (f"convert the rknn_model_zoo split layout (head {split}) instead, or convert without --int8"
-               if split else "this head has no split layout in Coral yet: convert without --int8 (fp16)")
+            + (
+                f"convert the rknn_model_zoo split layout (head {split}) instead, or convert without --int8"
+                if split
+                else "this head has no split layout in Coral yet: convert without --int8 (fp16)"
+            )
         )
     if head.type == "yolov8" and quantize:
         raise ConversionError(
@@ -138,7 +149,9 @@ def plan_rknn_build(
         )
     mean, std = normalisation_for_rknn(package.input)
     out = Path(output) if output else package.root / f"model_{target}.rknn"
-    return RknnBuildPlan(source, out, target, mean, std, quantize, Path(dataset) if dataset else None, head)
+    return RknnBuildPlan(
+        source, out, target, mean, std, quantize, Path(dataset) if dataset else None, head
+    )
 
 
 # Runs inside the toolkit's own environment, which has rknn-toolkit2 but none of Coral's
@@ -185,7 +198,12 @@ def toolkit_python() -> Path | None:
     explicit = os.environ.get("CORAL_RKNN_TOOLKIT_PYTHON")
     if explicit:
         return Path(explicit)
-    cache = Path(os.environ.get("CORAL_CACHE_DIR", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coral"))
+    cache = Path(
+        os.environ.get(
+            "CORAL_CACHE_DIR",
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coral",
+        )
+    )
     built = sorted(p for p in cache.glob("rknn-toolkit2-*") if (p / ".coral-complete").exists())
     return built[-1] / "bin" / "python" if built else None
 
@@ -195,14 +213,25 @@ def rknn_toolkit_available() -> bool:
     return importlib.util.find_spec("rknn") is not None or toolkit_python() is not None
 
 
-def build_rknn(plan: RknnBuildPlan, *, verbose: bool = False, eval_inputs: list[str] | None = None,
-               eval_dir: str | None = None) -> Path:
+def build_rknn(
+    plan: RknnBuildPlan,
+    *,
+    verbose: bool = False,
+    eval_inputs: list[str] | None = None,
+    eval_dir: str | None = None,
+) -> Path:
     """Run ``config -> load_onnx -> build -> export_rknn`` (then the simulator on ``eval_inputs``)."""
     request = {
-        "verbose": verbose, "mean_values": plan.mean_values, "std_values": plan.std_values,
-        "target_platform": plan.target_platform, "onnx": str(plan.onnx), "quantize": plan.quantize,
-        "dataset": str(plan.dataset) if plan.dataset else None, "output": str(plan.output),
-        "eval_inputs": eval_inputs or [], "eval_dir": eval_dir,
+        "verbose": verbose,
+        "mean_values": plan.mean_values,
+        "std_values": plan.std_values,
+        "target_platform": plan.target_platform,
+        "onnx": str(plan.onnx),
+        "quantize": plan.quantize,
+        "dataset": str(plan.dataset) if plan.dataset else None,
+        "output": str(plan.output),
+        "eval_inputs": eval_inputs or [],
+        "eval_dir": eval_dir,
     }
     plan.output.parent.mkdir(parents=True, exist_ok=True)
     if importlib.util.find_spec("rknn") is not None:
@@ -258,7 +287,9 @@ class BuildResult:
 class Converter(Protocol):
     name: str
 
-    def build(self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False) -> BuildResult: ...
+    def build(
+        self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False
+    ) -> BuildResult: ...
 
 
 class ToolkitConverter:
@@ -266,7 +297,9 @@ class ToolkitConverter:
 
     name = "rknn-toolkit2 simulator"
 
-    def build(self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False) -> BuildResult:
+    def build(
+        self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False
+    ) -> BuildResult:
         import tempfile
 
         import numpy as np
@@ -280,7 +313,9 @@ class ToolkitConverter:
             build_rknn(plan, verbose=verbose, eval_inputs=paths, eval_dir=tmp)
             outputs = []
             for i in range(len(paths)):
-                files = sorted(Path(tmp).glob(f"out_{i}_*.npy"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+                files = sorted(
+                    Path(tmp).glob(f"out_{i}_*.npy"), key=lambda p: int(p.stem.rsplit("_", 1)[1])
+                )
                 outputs.append([np.load(f) for f in files])
         return BuildResult(plan.output, outputs)
 
@@ -301,14 +336,18 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def load_frames(source: Path, limit: int = 300, progress: Callable[[int, int], None] | None = None) -> list[Any]:
+def load_frames(
+    source: Path, limit: int = 300, progress: Callable[[int, int], None] | None = None
+) -> list[Any]:
     """BGR frames from a folder of images (sorted) or a video (spread over its length)."""
     import cv2
 
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ConversionError(f"--calibration {source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
+            raise ConversionError(
+                f"--calibration {source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it"
+            )
         step = max(1, len(files) // limit)
         frames = []
         chosen = files[::step][:limit]
@@ -335,7 +374,9 @@ def load_frames(source: Path, limit: int = 300, progress: Callable[[int, int], N
             index += 1
         capture.release()
         if not frames:
-            raise ConversionError(f"--calibration {source}: no frames could be decoded from the video")
+            raise ConversionError(
+                f"--calibration {source}: no frames could be decoded from the video"
+            )
         return frames
     raise ConversionError(
         f"--calibration {source}: give a folder of images, or a video file ({', '.join(sorted(VIDEO_SUFFIXES))}), "
@@ -384,27 +425,47 @@ def convert_with_gate(
     converter = converter or converter_from_env()
     calibration, held_out = split_frames(frames, held_out_every)
     if not held_out:
-        raise ConversionError("no frames to compare the conversion on; give --calibration DIR|VIDEO")
+        raise ConversionError(
+            "no frames to compare the conversion on; give --calibration DIR|VIDEO"
+        )
     if plan.quantize:
         work = plan.output.parent / f".{plan.output.stem}-calibration"
         work.mkdir(parents=True, exist_ok=True)
-        bgr_spec = package.input.model_copy(update={"layout": "NHWC", "dtype": "uint8", "color": "BGR"})
+        bgr_spec = package.input.model_copy(
+            update={"layout": "NHWC", "dtype": "uint8", "color": "BGR"}
+        )
         lines = []
         for i, frame in enumerate(calibration):
             tensor, _ = preprocess_image(frame, bgr_spec)
             path = work / f"calib_{i:04d}.png"
-            cv2.imwrite(str(path), tensor[0])  # letterboxed like at run time; the toolkit reads it as RGB
+            cv2.imwrite(
+                str(path), tensor[0]
+            )  # letterboxed like at run time; the toolkit reads it as RGB
             lines.append(str(path))
         dataset = work / "dataset.txt"
         dataset.write_text("\n".join(lines) + "\n")
-        plan = RknnBuildPlan(plan.onnx, plan.output, plan.target_platform, plan.mean_values, plan.std_values,
-                             True, dataset, plan.head)
-    rknn_input = package.input_for("rknn", InputOverride.model_validate({"layout": "NHWC", "dtype": "uint8"}))
+        plan = RknnBuildPlan(
+            plan.onnx,
+            plan.output,
+            plan.target_platform,
+            plan.mean_values,
+            plan.std_values,
+            True,
+            dataset,
+            plan.head,
+        )
+    rknn_input = package.input_for(
+        "rknn", InputOverride.model_validate({"layout": "NHWC", "dtype": "uint8"})
+    )
     prepared = [preprocess_image(frame, rknn_input) for frame in held_out]
     built = converter.build(plan, [tensor for tensor, _ in prepared], verbose=verbose)
     backend = OnnxRuntimeBackend()
-    session = backend.open_session(plan.onnx, model=f"{package.name} (parity reference)",
-                                   input_spec=package.input, head=plan.head)
+    session = backend.open_session(
+        plan.onnx,
+        model=f"{package.name} (parity reference)",
+        input_spec=package.input,
+        head=plan.head,
+    )
     try:
         reference_detector = Detector(package, session, input_spec=package.input, head=plan.head)
         candidate_detector = Detector(package, session, input_spec=rknn_input, head=plan.head)
@@ -413,21 +474,38 @@ def convert_with_gate(
             tensor, ref_geometry = reference_detector.prepare(frame)
             ref_raw = reference_detector.infer(tensor)
             ref_outputs.append(ref_raw)
-            reference.append(FrameDetections.of(
-                reference_detector.postprocess(ref_raw, ref_geometry, confidence=confidence)))
-            candidate.append(FrameDetections.of(
-                candidate_detector.postprocess([np.asarray(o) for o in outputs], geometry, confidence=confidence)))
+            reference.append(
+                FrameDetections.of(
+                    reference_detector.postprocess(ref_raw, ref_geometry, confidence=confidence)
+                )
+            )
+            candidate.append(
+                FrameDetections.of(
+                    candidate_detector.postprocess(
+                        [np.asarray(o) for o in outputs], geometry, confidence=confidence
+                    )
+                )
+            )
     finally:
         session.close()
     report = parity_report(reference, candidate, package.classes, ref_outputs, built.outputs)
     report.gate = gate
     report.passed = report.agreement >= gate
     report.forced = bool(force and not report.passed)
-    report.notes = [f"converter: {converter.name}", f"{len(calibration)} calibration frames" if plan.quantize
-                    else "no quantisation (fp16)", f"confidence {confidence}", *(notes or [])]
+    report.notes = [
+        f"converter: {converter.name}",
+        f"{len(calibration)} calibration frames" if plan.quantize else "no quantisation (fp16)",
+        f"confidence {confidence}",
+        *(notes or []),
+    ]
     report_path = plan.output.with_name(plan.output.name + ".parity.json")
-    summary = {"target_platform": plan.target_platform, "quantize": plan.quantize, "onnx": str(plan.onnx),
-               "rknn": str(plan.output), **report.as_dict()}
+    summary = {
+        "target_platform": plan.target_platform,
+        "quantize": plan.quantize,
+        "onnx": str(plan.onnx),
+        "rknn": str(plan.output),
+        **report.as_dict(),
+    }
     report_path.write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     if not report.passed and not force:
         rejected = built.rknn.with_name(built.rknn.name + ".rejected")
@@ -437,7 +515,8 @@ def convert_with_gate(
             f"the gate {gate}: not added to the package (kept as {rejected.name}; report {report_path}). "
             f"Calibrate with more frames from the target cameras, convert without --int8, or add --force "
             f"to use it anyway",
-            report, report_path,
+            report,
+            report_path,
         )
     added = can_add_to(package, built.rknn)
     if added:
@@ -456,8 +535,13 @@ def can_add_to(package: ModelPackage, rknn: Path) -> bool:
     return inside and not bundled
 
 
-def add_rknn_artifact(package: ModelPackage, plan: RknnBuildPlan, rknn: Path, report_path: Path,
-                      summary: dict[str, Any]) -> None:
+def add_rknn_artifact(
+    package: ModelPackage,
+    plan: RknnBuildPlan,
+    rknn: Path,
+    report_path: Path,
+    summary: dict[str, Any],
+) -> None:
     """Write ``artifacts.rknn`` and ``metadata.conversions.rknn`` (the report, and whether forced)."""
     from coral_inference.models.package import sha256_of
 
@@ -466,8 +550,13 @@ def add_rknn_artifact(package: ModelPackage, plan: RknnBuildPlan, rknn: Path, re
     conversions = data.setdefault("metadata", {}).setdefault("conversions", {})
     conversions["rknn"] = {
         "report": report_path.name if report_path.parent == package.root else str(report_path),
-        "agreement_map50": summary["agreement"], "gate": summary["gate"], "passed": summary["passed"],
-        "forced": summary["forced"], "quantize": summary["quantize"], "target_platform": summary["target_platform"],
-        "cosine": summary["cosine"], "frames": summary["frames"],
+        "agreement_map50": summary["agreement"],
+        "gate": summary["gate"],
+        "passed": summary["passed"],
+        "forced": summary["forced"],
+        "quantize": summary["quantize"],
+        "target_platform": summary["target_platform"],
+        "cosine": summary["cosine"],
+        "frames": summary["frames"],
     }
     package.manifest_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

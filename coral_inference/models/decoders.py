@@ -79,18 +79,29 @@ def decode(
     for ``box_units: normalized``.
     """
     if head.box_units == "normalized" and input_size is None:
-        raise ValueError("head.box_units 'normalized' needs the input size to scale boxes to pixels")
+        raise ValueError(
+            "head.box_units 'normalized' needs the input size to scale boxes to pixels"
+        )
     if head.type == "yolov8":
         candidates = decode_yolov8(
-            outputs, num_classes, confidence, allowed_classes, sigmoid_in_model=head.sigmoid_in_model,
-            head=head, input_size=input_size,
+            outputs,
+            num_classes,
+            confidence,
+            allowed_classes,
+            sigmoid_in_model=head.sigmoid_in_model,
+            head=head,
+            input_size=input_size,
         )
     elif head.type == "yolov8_dfl":
         candidates = decode_yolov8_dfl(outputs, head, num_classes, confidence, allowed_classes)
     elif head.type == "end2end":
-        candidates = decode_end2end(outputs, head, num_classes, confidence, allowed_classes, input_size=input_size)
+        candidates = decode_end2end(
+            outputs, head, num_classes, confidence, allowed_classes, input_size=input_size
+        )
     elif head.type == "yolov5_single":
-        candidates = decode_yolov5_single(outputs, head, num_classes, confidence, allowed_classes, input_size=input_size)
+        candidates = decode_yolov5_single(
+            outputs, head, num_classes, confidence, allowed_classes, input_size=input_size
+        )
     else:
         candidates = decode_yolov5(outputs, head, num_classes, confidence, allowed_classes)
     if head.box_units == "normalized" and input_size is not None and len(candidates):
@@ -123,41 +134,56 @@ def check_box_units(coords: np.ndarray, head: HeadSpec, input_size: tuple[int, i
         )
 
 
-def describe_layout(shapes: Sequence[Sequence[int]], num_classes: int | None = None,
-                    input_size: tuple[int, int] | None = None, strides: Sequence[int] = (8, 16, 32)) -> str:
+def describe_layout(
+    shapes: Sequence[Sequence[int]],
+    num_classes: int | None = None,
+    input_size: tuple[int, int] | None = None,
+    strides: Sequence[int] = (8, 16, 32),
+) -> str:
     """Which model family a set of output shapes looks like (for error messages)."""
     shapes = [list(s) for s in shapes]
     cells = grid_cells(strides, input_size) if input_size else None
     if len(shapes) == 2 and len(shapes[1]) == 4 and len(shapes[0]) == 3:
-        return (f"an instance-segmentation export (detections {shapes[0]} plus mask prototypes {shapes[1]}): "
-                f"import it with 'coral-runtime models import' so the segmentation head is used")
+        return (
+            f"an instance-segmentation export (detections {shapes[0]} plus mask prototypes {shapes[1]}): "
+            f"import it with 'coral-runtime models import' so the segmentation head is used"
+        )
     if len(shapes) == 1 and len(shapes[0]) == 2:
         return f"a classification export (one score per class, {shapes[0]}), not a detector"
     if len(shapes) == 1 and len(shapes[0]) == 3:
         _, a, b = shapes[0]
         if b in (6, 7) and a in (100, 300) or a in (6, 7) and b in (100, 300):
-            return (f"an end-to-end / already-NMS'd export ({shapes[0]}: x1 y1 x2 y2 score class per row): "
-                    f"use head.type: end2end")
+            return (
+                f"an end-to-end / already-NMS'd export ({shapes[0]}: x1 y1 x2 y2 score class per row): "
+                f"use head.type: end2end"
+            )
         n, rows = (b, a) if cells is not None and b == cells or a < b else (a, b)
         if cells is not None and n == 3 * cells:
             return f"a classic YOLOv5 export ({shapes[0]}: cx cy w h objectness classes): use head.type: yolov5_single"
         if cells is not None and input_size is not None and n != cells:
-            return (f"an output with {n} candidates where a {input_size[0]}x{input_size[1]} input with strides "
-                    f"{list(strides)} gives {cells}: check input.width/height")
+            return (
+                f"an output with {n} candidates where a {input_size[0]}x{input_size[1]} input with strides "
+                f"{list(strides)} gives {cells}: check input.width/height"
+            )
         if num_classes is not None and rows > 4 + num_classes:
             extra = rows - 4 - num_classes
             guesses = []
             if extra == 1:
                 guesses.append("an oriented-box (OBB) export (one angle per box)")
             if extra % 3 == 0:
-                guesses.append(f"a keypoint (pose) export with {extra // 3} keypoints (x, y, visibility)")
+                guesses.append(
+                    f"a keypoint (pose) export with {extra // 3} keypoints (x, y, visibility)"
+                )
             if extra % 2 == 0 and extra <= 34:
                 guesses.append(f"a keypoint (pose) export with {extra // 2} keypoints (x, y)")
             if extra == 32:
                 guesses.append("a segmentation export without its prototype output")
             if guesses:
-                return (f"{rows} rows = 4 box + {num_classes} classes + {extra} more: " + " or ".join(guesses)
-                        + "; import it with 'coral-runtime models import' (it reads the task) instead of adding classes")
+                return (
+                    f"{rows} rows = 4 box + {num_classes} classes + {extra} more: "
+                    + " or ".join(guesses)
+                    + "; import it with 'coral-runtime models import' (it reads the task) instead of adding classes"
+                )
     return "no known layout"
 
 
@@ -184,11 +210,17 @@ def decode_yolov8(
     """Ultralytics single output ``[1, 4+nc, N]`` (``[1, N, 4+nc]`` is accepted too)."""
     if len(outputs) != 1:
         shapes = [list(o.shape) for o in outputs]
-        looks = describe_layout(shapes, num_classes, input_size, head.strides if head else (8, 16, 32))
+        looks = describe_layout(
+            shapes, num_classes, input_size, head.strides if head else (8, 16, 32)
+        )
         raise OutputMismatchError(
             f"head yolov8 expects one output [1, {4 + num_classes}, N], the model gave {len(outputs)}: "
-            f"{shapes}; " + (f"it looks like {looks}" if looks != "no known layout"
-                             else "set head.type to the head the model was exported with")
+            f"{shapes}; "
+            + (
+                f"it looks like {looks}"
+                if looks != "no known layout"
+                else "set head.type to the head the model was exported with"
+            )
         )
     raw = np.asarray(outputs[0])
     rows = 4 + num_classes
@@ -197,9 +229,14 @@ def decode_yolov8(
     elif raw.ndim == 3 and raw.shape[0] == 1 and raw.shape[2] == rows:
         pred = raw[0].T
     else:
-        looks = describe_layout([raw.shape], num_classes, input_size, head.strides if head else (8, 16, 32))
-        hint = (f"it looks like {looks}" if looks != "no known layout"
-                else "check 'classes' and 'head.type' in the manifest")
+        looks = describe_layout(
+            [raw.shape], num_classes, input_size, head.strides if head else (8, 16, 32)
+        )
+        hint = (
+            f"it looks like {looks}"
+            if looks != "no known layout"
+            else "check 'classes' and 'head.type' in the manifest"
+        )
         raise OutputMismatchError(
             f"head yolov8 with {num_classes} classes expects an output [1, {rows}, N], got {list(raw.shape)}; {hint}"
         )
@@ -208,8 +245,11 @@ def decode_yolov8(
         expected = grid_cells(strides, input_size)
         if pred.shape[1] != expected:
             looks = describe_layout([raw.shape], num_classes, None, strides)
-            hint = (f"it looks like {looks}" if looks != "no known layout"
-                    else "check input.width/height (the size the model was exported at) and head.strides")
+            hint = (
+                f"it looks like {looks}"
+                if looks != "no known layout"
+                else "check input.width/height (the size the model was exported at) and head.strides"
+            )
             raise OutputMismatchError(
                 f"head yolov8: the output {list(raw.shape)} has {pred.shape[1]} candidates but a "
                 f"{input_size[0]}x{input_size[1]} input with strides {list(strides)} gives {expected}; {hint}"
@@ -248,7 +288,10 @@ def decode_yolov8_dfl(
     raw_distances = reg_max == 1  # YOLO26: the box conv gives l, t, r, b in grid units, no DFL
     all_boxes, all_scores, all_ids = [], [], []
     for level, stride in enumerate(head.strides):
-        box, cls = np.asarray(outputs[per_level * level]), np.asarray(outputs[per_level * level + 1])
+        box, cls = (
+            np.asarray(outputs[per_level * level]),
+            np.asarray(outputs[per_level * level + 1]),
+        )
         _expect(box, (1, 4 * reg_max), f"box DFL output of stride {stride}")
         _expect(cls, (1, num_classes), f"class score output of stride {stride}")
         height, width = cls.shape[2:]
@@ -277,16 +320,27 @@ def decode_yolov8_dfl(
         else:
             logits -= logits.max(axis=1, keepdims=True)
             weights = np.exp(logits)
-            distances = (weights * bins[None, :, None]).sum(axis=1) / weights.sum(axis=1)  # [4, K] l, t, r, b
+            distances = (weights * bins[None, :, None]).sum(axis=1) / weights.sum(
+                axis=1
+            )  # [4, K] l, t, r, b
         cx = (cells % width).astype(np.float32) + 0.5
         cy = (cells // width).astype(np.float32) + 0.5
-        xyxy = np.stack([cx - distances[0], cy - distances[1], cx + distances[2], cy + distances[3]], axis=1) * stride
+        xyxy = (
+            np.stack(
+                [cx - distances[0], cy - distances[1], cx + distances[2], cy + distances[3]], axis=1
+            )
+            * stride
+        )
         all_boxes.append(xyxy)
         all_scores.append(scores.astype(np.float32))
         all_ids.append(class_ids)
     if not all_boxes:
         return Candidates.empty()
-    return Candidates(np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_scores), np.concatenate(all_ids))
+    return Candidates(
+        np.concatenate(all_boxes).astype(np.float32),
+        np.concatenate(all_scores),
+        np.concatenate(all_ids),
+    )
 
 
 def decode_yolov5(
@@ -314,7 +368,9 @@ def decode_yolov5(
         if not head.sigmoid_in_model:
             pred = sigmoid(pred)
         class_scores = pred[:, 5:] * pred[:, 4:5]  # [na, nc, HW]
-        scores, class_ids = _best_class(class_scores.transpose(1, 0, 2).reshape(num_classes, -1), allowed_classes)
+        scores, class_ids = _best_class(
+            class_scores.transpose(1, 0, 2).reshape(num_classes, -1), allowed_classes
+        )
         keep = np.flatnonzero(scores >= confidence)  # index = anchor * HW + cell
         if keep.size == 0:
             continue
@@ -329,7 +385,11 @@ def decode_yolov5(
         all_ids.append(class_ids[keep])
     if not all_boxes:
         return Candidates.empty()
-    return Candidates(np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_scores), np.concatenate(all_ids))
+    return Candidates(
+        np.concatenate(all_boxes).astype(np.float32),
+        np.concatenate(all_scores),
+        np.concatenate(all_ids),
+    )
 
 
 def decode_end2end(
@@ -358,7 +418,9 @@ def decode_end2end(
     valid = rows[rows[:, 4] > 0]
     check_box_units(valid[:, :4], head, input_size)
     class_ids = np.rint(rows[:, 5]).astype(np.int64)
-    out_of_range = class_ids[(rows[:, 4] >= confidence) & ((class_ids < 0) | (class_ids >= num_classes))]
+    out_of_range = class_ids[
+        (rows[:, 4] >= confidence) & ((class_ids < 0) | (class_ids >= num_classes))
+    ]
     if out_of_range.size:
         raise OutputMismatchError(
             f"head end2end: the model reports class id {int(out_of_range.max())} but the manifest lists "

@@ -50,7 +50,11 @@ class Detector:
     """Runs ``package`` through ``session``; input spec and head from the session when it has them."""
 
     def __init__(
-        self, package: ModelPackage, session: ModelSession, input_spec: InputSpec | None = None, head: HeadSpec | None = None
+        self,
+        package: ModelPackage,
+        session: ModelSession,
+        input_spec: InputSpec | None = None,
+        head: HeadSpec | None = None,
     ):
         self.package = package
         self.session = session
@@ -91,18 +95,35 @@ class Detector:
         times: StageTimes | None = None,
     ) -> sv.Detections:
         allowed = self.class_ids_for(class_filter)
-        if self.head.type in TASK_HEAD_TYPES:  # segmentation, keypoints, OBB, RF-DETR: models/tasks/
+        if (
+            self.head.type in TASK_HEAD_TYPES
+        ):  # segmentation, keypoints, OBB, RF-DETR: models/tasks/
             detections, reached = postprocess_task(
-                self.package, self.head, self.input_spec, outputs, geometry, allowed, confidence=confidence,
-                iou=iou, max_detections=max_detections, agnostic=agnostic, max_candidates=max_candidates,
+                self.package,
+                self.head,
+                self.input_spec,
+                outputs,
+                geometry,
+                allowed,
+                confidence=confidence,
+                iou=iou,
+                max_detections=max_detections,
+                agnostic=agnostic,
+                max_candidates=max_candidates,
             )
             if times is not None:
                 times.candidates = reached
             return detections
         if allowed is not None and allowed.size == 0:
-            return self._detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+            return self._detections(
+                np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+            )
         candidates = decode(
-            outputs, self.head, len(self.package.classes), confidence, allowed,
+            outputs,
+            self.head,
+            len(self.package.classes),
+            confidence,
+            allowed,
             input_size=(self.input_spec.width, self.input_spec.height),
         )
         candidates = candidates.top(max_candidates)
@@ -110,8 +131,11 @@ class Detector:
             times.candidates = len(candidates)
         if self.head.needs_nms:
             keep = nms(
-                candidates.xyxy, candidates.scores, iou,
-                class_ids=None if agnostic else candidates.class_ids, max_detections=max_detections,
+                candidates.xyxy,
+                candidates.scores,
+                iou,
+                class_ids=None if agnostic else candidates.class_ids,
+                max_detections=max_detections,
             )
         else:  # end-to-end heads: the model already chose its boxes
             keep = np.argsort(-candidates.scores, kind="stable")[:max_detections]
@@ -132,8 +156,13 @@ class Detector:
     ) -> sv.Detections:
         """Detections in frame pixels with ``data["class_name"]``."""
         return self.detect_timed(
-            frame_bgr, confidence=confidence, iou=iou, class_filter=class_filter,
-            max_detections=max_detections, agnostic=agnostic, max_candidates=max_candidates,
+            frame_bgr,
+            confidence=confidence,
+            iou=iou,
+            class_filter=class_filter,
+            max_detections=max_detections,
+            agnostic=agnostic,
+            max_candidates=max_candidates,
         )[0]
 
     def detect_timed(self, frame_bgr: np.ndarray, **options) -> tuple[sv.Detections, StageTimes]:
@@ -145,7 +174,11 @@ class Detector:
         inferred = time.perf_counter()
         detections = self.postprocess(outputs, geometry, times=times, **options)
         done = time.perf_counter()
-        times.preprocess, times.inference, times.decode = prepared - start, inferred - prepared, done - inferred
+        times.preprocess, times.inference, times.decode = (
+            prepared - start,
+            inferred - prepared,
+            done - inferred,
+        )
         return detections, times
 
     def detect_batch(self, frames: Sequence[np.ndarray], **options) -> list[sv.Detections]:
@@ -205,13 +238,21 @@ class Detector:
     def _executor(self, workers: int) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"coral-{self.package.name}")
+                self._pool = ThreadPoolExecutor(
+                    max_workers=workers, thread_name_prefix=f"coral-{self.package.name}"
+                )
             return self._pool
 
-    def _detections(self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> sv.Detections:
+    def _detections(
+        self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray
+    ) -> sv.Detections:
         return sv.Detections(
             xyxy=np.asarray(xyxy, dtype=np.float32).reshape(-1, 4),
             confidence=np.asarray(scores, dtype=np.float32),
             class_id=np.asarray(class_ids, dtype=np.int64),
-            data={"class_name": self._class_names[class_ids] if len(class_ids) else np.zeros(0, dtype=self._class_names.dtype)},
+            data={
+                "class_name": self._class_names[class_ids]
+                if len(class_ids)
+                else np.zeros(0, dtype=self._class_names.dtype)
+            },
         )

@@ -32,7 +32,9 @@ CORAL_MODEL_ID_PREFIX = "coral/"
 class LoadedModel:
     """A ready detector: ``detect``/``detect_batch``, the package and the backend it runs on."""
 
-    def __init__(self, package: ModelPackage, backend_name: str, detector: Detector, reference: str):
+    def __init__(
+        self, package: ModelPackage, backend_name: str, detector: Detector, reference: str
+    ):
         self.package = package
         self.backend_name = backend_name
         self.detector = detector
@@ -82,7 +84,9 @@ def strip_model_id(reference: str) -> str:
     return reference.removeprefix(CORAL_MODEL_ID_PREFIX)
 
 
-def resolve_reference(catalog: ModelCatalog | None, reference: str | Path) -> tuple[ModelPackage, str]:
+def resolve_reference(
+    catalog: ModelCatalog | None, reference: str | Path
+) -> tuple[ModelPackage, str]:
     """(package, backend wanted by config) for a config name, a path or a bundled name."""
     name = strip_model_id(str(reference))
     entry = catalog.entries.get(name) if catalog is not None else None
@@ -113,9 +117,13 @@ def choose_backend(catalog: ModelCatalog, package: ModelPackage, requested: str)
         if name not in names:
             continue
         if name not in available:
-            reasons.append(f"{name}: {registry.entry(name).as_dict().get('reason') or 'unavailable'}")
+            reasons.append(
+                f"{name}: {registry.entry(name).as_dict().get('reason') or 'unavailable'}"
+            )
         elif not _loads_artifact(registry.get(name), name, package):
-            reasons.append(f"{name}: package has no artifacts.{name} (nor one in a format it reads)")
+            reasons.append(
+                f"{name}: package has no artifacts.{name} (nor one in a format it reads)"
+            )
         else:
             return registry.get(name)
     raise BackendUnavailableError(
@@ -140,7 +148,9 @@ def _loads_artifact(adapter: Any, name: str, package: ModelPackage) -> bool:
         return False
 
 
-def load_model(catalog: ModelCatalog, name_or_path: str | Path, backend: str | None = None) -> LoadedModel:
+def load_model(
+    catalog: ModelCatalog, name_or_path: str | Path, backend: str | None = None
+) -> LoadedModel:
     """Load (not cached here: ``RuntimeContext.get_model`` caches) a package on a backend."""
     package, configured = resolve_reference(catalog, name_or_path)
     adapter = choose_backend(catalog, package, backend or configured)

@@ -23,7 +23,9 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     y2 = np.minimum(box[3], boxes[:, 3])
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(
+        boxes[:, 3] - boxes[:, 1], 0, None
+    )
     union = area + areas - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -38,7 +38,11 @@ MANIFEST_NAMES = (MANIFEST_NAME, "coral-model.yml", "coral-model.json")
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 
 # Ultralytics YOLOv5 COCO anchors (pixels), one row per stride 8/16/32.
-YOLOV5_DEFAULT_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+YOLOV5_DEFAULT_ANCHORS = [
+    [10, 13, 16, 30, 33, 23],
+    [30, 61, 62, 45, 59, 119],
+    [116, 90, 156, 198, 373, 326],
+]
 
 
 class _Strict(BaseModel):
@@ -53,11 +57,16 @@ class InputSpec(_Strict):
     layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Tensor layout.")
     color: Literal["RGB", "BGR"] = Field("RGB", description="Channel order the model expects.")
     dtype: Literal["float32", "float16", "uint8"] = Field(
-        "float32", description="Tensor dtype; uint8 inputs are fed raw (normalisation is inside the model)."
+        "float32",
+        description="Tensor dtype; uint8 inputs are fed raw (normalisation is inside the model).",
     )
     scale: float = Field(1 / 255, gt=0, description="Pixel values are multiplied by this first.")
-    mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="Subtracted after scaling, per channel.")
-    std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="Divided by after the mean, per channel.")
+    mean: tuple[float, float, float] = Field(
+        (0.0, 0.0, 0.0), description="Subtracted after scaling, per channel."
+    )
+    std: tuple[float, float, float] = Field(
+        (1.0, 1.0, 1.0), description="Divided by after the mean, per channel."
+    )
     resize: Literal["letterbox", "stretch", "center-crop"] = Field(
         "letterbox",
         description=(
@@ -78,19 +87,29 @@ class InputSpec(_Strict):
 class InputOverride(_Strict):
     """Per-artifact changes to ``input`` (e.g. an RKNN build that takes NHWC uint8)."""
 
-    layout: Optional[Literal["NCHW", "NHWC"]] = None
-    color: Optional[Literal["RGB", "BGR"]] = None
-    dtype: Optional[Literal["float32", "float16", "uint8"]] = None
-    pad_value: Optional[int] = Field(None, ge=0, le=255)
+    layout: Literal["NCHW", "NHWC"] | None = None
+    color: Literal["RGB", "BGR"] | None = None
+    dtype: Literal["float32", "float16", "uint8"] | None = None
+    pad_value: int | None = Field(None, ge=0, le=255)
 
 
 class HeadSpec(_Strict):
     """How the raw outputs are decoded into boxes."""
 
     type: Literal[
-        "yolov8", "yolov8_dfl", "yolov5", "end2end", "yolov5_single",
-        "yolov8_seg", "yolov8_seg_dfl", "yolov8_pose", "yolov8_pose_dfl", "yolov8_obb", "yolov8_cls",
-        "rfdetr", "rfdetr_seg",
+        "yolov8",
+        "yolov8_dfl",
+        "yolov5",
+        "end2end",
+        "yolov5_single",
+        "yolov8_seg",
+        "yolov8_seg_dfl",
+        "yolov8_pose",
+        "yolov8_pose_dfl",
+        "yolov8_obb",
+        "yolov8_cls",
+        "rfdetr",
+        "rfdetr_seg",
     ] = Field(
         ...,
         description=(
@@ -128,13 +147,16 @@ class HeadSpec(_Strict):
             "(Ultralytics int8 RKNN builds)."
         ),
     )
-    strides: list[int] = Field(default_factory=lambda: [8, 16, 32], description="Strides of the output grids.")
+    strides: list[int] = Field(
+        default_factory=lambda: [8, 16, 32], description="Strides of the output grids."
+    )
     reg_max: int = Field(16, ge=1, description="DFL bins per box side (yolov8_dfl).")
-    anchors: Optional[list[list[float]]] = Field(
+    anchors: list[list[float]] | None = Field(
         None, description="Anchor (w, h) pairs in pixels per stride (yolov5); default COCO anchors."
     )
     sigmoid_in_model: bool = Field(
-        True, description="Scores (and yolov5 box terms) already went through a sigmoid inside the model."
+        True,
+        description="Scores (and yolov5 box terms) already went through a sigmoid inside the model.",
     )
 
     @model_validator(mode="after")
@@ -142,10 +164,14 @@ class HeadSpec(_Strict):
         if self.type == "yolov5":
             anchors = self.anchors or YOLOV5_DEFAULT_ANCHORS
             if len(anchors) != len(self.strides):
-                raise ValueError(f"anchors has {len(anchors)} rows but strides has {len(self.strides)} entries")
+                raise ValueError(
+                    f"anchors has {len(anchors)} rows but strides has {len(self.strides)} entries"
+                )
             widths = {len(row) for row in anchors}
             if len(widths) != 1 or widths.pop() % 2:
-                raise ValueError("every anchors row must hold the same even number of values (w, h pairs)")
+                raise ValueError(
+                    "every anchors row must hold the same even number of values (w, h pairs)"
+                )
         return self
 
     @property
@@ -158,11 +184,13 @@ class HeadSpec(_Strict):
         return self.type != "end2end"
 
 
-def _sha256_hex(value: Optional[str]) -> Optional[str]:
+def _sha256_hex(value: str | None) -> str | None:
     if value is not None:
         value = value.lower()
         if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-            raise ValueError(f"{value!r} is not a sha256 hex digest (64 hex characters); compute it with: sha256sum FILE")
+            raise ValueError(
+                f"{value!r} is not a sha256 hex digest (64 hex characters); compute it with: sha256sum FILE"
+            )
     return value
 
 
@@ -170,11 +198,11 @@ class CompanionFile(_Strict):
     """A file an artifact needs beside it (the weights of a two-file format, ONNX external data)."""
 
     file: str = Field(..., description="Path relative to the package directory.")
-    sha256: Optional[str] = Field(None, description="Hex digest, checked whenever present.")
+    sha256: str | None = Field(None, description="Hex digest, checked whenever present.")
 
     @field_validator("sha256")
     @classmethod
-    def _hex(cls, value: Optional[str]) -> Optional[str]:
+    def _hex(cls, value: str | None) -> str | None:
         return _sha256_hex(value)
 
 
@@ -198,32 +226,45 @@ def head_task(head_type: str) -> str:
 class KeypointsSpec(_Strict):
     """Keypoint names (model order) and the skeleton's edges as index pairs."""
 
-    names: list[str] = Field(..., min_length=1, description="One name per keypoint, in the model's order.")
+    names: list[str] = Field(
+        ..., min_length=1, description="One name per keypoint, in the model's order."
+    )
     skeleton: list[tuple[int, int]] = Field(
         default_factory=list, description="Edges between keypoints, 0-based indices into names."
     )
 
     @model_validator(mode="after")
     def _edges_in_range(self) -> KeypointsSpec:
-        bad = [list(edge) for edge in self.skeleton if not all(0 <= i < len(self.names) for i in edge)]
+        bad = [
+            list(edge) for edge in self.skeleton if not all(0 <= i < len(self.names) for i in edge)
+        ]
         if bad:
-            raise ValueError(f"skeleton edges {bad} index past the {len(self.names)} keypoint names (0-based)")
+            raise ValueError(
+                f"skeleton edges {bad} index past the {len(self.names)} keypoint names (0-based)"
+            )
         return self
 
 
 class ArtifactSpec(_Strict):
     """One runtime's model file: a path inside the package or a URL, with its sha256."""
 
-    file: Optional[str] = Field(None, description="Path relative to the package directory.")
-    url: Optional[str] = Field(None, description="http(s):// or file:// URL, fetched into the artifact cache.")
-    sha256: Optional[str] = Field(None, description="Hex digest; required with url, checked whenever present.")
-    target_platform: Optional[str] = Field(None, description="SoC an RKNN artifact was built for, e.g. rk3588.")
-    input: Optional[InputOverride] = Field(None, description="Input changes for this artifact only.")
-    head: Optional[HeadSpec] = Field(
-        None, description="Head of this artifact when it differs (e.g. an RKNN build of the nine-output export)."
+    file: str | None = Field(None, description="Path relative to the package directory.")
+    url: str | None = Field(
+        None, description="http(s):// or file:// URL, fetched into the artifact cache."
+    )
+    sha256: str | None = Field(
+        None, description="Hex digest; required with url, checked whenever present."
+    )
+    target_platform: str | None = Field(
+        None, description="SoC an RKNN artifact was built for, e.g. rk3588."
+    )
+    input: InputOverride | None = Field(None, description="Input changes for this artifact only.")
+    head: HeadSpec | None = Field(
+        None,
+        description="Head of this artifact when it differs (e.g. an RKNN build of the nine-output export).",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific settings.")
-    format: Optional[str] = Field(
+    format: str | None = Field(
         None,
         description=(
             "File format, so every backend that reads it can use it (onnx, rknn, or a runtime's own "
@@ -237,7 +278,7 @@ class ArtifactSpec(_Strict):
 
     @field_validator("sha256")
     @classmethod
-    def _hex(cls, value: Optional[str]) -> Optional[str]:
+    def _hex(cls, value: str | None) -> str | None:
         return _sha256_hex(value)
 
     @model_validator(mode="after")
@@ -247,7 +288,9 @@ class ArtifactSpec(_Strict):
         if self.url is not None and self.sha256 is None:
             raise ValueError(f"an artifact fetched from {self.url} needs a sha256 to be verified")
         if self.url is not None and self.companions:
-            raise ValueError("companions are supported for in-package artifacts ('file') only, not with 'url'")
+            raise ValueError(
+                "companions are supported for in-package artifacts ('file') only, not with 'url'"
+            )
         return self
 
     @property
@@ -257,47 +300,67 @@ class ArtifactSpec(_Strict):
 
     @property
     def filename(self) -> str:
-        return Path(self.file).name if self.file else Path(self.url.split("?", 1)[0]).name or "artifact"
+        return (
+            Path(self.file).name
+            if self.file
+            else Path(self.url.split("?", 1)[0]).name or "artifact"
+        )
 
 
 class RknnConversion(_Strict):
     """How ``coral-runtime models convert`` builds this package's ``.rknn``."""
 
-    onnx: str = Field(..., description="ONNX file inside the package to convert (the nine-output export for YOLOv8).")
-    head: Optional[HeadSpec] = Field(None, description="Head of that ONNX file when it differs from 'head'.")
+    onnx: str = Field(
+        ...,
+        description="ONNX file inside the package to convert (the nine-output export for YOLOv8).",
+    )
+    head: HeadSpec | None = Field(
+        None, description="Head of that ONNX file when it differs from 'head'."
+    )
     target_platform: str = Field("rk3588", description="SoC to build for.")
     quantize: bool = Field(False, description="int8 quantisation (needs a calibration image list).")
 
 
 class ConvertSpec(_Strict):
-    rknn: Optional[RknnConversion] = None
+    rknn: RknnConversion | None = None
 
 
 class ModelManifest(_Strict):
     """The content of ``coral-model.yaml``."""
 
-    name: str = Field(..., min_length=1, description="Package name (how blocks and the CLI refer to it).")
-    task: Literal["object-detection", "instance-segmentation", "keypoint-detection", "classification", "obb"] = Field(
-        "object-detection", description="What the model does."
+    name: str = Field(
+        ..., min_length=1, description="Package name (how blocks and the CLI refer to it)."
     )
+    task: Literal[
+        "object-detection", "instance-segmentation", "keypoint-detection", "classification", "obb"
+    ] = Field("object-detection", description="What the model does.")
     multi_label: bool = Field(
-        False, description="classification: independent (sigmoid) labels instead of one class per image."
+        False,
+        description="classification: independent (sigmoid) labels instead of one class per image.",
     )
-    keypoints: Optional[KeypointsSpec] = Field(
+    keypoints: KeypointsSpec | None = Field(
         None, description="keypoint-detection: keypoint names (in model order) and skeleton edges."
     )
     description: str = Field("", description="One line for humans.")
     classes: list[str] = Field(..., min_length=1, description="Class names by class id.")
     input: InputSpec
     head: HeadSpec
-    artifacts: dict[str, ArtifactSpec] = Field(..., min_length=1, description="Artifacts by backend name.")
-    convert: ConvertSpec = Field(default_factory=ConvertSpec, description="Sources for artifacts built on demand.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Provenance: training script, seed, accuracy.")
+    artifacts: dict[str, ArtifactSpec] = Field(
+        ..., min_length=1, description="Artifacts by backend name."
+    )
+    convert: ConvertSpec = Field(
+        default_factory=ConvertSpec, description="Sources for artifacts built on demand."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Provenance: training script, seed, accuracy."
+    )
 
     @model_validator(mode="after")
     def _head_fits_task(self) -> ModelManifest:
         heads = [("head", self.head)] + [
-            (f"artifacts.{name}.head", spec.head) for name, spec in self.artifacts.items() if spec.head is not None
+            (f"artifacts.{name}.head", spec.head)
+            for name, spec in self.artifacts.items()
+            if spec.head is not None
         ]
         for field, head in heads:
             task = head_task(head.type)
@@ -308,7 +371,9 @@ class ModelManifest(_Strict):
                     f"heads for {self.task}: {fitting}"
                 )
         if self.task == "keypoint-detection" and self.keypoints is None:
-            raise ValueError("task keypoint-detection needs 'keypoints: {names: [...], skeleton: [[i, j], ...]}'")
+            raise ValueError(
+                "task keypoint-detection needs 'keypoints: {names: [...], skeleton: [[i, j], ...]}'"
+            )
         if self.multi_label and self.task != "classification":
             raise ValueError(f"multi_label applies to task classification only, not {self.task!r}")
         return self
@@ -371,7 +436,11 @@ class ModelPackage:
 
     def head_for(self, backend: str) -> HeadSpec:
         artifact = self.manifest.artifacts.get(backend)
-        return artifact.head if artifact is not None and artifact.head is not None else self.manifest.head
+        return (
+            artifact.head
+            if artifact is not None and artifact.head is not None
+            else self.manifest.head
+        )
 
     def input_for(self, backend: str, defaults: InputOverride | None = None) -> InputSpec:
         """The input spec a backend feeds: manifest input < backend defaults < artifact override."""
@@ -395,7 +464,9 @@ def bundled_packages() -> dict[str, Path]:
     """Packages shipped inside Coral (``coral_inference/models/zoo/<name>/``), by directory name."""
     if not ZOO_DIR.is_dir():
         return {}
-    return {p.name: p for p in sorted(ZOO_DIR.iterdir()) if p.is_dir() and find_manifest(p) is not None}
+    return {
+        p.name: p for p in sorted(ZOO_DIR.iterdir()) if p.is_dir() and find_manifest(p) is not None
+    }
 
 
 def resolve_package_path(name_or_path: str | Path) -> Path:
@@ -439,13 +510,19 @@ def load_package(name_or_path: str | Path) -> ModelPackage:
     except yaml.YAMLError as exc:
         raise ManifestError(manifest_path, [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
-        raise ManifestError(manifest_path, [f"the top level must be a mapping, got {type(data).__name__}"])
+        raise ManifestError(
+            manifest_path, [f"the top level must be a mapping, got {type(data).__name__}"]
+        )
     try:
         manifest = ModelManifest.model_validate(data)
     except ValidationError as exc:
         raise ManifestError(manifest_path, _explain(exc)) from None
     problems = []
-    inside = [(f"artifacts.{backend}.file", spec.file) for backend, spec in manifest.artifacts.items() if spec.file]
+    inside = [
+        (f"artifacts.{backend}.file", spec.file)
+        for backend, spec in manifest.artifacts.items()
+        if spec.file
+    ]
     inside += [
         (f"artifacts.{backend}.companions.{i}.file", companion.file)
         for backend, spec in manifest.artifacts.items()

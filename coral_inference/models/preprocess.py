@@ -34,10 +34,10 @@ class ResizeGeometry:
         [[0.0, 0.0, 1280.0, 720.0]]
         """
         boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
-        offset = np.array([self.pad_left, self.pad_top, self.pad_left, self.pad_top], dtype=np.float32)
-        gain = np.array(
-            [self.src_w / self.new_w, self.src_h / self.new_h] * 2, dtype=np.float32
+        offset = np.array(
+            [self.pad_left, self.pad_top, self.pad_left, self.pad_top], dtype=np.float32
         )
+        gain = np.array([self.src_w / self.new_w, self.src_h / self.new_h] * 2, dtype=np.float32)
         out = (boxes - offset) * gain
         np.clip(out[:, 0::2], 0, self.src_w, out=out[:, 0::2])
         np.clip(out[:, 1::2], 0, self.src_h, out=out[:, 1::2])
@@ -70,7 +70,14 @@ def center_crop_geometry(src_hw: tuple[int, int], dst_wh: tuple[int, int]) -> Re
         new_w, new_h = dst_w, max(dst_h, int(dst_w * src_h / src_w))
     else:
         new_w, new_h = max(dst_w, int(dst_h * src_w / src_h)), dst_h
-    return ResizeGeometry(src_w, src_h, new_w, new_h, -int(round((new_w - dst_w) / 2)), -int(round((new_h - dst_h) / 2)))
+    return ResizeGeometry(
+        src_w,
+        src_h,
+        new_w,
+        new_h,
+        -int(round((new_w - dst_w) / 2)),
+        -int(round((new_h - dst_h) / 2)),
+    )
 
 
 def resize_geometry(src_hw: tuple[int, int], spec: InputSpec) -> ResizeGeometry:
@@ -81,7 +88,12 @@ def resize_geometry(src_hw: tuple[int, int], spec: InputSpec) -> ResizeGeometry:
 
 
 def fit_image(
-    image: np.ndarray, geometry: ResizeGeometry, dst_wh: tuple[int, int], pad_value: int, *, pil_resize: bool = False
+    image: np.ndarray,
+    geometry: ResizeGeometry,
+    dst_wh: tuple[int, int],
+    pad_value: int,
+    *,
+    pil_resize: bool = False,
 ) -> np.ndarray:
     """Resize ``image`` (HWC uint8) as ``geometry`` says, padding the rest with ``pad_value`` (or cropping).
 
@@ -91,14 +103,19 @@ def fit_image(
         if pil_resize:
             image = pil_bilinear_resize(image, (geometry.new_w, geometry.new_h))
         else:
-            image = cv2.resize(image, (geometry.new_w, geometry.new_h), interpolation=cv2.INTER_LINEAR)
+            image = cv2.resize(
+                image, (geometry.new_w, geometry.new_h), interpolation=cv2.INTER_LINEAR
+            )
     if (geometry.new_w, geometry.new_h) == (dst_w, dst_h):
         return image
     if geometry.pad_left <= 0 and geometry.pad_top <= 0:  # center-crop
         top, left = -geometry.pad_top, -geometry.pad_left
-        return image[top:top + dst_h, left:left + dst_w]
+        return image[top : top + dst_h, left : left + dst_w]
     canvas = np.full((dst_h, dst_w, image.shape[2]), pad_value, dtype=np.uint8)
-    canvas[geometry.pad_top:geometry.pad_top + geometry.new_h, geometry.pad_left:geometry.pad_left + geometry.new_w] = image
+    canvas[
+        geometry.pad_top : geometry.pad_top + geometry.new_h,
+        geometry.pad_left : geometry.pad_left + geometry.new_w,
+    ] = image
     return canvas
 
 
@@ -138,7 +155,9 @@ def pil_bilinear_resize(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarr
     return result
 
 
-def letterbox(image: np.ndarray, dst_wh: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, ResizeGeometry]:
+def letterbox(
+    image: np.ndarray, dst_wh: tuple[int, int], pad_value: int = 114
+) -> tuple[np.ndarray, ResizeGeometry]:
     """Aspect-preserving resize into ``dst_wh`` with centred padding."""
     geometry = letterbox_geometry(image.shape[:2], dst_wh)
     return fit_image(image, geometry, dst_wh, pad_value), geometry
@@ -179,7 +198,11 @@ def preprocess_image(frame_bgr: np.ndarray, spec: InputSpec) -> tuple[np.ndarray
     frame = _as_bgr(frame_bgr)
     geometry = resize_geometry(frame.shape[:2], spec)
     fitted = fit_image(
-        frame, geometry, (spec.width, spec.height), spec.pad_value, pil_resize=spec.resize == "center-crop"
+        frame,
+        geometry,
+        (spec.width, spec.height),
+        spec.pad_value,
+        pil_resize=spec.resize == "center-crop",
     )
     return to_tensor(fitted, spec), geometry
 
@@ -194,7 +217,9 @@ def _as_bgr(frame: np.ndarray) -> np.ndarray:
     elif frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 BGR image, got an array of shape {frame.shape}")
     if frame.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {frame.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+        raise ValueError(
+            f"expected a uint8 image, got dtype {frame.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ValueError(f"empty image of shape {frame.shape}")
     return frame

@@ -41,23 +41,46 @@ class Check:
 
 
 def expected_input_shape(spec: InputSpec) -> list[int]:
-    return [1, 3, spec.height, spec.width] if spec.layout == "NCHW" else [1, spec.height, spec.width, 3]
+    return (
+        [1, 3, spec.height, spec.width]
+        if spec.layout == "NCHW"
+        else [1, spec.height, spec.width, 3]
+    )
 
 
-def check_package(package: ModelPackage, context: BackendHost | None = None, *, fetch: bool = False) -> list[Check]:
-    checks = [Check("manifest", "ok", f"{package.manifest_path}: {len(package.classes)} classes, head {package.head.type}")]
+def check_package(
+    package: ModelPackage, context: BackendHost | None = None, *, fetch: bool = False
+) -> list[Check]:
+    checks = [
+        Check(
+            "manifest",
+            "ok",
+            f"{package.manifest_path}: {len(package.classes)} classes, head {package.head.type}",
+        )
+    ]
     source = package.manifest.metadata.get("source")
-    if isinstance(source, dict) and source.get("kind") == "roboflow" and "resize" not in package.input.model_fields_set:
-        checks.append(Check(
-            "input.resize", "warn",
-            "a Roboflow-trained model with no input.resize: Coral's default is letterbox but Roboflow trains with "
-            "'Stretch to' unless the dataset says otherwise; set input.resize (stretch or letterbox) as in the "
-            "model's environment.json PREPROCESSING, or re-import it with coral-runtime models import",
-        ))
+    if (
+        isinstance(source, dict)
+        and source.get("kind") == "roboflow"
+        and "resize" not in package.input.model_fields_set
+    ):
+        checks.append(
+            Check(
+                "input.resize",
+                "warn",
+                "a Roboflow-trained model with no input.resize: Coral's default is letterbox but Roboflow trains with "
+                "'Stretch to' unless the dataset says otherwise; set input.resize (stretch or letterbox) as in the "
+                "model's environment.json PREPROCESSING, or re-import it with coral-runtime models import",
+            )
+        )
     for backend, spec in package.manifest.artifacts.items():
         name = f"artifacts.{backend}"
         if spec.url is not None and not fetch:
-            checks.append(Check(name, "skip", f"{spec.url} not fetched (use --fetch to download and verify it)"))
+            checks.append(
+                Check(
+                    name, "skip", f"{spec.url} not fetched (use --fetch to download and verify it)"
+                )
+            )
             continue
         try:
             path = ensure_artifact(package, backend, progress=False)
@@ -65,16 +88,30 @@ def check_package(package: ModelPackage, context: BackendHost | None = None, *, 
             checks.append(Check(name, "fail", str(exc)))
             continue
         if spec.sha256 is None:
-            checks.append(Check(name, "warn", f"{path}: no sha256 in the manifest; add one: sha256sum {path.name}"))
+            checks.append(
+                Check(
+                    name,
+                    "warn",
+                    f"{path}: no sha256 in the manifest; add one: sha256sum {path.name}",
+                )
+            )
         else:
-            checks.append(Check(name, "ok", f"{path} ({path.stat().st_size} bytes, sha256 verified)"))
+            checks.append(
+                Check(name, "ok", f"{path} ({path.stat().st_size} bytes, sha256 verified)")
+            )
         if context is not None:
             checks.append(_run_check(package, backend, context))
     conversion = package.manifest.convert.rknn
     if conversion is not None:
         source = package.root / conversion.onnx
         status = "ok" if source.is_file() else "fail"
-        checks.append(Check("convert.rknn.onnx", status, f"{source}{'' if source.is_file() else ' does not exist'}"))
+        checks.append(
+            Check(
+                "convert.rknn.onnx",
+                status,
+                f"{source}{'' if source.is_file() else ' does not exist'}",
+            )
+        )
     return checks
 
 
@@ -98,7 +135,11 @@ def _run_check(package: ModelPackage, backend: str, context: BackendHost) -> Che
 
         problems = metadata_problems(package, session_metadata(session), backend)
         if problems:
-            return Check(name, "fail", "the export's own metadata contradicts the manifest: " + "; ".join(problems))
+            return Check(
+                name,
+                "fail",
+                "the export's own metadata contradicts the manifest: " + "; ".join(problems),
+            )
         try:
             detector = Detector(package, session)
         except OutputMismatchError as exc:
@@ -106,9 +147,15 @@ def _run_check(package: ModelPackage, backend: str, context: BackendHost) -> Che
         spec = detector.input_spec
         declared = getattr(session, "input_shape", None)
         expected = expected_input_shape(spec)
-        if declared is not None and any(isinstance(d, int) and d != e for d, e in zip(declared, expected)):
-            return Check(name, "fail", f"the model's input is {declared} but the manifest describes {expected} "
-                                       f"({spec.layout} {spec.width}x{spec.height}); fix 'input' in the manifest")
+        if declared is not None and any(
+            isinstance(d, int) and d != e for d, e in zip(declared, expected)
+        ):
+            return Check(
+                name,
+                "fail",
+                f"the model's input is {declared} but the manifest describes {expected} "
+                f"({spec.layout} {spec.width}x{spec.height}); fix 'input' in the manifest",
+            )
         frame = np.full((spec.height, spec.width, 3), 114, np.uint8)
         try:
             if detector.head.type == "yolov8_cls":
@@ -117,7 +164,9 @@ def _run_check(package: ModelPackage, backend: str, context: BackendHost) -> Che
                 detector.detect(frame, confidence=0.99)
         except OutputMismatchError as exc:
             return Check(name, "fail", str(exc))
-        except Exception as exc:  # e.g. the runtime rejects the tensor: report, do not crash the CLI
+        except (
+            Exception
+        ) as exc:  # e.g. the runtime rejects the tensor: report, do not crash the CLI
             return Check(name, "fail", f"running one frame failed: {type(exc).__name__}: {exc}")
         return Check(name, "ok", f"loaded and decoded one frame ({_describe(session)})")
     finally:

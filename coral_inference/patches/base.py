@@ -84,7 +84,8 @@ class Patch:
             return PatchOutcome(self.name, "refused", "inference is not installed")
         if info.version not in self.specifier:
             return PatchOutcome(
-                self.name, "refused",
+                self.name,
+                "refused",
                 f"inference {info.version} is outside the patch's supported range {self.supported}",
             )
         for target in self.replacements:

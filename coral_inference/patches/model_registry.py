@@ -35,7 +35,9 @@ def _replace_get_model(original: Any, context: RuntimeContext | None) -> Any:
     from coral_inference.models.inference_registry import coral_model_class, is_coral_model_id
 
     @functools.wraps(original)
-    def get_model(self: Any, model_id: str, api_key: str | None = None, *args: Any, **kwargs: Any) -> Any:
+    def get_model(
+        self: Any, model_id: str, api_key: str | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
         if context is not None and is_coral_model_id(context, model_id):
             return coral_model_class(context)
         return original(self, model_id, api_key, *args, **kwargs)

@@ -29,7 +29,9 @@ class PatchSet:
         for record in records:
             origin = f"entry point {record.target} ({record.distribution} {record.version})"
             if not record.loaded:
-                self.outcomes[record.name] = PatchOutcome(record.name, "failed", f"plugin failed to load: {record.error}")
+                self.outcomes[record.name] = PatchOutcome(
+                    record.name, "failed", f"plugin failed to load: {record.error}"
+                )
                 self._origins[record.name] = origin
                 continue
             obj = record.obj() if isinstance(record.obj, type) else record.obj
@@ -45,12 +47,18 @@ class PatchSet:
         for name in switches:
             if name not in self._patches and name not in self.outcomes:
                 self.outcomes[name] = PatchOutcome(
-                    name, "refused", f"patches.{name} is set in config but no such patch is installed"
+                    name,
+                    "refused",
+                    f"patches.{name} is set in config but no such patch is installed",
                 )
         for name, patch in self._patches.items():
             wanted = switches.get(name, patch.default_enabled)
             if not wanted:
-                why = f"disabled in config (patches.{name}: false)" if name in switches else "off by default"
+                why = (
+                    f"disabled in config (patches.{name}: false)"
+                    if name in switches
+                    else "off by default"
+                )
                 self.outcomes[name] = PatchOutcome(name, "off", why)
                 continue
             self.outcomes[name] = patch.enable(context)
@@ -72,12 +80,14 @@ class PatchSet:
         for name in sorted(set(self._patches) | set(self.outcomes)):
             patch = self._patches.get(name)
             outcome = self.outcomes.get(name)
-            rows.append({
-                "name": name,
-                "description": patch.description if patch else "",
-                "supported": patch.supported if patch else None,
-                "origin": self._origins.get(name, "config"),
-                "state": outcome.state if outcome else "off",
-                "reason": outcome.reason if outcome else "not applied",
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "description": patch.description if patch else "",
+                    "supported": patch.supported if patch else None,
+                    "origin": self._origins.get(name, "config"),
+                    "state": outcome.state if outcome else "off",
+                    "reason": outcome.reason if outcome else "not applied",
+                }
+            )
         return rows

@@ -9,4 +9,11 @@ from coral_inference.pipelines.runner import (
     parse_source,
 )
 
-__all__ = ["PipelineResult", "PipelineRunner", "PipelineStartError", "PipelineState", "PipelineStateError", "parse_source"]
+__all__ = [
+    "PipelineResult",
+    "PipelineRunner",
+    "PipelineStartError",
+    "PipelineState",
+    "PipelineStateError",
+    "parse_source",
+]

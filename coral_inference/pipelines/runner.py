@@ -80,7 +80,9 @@ class PipelineResult:
         if output is not None:
             found = _as_bgr(self.outputs.get(output))
             if found is None:
-                raise KeyError(f"workflow output {output!r} is not an image (outputs: {sorted(self.outputs)})")
+                raise KeyError(
+                    f"workflow output {output!r} is not an image (outputs: {sorted(self.outputs)})"
+                )
             return found
         for value in self.outputs.values():
             found = _as_bgr(value)
@@ -105,7 +107,9 @@ def parse_source(source: str | int) -> str | int:
         return source
     text = str(source).strip()
     if not text:
-        raise ValueError("empty video source: give a file path, a URL, an RTSP URL or a camera index")
+        raise ValueError(
+            "empty video source: give a file path, a URL, an RTSP URL or a camera index"
+        )
     return int(text) if text.isdigit() else text
 
 
@@ -132,7 +136,9 @@ class PipelineRunner:
         emit_metrics: bool | None = None,
     ):
         if not isinstance(workflow, dict) or "steps" not in workflow:
-            raise ValueError("workflow must be a workflow definition (a dict with 'version', 'inputs', 'steps', 'outputs')")
+            raise ValueError(
+                "workflow must be a workflow definition (a dict with 'version', 'inputs', 'steps', 'outputs')"
+            )
         self.context = context
         self.workflow = workflow
         self.source = parse_source(source)
@@ -144,7 +150,8 @@ class PipelineRunner:
         self.video_metadata_input_name = video_metadata_input_name
         config = getattr(context, "config", None)
         self._emit_metrics = (
-            emit_metrics if emit_metrics is not None
+            emit_metrics
+            if emit_metrics is not None
             else bool(config is not None and config.metrics.pipeline_metrics)
         )
         self._lock = threading.Lock()
@@ -178,7 +185,9 @@ class PipelineRunner:
         """
         with self._lock:
             if self._state is not PipelineState.created:
-                raise PipelineStateError(f"pipeline {self.pipeline_id} was already started (state {self._state.value})")
+                raise PipelineStateError(
+                    f"pipeline {self.pipeline_id} was already started (state {self._state.value})"
+                )
             self._state = PipelineState.starting
             self._started_at = time.time()
         try:
@@ -201,7 +210,9 @@ class PipelineRunner:
                 self._state = PipelineState.running
             # A terminate that came while the pipeline was being built found nothing to stop.
             raced = self._state is PipelineState.terminated
-        self._watcher = threading.Thread(target=self._watch, name=f"coral-pipeline-{self.pipeline_id}", daemon=True)
+        self._watcher = threading.Thread(
+            target=self._watch, name=f"coral-pipeline-{self.pipeline_id}", daemon=True
+        )
         self._watcher.start()
         if raced:
             self._stop_pipeline(self._pipeline)
@@ -214,7 +225,9 @@ class PipelineRunner:
         """
         with self._lock:
             if self._state is not PipelineState.running:
-                raise PipelineStateError(f"pipeline {self.pipeline_id} is {self._state.value}, not running")
+                raise PipelineStateError(
+                    f"pipeline {self.pipeline_id} is {self._state.value}, not running"
+                )
             self._state = PipelineState.paused
             self._flowing.clear()
         self._source_command("pause_stream")
@@ -222,7 +235,9 @@ class PipelineRunner:
     def resume(self) -> None:
         with self._lock:
             if self._state is not PipelineState.paused:
-                raise PipelineStateError(f"pipeline {self.pipeline_id} is {self._state.value}, not paused")
+                raise PipelineStateError(
+                    f"pipeline {self.pipeline_id} is {self._state.value}, not paused"
+                )
             self._state = PipelineState.running
         self._source_command("resume_stream")
         self._flowing.set()
@@ -310,7 +325,9 @@ class PipelineRunner:
                 started_at=_iso(self._started_at),
                 ended_at=_iso(self._ended_at),
                 last_frame_id=latest.frame_id if latest is not None else None,
-                sources=[SourceStatus(reference=redact_source(self.source), state=self._source_state)],
+                sources=[
+                    SourceStatus(reference=redact_source(self.source), state=self._source_state)
+                ],
             ).model_dump(mode="json")
 
     # ------------------------------------------------------------------ internals
@@ -368,7 +385,9 @@ class PipelineRunner:
             frame_id=int(video_frame.frame_id),
             frame_timestamp=video_frame.frame_timestamp,
             frame=image,
-            outputs=dict(predictions) if isinstance(predictions, dict) else {"predictions": predictions},
+            outputs=dict(predictions)
+            if isinstance(predictions, dict)
+            else {"predictions": predictions},
         )
         now = time.monotonic()
         started = self._clock.pop(result.frame_id)
@@ -387,7 +406,11 @@ class PipelineRunner:
                 self._callback_errors += 1
                 logger.exception("pipeline %s: on_result callback failed", self.pipeline_id)
         if self._metrics is not None:
-            self._metrics.observe(predictions, video_frame, inference_latency_s=latency if started is not None else None)
+            self._metrics.observe(
+                predictions,
+                video_frame,
+                inference_latency_s=latency if started is not None else None,
+            )
 
     def _on_status_update(self, update: Any) -> None:
         event = getattr(update, "event_type", "")
@@ -399,9 +422,13 @@ class PipelineRunner:
             self._dropped += 1
         elif event in ("INFERENCE_ERROR", "SOURCE_ERROR", "INFERENCE_RESULTS_DISPATCHING_ERROR"):
             if payload.get("error_type") == "SourceConnectionError":
-                self.source_unavailable = True  # the camera is down: a reason to retry, not a broken workflow
+                self.source_unavailable = (
+                    True  # the camera is down: a reason to retry, not a broken workflow
+                )
             message = payload.get("error_message") or "unknown error"
-            self._fail(f"{payload.get('error_type', 'Error')}: {message} ({payload.get('error_context', event)})")
+            self._fail(
+                f"{payload.get('error_type', 'Error')}: {message} ({payload.get('error_context', event)})"
+            )
 
     def _fail(self, error: str) -> None:
         with self._lock:
@@ -425,7 +452,9 @@ class PipelineRunner:
             try:
                 self._pipeline.terminate()
             except Exception:
-                logger.debug("pipeline %s: terminate after failure", self.pipeline_id, exc_info=True)
+                logger.debug(
+                    "pipeline %s: terminate after failure", self.pipeline_id, exc_info=True
+                )
         with self._lock:
             if self._state.active:
                 self._state = PipelineState.finished

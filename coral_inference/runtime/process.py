@@ -22,9 +22,9 @@ import multiprocessing.util
 import re
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Callable
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -43,9 +43,18 @@ logger = logging.getLogger("coral_inference.webapp")
 
 API_PREFIX = "/api/v1"
 STATIC_DIR = Path(__file__).parent / "static"
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
-              415: "unsupported_media_type", 416: "range_not_satisfiable", 429: "too_many_requests"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    429: "too_many_requests",
+}
 ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 409, 413, 422)}
 
 
@@ -117,12 +126,21 @@ def create_web_app(
     _mount_ui(app, cfg.ui, plugins)
     if cfg.http.cors_origins:
         origins = list(cfg.http.cors_origins)
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials="*" not in origins,
-                           allow_methods=["*"], allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials="*" not in origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     app.add_middleware(BodySizeLimit, max_bytes=cfg.http.max_body_bytes)
     # Outermost of the user middleware: a refused Host or Origin never reaches CORS, limits or routes.
-    app.add_middleware(ControlPlaneGuard, hosts=HostPolicy(list(cfg.http.allowed_hosts), cfg.http.host),
-                       auth=auth, cors_origins=list(cfg.http.cors_origins))
+    app.add_middleware(
+        ControlPlaneGuard,
+        hosts=HostPolicy(list(cfg.http.allowed_hosts), cfg.http.host),
+        auth=auth,
+        cors_origins=list(cfg.http.cors_origins),
+    )
     return app
 
 
@@ -132,10 +150,15 @@ def _mount_plugins(app: FastAPI, plugins: list[Any], guard: list[Any]) -> None:
         if spec is None:
             continue
         for router in spec.routers:
-            app.include_router(router, prefix=spec.mount_prefix, dependencies=guard, tags=[f"plugin:{spec.name}"])
+            app.include_router(
+                router, prefix=spec.mount_prefix, dependencies=guard, tags=[f"plugin:{spec.name}"]
+            )
         if spec.static_dir is not None:
-            app.mount(f"{spec.mount_prefix}/static", StaticFiles(directory=spec.static_dir),
-                      name=f"plugin-{spec.name}-static")
+            app.mount(
+                f"{spec.mount_prefix}/static",
+                StaticFiles(directory=spec.static_dir),
+                name=f"plugin-{spec.name}-static",
+            )
 
 
 def _mount_ui(app: FastAPI, ui: Any, plugins: list[Any]) -> None:
@@ -145,20 +168,29 @@ def _mount_ui(app: FastAPI, ui: Any, plugins: list[Any]) -> None:
         @app.get("/", include_in_schema=False)
         async def dashboard() -> FileResponse:
             return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
         return
     if ui.mode == "plugin":
         match = next((p for p in plugins if p.name == ui.plugin), None)
         if match is not None and match.spec is not None and match.spec.ui_dir is not None:
             app.mount("/", StaticFiles(directory=match.spec.ui_dir, html=True), name="plugin-ui")
             return
-        reason = (f"web plugin {ui.plugin!r} is not installed" if match is None
-                  else match.error or f"web plugin {ui.plugin!r} has no ui_dir")
+        reason = (
+            f"web plugin {ui.plugin!r} is not installed"
+            if match is None
+            else match.error or f"web plugin {ui.plugin!r} has no ui_dir"
+        )
         logger.error("services.ui.mode=plugin: %s; serving no UI", reason)
         app.state.ui_mode = f"none ({reason})"
 
     @app.get("/", include_in_schema=False)
     async def no_ui() -> dict[str, str]:
-        return {"name": "Coral control plane", "api": API_PREFIX, "docs": "/docs", "ui": app.state.ui_mode}
+        return {
+            "name": "Coral control plane",
+            "api": API_PREFIX,
+            "docs": "/docs",
+            "ui": app.state.ui_mode,
+        }
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -174,22 +206,36 @@ def _install_errors(app: FastAPI) -> None:
         problems = validation_problems(
             exc.errors(), unknown_hint="see /docs for the request schema", show_input=False
         )
-        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse({"code": "invalid_request", "message": "; ".join(problems) or "invalid request",
-                             "details": details}, status_code=422)
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        return JSONResponse(
+            {
+                "code": "invalid_request",
+                "message": "; ".join(problems) or "invalid request",
+                "details": details,
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"code": HTTP_CODES.get(exc.status_code, "http_error"), "message": str(exc.detail)},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"code": HTTP_CODES.get(exc.status_code, "http_error"), "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The client learns that it failed and under which id; paths, types and values stay in the log.
         request_id = getattr(request.state, "request_id", None) or "unknown"
         log_internal_error(request_id, request.method, request.url.path, exc)
-        return JSONResponse(internal_error_body(request_id), status_code=500,
-                            headers={REQUEST_ID_HEADER: request_id})
+        return JSONResponse(
+            internal_error_body(request_id),
+            status_code=500,
+            headers={REQUEST_ID_HEADER: request_id},
+        )
 
 
 class BodySizeLimit:
@@ -241,9 +287,13 @@ class BodySizeLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
-        response = JSONResponse({"code": "payload_too_large",
-                                 "message": f"request body over {self.max_bytes} bytes (services.http.max_body_bytes)"},
-                                status_code=413)
+        response = JSONResponse(
+            {
+                "code": "payload_too_large",
+                "message": f"request body over {self.max_bytes} bytes (services.http.max_body_bytes)",
+            },
+            status_code=413,
+        )
         await response({"type": "http"}, _no_receive, send)
 
 

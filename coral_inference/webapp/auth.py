@@ -75,20 +75,30 @@ class AuthPolicy:
     generated_key: str | None = None  # set when a key had to be made up at start
     session_ttl_s: float = 12 * 3600.0
     max_failed_logins: int = 10
-    _sessions: dict[str, float] = field(default_factory=dict, repr=False)  # token -> expiry (monotonic)
-    _failures: dict[str, deque[float]] = field(default_factory=dict, repr=False)  # client -> failure times
+    _sessions: dict[str, float] = field(
+        default_factory=dict, repr=False
+    )  # token -> expiry (monotonic)
+    _failures: dict[str, deque[float]] = field(
+        default_factory=dict, repr=False
+    )  # client -> failure times
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_config(cls, auth: Any, bound_host: str) -> AuthPolicy:
-        policy = cls(mode=auth.enabled, bound_host=bound_host, header=auth.header,
-                     key_hashes=list(auth.api_key_hashes), session_ttl_s=auth.session_ttl_s,
-                     max_failed_logins=auth.max_failed_logins)
+        policy = cls(
+            mode=auth.enabled,
+            bound_host=bound_host,
+            header=auth.header,
+            key_hashes=list(auth.api_key_hashes),
+            session_ttl_s=auth.session_ttl_s,
+            max_failed_logins=auth.max_failed_logins,
+        )
         if policy.mode == "off" and not is_loopback(bound_host):
             logger.warning(
                 "!!! services.auth.enabled is off and the control plane listens on %s: ANYONE who can reach "
                 "this address can start pipelines, open cameras and read recordings. Set services.auth.enabled "
-                "to auto or on, or bind to 127.0.0.1 !!!", bound_host,
+                "to auto or on, or bind to 127.0.0.1 !!!",
+                bound_host,
             )
         if policy.mode != "off" and not policy.key_hashes:
             # Never run with mutations open and no way in: make a key for this run. The key itself never
@@ -124,8 +134,16 @@ class AuthPolicy:
             matched |= hmac.compare_digest(digest, known)
         return matched
 
-    def check(self, method: str, path: str, key: str | None, session: str | None, *,
-              client: str = "unknown", force: bool = False) -> None:
+    def check(
+        self,
+        method: str,
+        path: str,
+        key: str | None,
+        session: str | None,
+        *,
+        client: str = "unknown",
+        force: bool = False,
+    ) -> None:
         """Raise ``UnauthorizedError`` unless the request may go on (``force``: even where keys are optional)."""
         if not force and not self.requires_key(method, path):
             return
@@ -195,6 +213,8 @@ class AuthPolicy:
             retry = FAILURE_WINDOW_S - (now - times[0])
         raise ApiError(
             f"too many wrong API keys from {client} (services.auth.max_failed_logins={self.max_failed_logins} "
-            f"per minute); try again in {retry:.0f} s", code="too_many_failed_logins", status=429,
+            f"per minute); try again in {retry:.0f} s",
+            code="too_many_failed_logins",
+            status=429,
             details={"retry_after_s": round(retry, 1)},
         )

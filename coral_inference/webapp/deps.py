@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from fastapi import Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
@@ -43,12 +41,22 @@ def auth_policy(request: Request) -> AuthPolicy:
 
 def api_key_guard(header_name: str):
     """The dependency that enforces ``AuthPolicy`` (and documents the scheme in OpenAPI)."""
-    header = APIKeyHeader(name=header_name, auto_error=False, description="An API key (see coral-runtime web hash-key).")
-    cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
-                          description="Session from POST /api/v1/auth/session (for <video> and <img>).")
+    header = APIKeyHeader(
+        name=header_name,
+        auto_error=False,
+        description="An API key (see coral-runtime web hash-key).",
+    )
+    cookie = APIKeyCookie(
+        name=SESSION_COOKIE,
+        auto_error=False,
+        description="Session from POST /api/v1/auth/session (for <video> and <img>).",
+    )
 
-    async def require_api_key(request: Request, key: Optional[str] = Security(header),
-                              session: Optional[str] = Security(cookie)) -> None:
+    async def require_api_key(
+        request: Request,
+        key: str | None = Security(header),
+        session: str | None = Security(cookie),
+    ) -> None:
         client = request.client.host if request.client else "unknown"
         request.app.state.auth.check(request.method, request.url.path, key, session, client=client)
 

@@ -15,8 +15,14 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 details: Any = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: Any = None,
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -83,19 +89,30 @@ class PayloadTooLargeError(ApiError):
 
 def internal_error_body(request_id: str) -> dict[str, Any]:
     """What a client sees of a failure Coral did not foresee: no type, path or value, just the id to quote."""
-    return {"code": "internal_error", "message": f"internal error (request {request_id}; the server log has the rest)",
-            "request_id": request_id}
+    return {
+        "code": "internal_error",
+        "message": f"internal error (request {request_id}; the server log has the rest)",
+        "request_id": request_id,
+    }
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"},
-                                         "example": {"code": code, "message": message}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/ErrorBody"},
+                "example": {"code": code, "message": message},
+            }
+        },
     }
     for status, description, code, message in [
-        (401, "No API key, or a key that is not accepted", "invalid_api_key",
-         "the API key is not accepted; send a valid key in the X-API-Key header"),
+        (
+            401,
+            "No API key, or a key that is not accepted",
+            "invalid_api_key",
+            "the API key is not accepted; send a valid key in the X-API-Key header",
+        ),
         (404, "No such resource", "pipeline_not_found", "no pipeline with id 3f2a9c1b7d4e"),
         (422, "The request is not valid", "invalid_request", "body.source: field required"),
     ]

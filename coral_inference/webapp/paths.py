@@ -19,8 +19,16 @@ def resolve_under(root: Path, relative: str, *, what: str = "file") -> Path:
     """
     text = relative.replace("\\", "/")
     pure = PurePosixPath(text)
-    if not text or "\x00" in text or pure.is_absolute() or ".." in pure.parts or text.startswith("~"):
-        raise ForbiddenPathError(f"{what} path {relative!r} must be relative to its root and must not contain '..'")
+    if (
+        not text
+        or "\x00" in text
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or text.startswith("~")
+    ):
+        raise ForbiddenPathError(
+            f"{what} path {relative!r} must be relative to its root and must not contain '..'"
+        )
     base = root.resolve()
     candidate = (base / pure).resolve()
     if candidate != base and base not in candidate.parents:

@@ -50,11 +50,16 @@ class LoadedWebPlugin:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "target": self.target, "distribution": self.distribution, "version": self.version,
-            "loaded": self.spec is not None, "error": self.error,
+            "name": self.name,
+            "target": self.target,
+            "distribution": self.distribution,
+            "version": self.version,
+            "loaded": self.spec is not None,
+            "error": self.error,
             "prefix": self.spec.mount_prefix if self.spec else None,
             "routes": sum(len(r.routes) for r in self.spec.routers) if self.spec else 0,
-            "static": bool(self.spec and self.spec.static_dir), "ui": bool(self.spec and self.spec.ui_dir),
+            "static": bool(self.spec and self.spec.static_dir),
+            "ui": bool(self.spec and self.spec.ui_dir),
             "description": self.spec.description if self.spec else "",
         }
 
@@ -63,7 +68,9 @@ def build_web_plugins(records: list[Any], context: RuntimeContext) -> list[Loade
     """Turn discovered entry points (``context.web_plugins``) into specs, capturing every failure."""
     loaded = []
     for record in records:
-        item = LoadedWebPlugin(record.name, record.target, record.distribution, record.version, error=record.error)
+        item = LoadedWebPlugin(
+            record.name, record.target, record.distribution, record.version, error=record.error
+        )
         if record.error is None:
             try:
                 item.spec = _as_spec(record.name, record.obj, context)
@@ -81,10 +88,14 @@ def _as_spec(name: str, obj: Any, context: RuntimeContext) -> WebPluginSpec:
     if isinstance(obj, Mapping):
         obj = WebPluginSpec(**{"name": name, **obj})
     if not isinstance(obj, WebPluginSpec):
-        raise TypeError(f"entry point gave {type(obj).__name__}; expected a WebPluginSpec, a mapping or a factory")
+        raise TypeError(
+            f"entry point gave {type(obj).__name__}; expected a WebPluginSpec, a mapping or a factory"
+        )
     for router in obj.routers:
         if not isinstance(router, APIRouter):
-            raise TypeError(f"routers must be fastapi.APIRouter objects, got {type(router).__name__}")
+            raise TypeError(
+                f"routers must be fastapi.APIRouter objects, got {type(router).__name__}"
+            )
     for attr in ("static_dir", "ui_dir"):
         value = getattr(obj, attr)
         if value is not None:
@@ -92,6 +103,10 @@ def _as_spec(name: str, obj: Any, context: RuntimeContext) -> WebPluginSpec:
             if not path.is_dir():
                 raise FileNotFoundError(f"{attr} {path} is not a directory")
             setattr(obj, attr, path)
-    if not obj.mount_prefix.startswith("/") or obj.mount_prefix.startswith(("/api", "/healthz", "/readyz", "/metrics")):
-        raise ValueError(f"prefix {obj.mount_prefix!r} must start with '/' and not shadow Coral's own routes")
+    if not obj.mount_prefix.startswith("/") or obj.mount_prefix.startswith(
+        ("/api", "/healthz", "/readyz", "/metrics")
+    ):
+        raise ValueError(
+            f"prefix {obj.mount_prefix!r} must start with '/' and not shadow Coral's own routes"
+        )
     return obj

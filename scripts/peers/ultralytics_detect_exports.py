@@ -51,7 +51,9 @@ def frames(seed: int = 7) -> list[np.ndarray]:
     out = []
     for width, height in ((480, 360), (640, 360), (300, 400)):
         ys, xs = np.mgrid[0:height, 0:width]
-        image = np.stack([xs * 200 // width, ys * 200 // height, np.full_like(xs, 90)], axis=-1).astype(np.uint8)
+        image = np.stack(
+            [xs * 200 // width, ys * 200 // height, np.full_like(xs, 90)], axis=-1
+        ).astype(np.uint8)
         for _ in range(6):
             colour = tuple(int(c) for c in rng.integers(0, 255, 3))
             x, y = int(rng.integers(20, width - 20)), int(rng.integers(20, height - 20))
@@ -60,9 +62,21 @@ def frames(seed: int = 7) -> list[np.ndarray]:
             if kind == 0:
                 cv2.circle(image, (x, y), size // 2, colour, -1)
             elif kind == 1:
-                cv2.rectangle(image, (x - size // 2, y - size // 2), (x + size // 2, y + size // 2), colour, -1)
+                cv2.rectangle(
+                    image,
+                    (x - size // 2, y - size // 2),
+                    (x + size // 2, y + size // 2),
+                    colour,
+                    -1,
+                )
             else:
-                pts = np.array([[x, y - size // 2], [x - size // 2, y + size // 2], [x + size // 2, y + size // 2]])
+                pts = np.array(
+                    [
+                        [x, y - size // 2],
+                        [x - size // 2, y + size // 2],
+                        [x + size // 2, y + size // 2],
+                    ]
+                )
                 cv2.fillPoly(image, [pts.astype(np.int32)], colour)
         out.append(image)
     return out
@@ -86,14 +100,18 @@ def build(name: str, cfg: str, imgsz: list[int], work: Path, images: list[np.nda
     spec.pop("width_multiple", None)
     spec["nc"] = len(CLASSES)
     spec["scale"] = "n"
-    path = work / f"{name}-tiny.yaml"  # "yolov5nu.yaml" would be renamed to yolov5n.yaml by Ultralytics
+    path = (
+        work / f"{name}-tiny.yaml"
+    )  # "yolov5nu.yaml" would be renamed to yolov5n.yaml by Ultralytics
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     torch.manual_seed(sum(map(ord, name)))
     model = YOLO(str(path))
     net = model.model
     net.names = dict(CLASSES)
     for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d) and module.weight.requires_grad:  # not DFL's fixed integral conv
+        if (
+            isinstance(module, torch.nn.Conv2d) and module.weight.requires_grad
+        ):  # not DFL's fixed integral conv
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()
@@ -140,13 +158,17 @@ def main(out: Path) -> None:
             exported.replace(target)
             onnx_model = YOLO(str(target), task="detect")
             # A confidence that leaves a moderate number of boxes on these random-weight models.
-            probe = onnx_model.predict([im.copy() for im in images], conf=0.001, iou=0.7, imgsz=imgsz, verbose=False)
+            probe = onnx_model.predict(
+                [im.copy() for im in images], conf=0.001, iou=0.7, imgsz=imgsz, verbose=False
+            )
             scores = np.sort(np.concatenate([r.boxes.conf.numpy() for r in probe]))[::-1]
             conf = pick_confidence(scores)
             if variant.get("nms") is True:
                 conf = max(conf, float(variant["conf"]))  # the export embeds its own threshold
             iou = 0.7
-            results = onnx_model.predict([im.copy() for im in images], conf=conf, iou=iou, imgsz=imgsz, verbose=False)
+            results = onnx_model.predict(
+                [im.copy() for im in images], conf=conf, iou=iou, imgsz=imgsz, verbose=False
+            )
             record["models"][target.name] = {  # type: ignore[index]
                 "family": name,
                 "variant": variant,
@@ -163,7 +185,10 @@ def main(out: Path) -> None:
                 ],
             }
             counts = [len(r.boxes) for r in results]
-            print(f"{target.name}: {target.stat().st_size} bytes, conf {conf}, boxes per frame {counts}", flush=True)
+            print(
+                f"{target.name}: {target.stat().st_size} bytes, conf {conf}, boxes per frame {counts}",
+                flush=True,
+            )
     (out / "predictions.json").write_text(json.dumps(record, indent=1))
     for leftover in work.iterdir():
         leftover.unlink()

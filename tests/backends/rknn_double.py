@@ -31,7 +31,9 @@ class FakeBoardHandle:
         (self.root / "dev/rknpu").unlink()
 
     def set_soc(self, soc: str) -> None:
-        (self.root / "proc/device-tree/compatible").write_bytes(f"radxa,test-board\x00rockchip,{soc}\x00".encode())
+        (self.root / "proc/device-tree/compatible").write_bytes(
+            f"radxa,test-board\x00rockchip,{soc}\x00".encode()
+        )
 
     def build_rknn(self, onnx_path: Path, out_path: Path, **config) -> Path:
         return self.api.build_fake_rknn(onnx_path, out_path, **config)
@@ -51,7 +53,9 @@ def fake_board(tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "rknnlite" or m.startswith("rknnlite.")]:
         monkeypatch.delitem(sys.modules, name)
     api = importlib.import_module("rknnlite.api")
-    assert Path(api.__file__).is_relative_to(FAKE_PACKAGE_DIR), "a real rknnlite shadows the test double"
+    assert Path(api.__file__).is_relative_to(FAKE_PACKAGE_DIR), (
+        "a real rknnlite shadows the test double"
+    )
     api.BOARD.reset(root)
     monkeypatch.setattr(RknnBackend, "system_root", root)
     handle = FakeBoardHandle(root=root, board=api.BOARD, api=api)

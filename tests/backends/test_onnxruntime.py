@@ -17,8 +17,13 @@ from tests.models.builders import constant_model, conv_model, encode_yolov8, wri
 def package(tmp_path):
     root = tmp_path / "pkg"
     conv_model(root / "model.onnx", channels_out=6, size=32)
-    write_package(root, classes=["a", "b"], input={"width": 32, "height": 32}, head={"type": "yolov8"},
-                  artifacts={"onnxruntime": {"file": "model.onnx"}})
+    write_package(
+        root,
+        classes=["a", "b"],
+        input={"width": 32, "height": 32},
+        head={"type": "yolov8"},
+        artifacts={"onnxruntime": {"file": "model.onnx"}},
+    )
     return load_package(root)
 
 
@@ -37,7 +42,9 @@ def test_session_runs_and_reports_its_providers(package):
         session.run(np.zeros((1, 3, 32, 32), np.float32))
 
 
-def test_requested_accelerator_missing_from_the_build_falls_back_to_cpu_with_a_warning(package, caplog, monkeypatch):
+def test_requested_accelerator_missing_from_the_build_falls_back_to_cpu_with_a_warning(
+    package, caplog, monkeypatch
+):
     import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
@@ -48,14 +55,21 @@ def test_requested_accelerator_missing_from_the_build_falls_back_to_cpu_with_a_w
     with caplog.at_level(logging.WARNING, logger="coral_inference.backends.onnxruntime"):
         session = backend.prepare_session(package)
     assert session.providers == ["CPUExecutionProvider"]
-    assert "provider CUDAExecutionProvider requested for model 'test-model' is not in this onnxruntime build" in caplog.text
+    assert (
+        "provider CUDAExecutionProvider requested for model 'test-model' is not in this onnxruntime build"
+        in caplog.text
+    )
 
 
 def test_accelerator_that_fails_to_initialise_is_reported(package, caplog, monkeypatch):
     """The build lists CUDA but the session ends up on CPU (no driver): warn with what it really got."""
     import onnxruntime
 
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
     real_session = onnxruntime.InferenceSession
 
     def cpu_only(path, sess_options=None, providers=None):
@@ -67,7 +81,10 @@ def test_accelerator_that_fails_to_initialise_is_reported(package, caplog, monke
         session = OnnxRuntimeBackend({"providers": ["cuda"]}).prepare_session(package)
     assert session.requested_providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert session.providers == ["CPUExecutionProvider"]
-    assert "asked for CUDAExecutionProvider but the session runs on CPUExecutionProvider" in caplog.text
+    assert (
+        "asked for CUDAExecutionProvider but the session runs on CPUExecutionProvider"
+        in caplog.text
+    )
 
 
 def test_thread_settings_reach_the_session(package, monkeypatch):
@@ -77,13 +94,22 @@ def test_thread_settings_reach_the_session(package, monkeypatch):
     real_session = onnxruntime.InferenceSession
 
     def spy(path, sess_options=None, providers=None):
-        seen.update(intra=sess_options.intra_op_num_threads, inter=sess_options.inter_op_num_threads,
-                    level=sess_options.graph_optimization_level)
+        seen.update(
+            intra=sess_options.intra_op_num_threads,
+            inter=sess_options.inter_op_num_threads,
+            level=sess_options.graph_optimization_level,
+        )
         return real_session(path, sess_options=sess_options, providers=providers)
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
-    OnnxRuntimeBackend({"intra_op_num_threads": 2, "inter_op_num_threads": 1, "graph_optimization": "basic"}).prepare_session(package)
-    assert seen == {"intra": 2, "inter": 1, "level": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+    OnnxRuntimeBackend(
+        {"intra_op_num_threads": 2, "inter_op_num_threads": 1, "graph_optimization": "basic"}
+    ).prepare_session(package)
+    assert seen == {
+        "intra": 2,
+        "inter": 1,
+        "level": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    }
 
 
 def test_per_session_options_are_validated(package):
@@ -92,7 +118,10 @@ def test_per_session_options_are_validated(package):
 
 
 def test_disabled_backend_refuses_to_load(package):
-    with pytest.raises(BackendUnavailableError, match=r"onnxruntime cannot run model 'test-model': disabled in config"):
+    with pytest.raises(
+        BackendUnavailableError,
+        match=r"onnxruntime cannot run model 'test-model': disabled in config",
+    ):
         OnnxRuntimeBackend({"enabled": False}).prepare_session(package)
 
 
@@ -103,13 +132,26 @@ def test_models_with_two_inputs_are_refused(tmp_path):
 
     root = tmp_path / "two"
     graph = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["c"])], "two",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3, 8, 8]), helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_node("Add", ["a", "b"], ["c"])],
+        "two",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3, 8, 8]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 8, 8]),
+        ],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 3, 8, 8])],
     )
     _save(graph, root / "model.onnx")
-    write_package(root, classes=["a"], input={"width": 8, "height": 8}, head={"type": "yolov8"}, artifacts={"onnxruntime": {"file": "model.onnx"}})
-    with pytest.raises(BackendUnavailableError, match=r"has 2 inputs \(a, b\); Coral feeds detectors with exactly one image input"):
+    write_package(
+        root,
+        classes=["a"],
+        input={"width": 8, "height": 8},
+        head={"type": "yolov8"},
+        artifacts={"onnxruntime": {"file": "model.onnx"}},
+    )
+    with pytest.raises(
+        BackendUnavailableError,
+        match=r"has 2 inputs \(a, b\); Coral feeds detectors with exactly one image input",
+    ):
         OnnxRuntimeBackend().prepare_session(load_package(root))
 
 
@@ -123,9 +165,18 @@ def test_download_artifacts_copies_the_verified_file(package, tmp_path):
 def test_uint8_nhwc_artifact_input_is_fed_as_declared(tmp_path):
     root = tmp_path / "u8"
     out = encode_yolov8(np.array([[1, 1, 5, 5]], np.float32), np.array([0]), np.array([0.9]), 1, 6)
-    constant_model(root / "model.onnx", [out], input_shape=(1, 16, 16, 3), input_dtype=2)  # TensorProto.UINT8
-    write_package(root, classes=["a"], input={"width": 16, "height": 16}, head={"type": "yolov8"},
-                  artifacts={"onnxruntime": {"file": "model.onnx", "input": {"layout": "NHWC", "dtype": "uint8"}}})
+    constant_model(
+        root / "model.onnx", [out], input_shape=(1, 16, 16, 3), input_dtype=2
+    )  # TensorProto.UINT8
+    write_package(
+        root,
+        classes=["a"],
+        input={"width": 16, "height": 16},
+        head={"type": "yolov8"},
+        artifacts={
+            "onnxruntime": {"file": "model.onnx", "input": {"layout": "NHWC", "dtype": "uint8"}}
+        },
+    )
     package = load_package(root)
     backend = OnnxRuntimeBackend()
     tensor = backend.preprocess(np.zeros((16, 16, 3), np.uint8), package)

@@ -38,11 +38,22 @@ def conv_package(tmp_path, fake_board):  # noqa: F811
     root = tmp_path / "pkg"
     root.mkdir()
     conv_model(root / "model.onnx", channels_out=7, size=64)
-    fake_board.build_rknn(root / "model.onnx", root / "model.rknn", target_platform="rk3588",
-                          mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]])
+    fake_board.build_rknn(
+        root / "model.onnx",
+        root / "model.rknn",
+        target_platform="rk3588",
+        mean_values=[[0, 0, 0]],
+        std_values=[[255, 255, 255]],
+    )
     write_package(
-        root, classes=["a", "b", "c"], input={"width": 64, "height": 64}, head={"type": "yolov8", "strides": [8]},
-        artifacts={"onnxruntime": {"file": "model.onnx"}, "rknn": {"file": "model.rknn", "target_platform": "rk3588"}},
+        root,
+        classes=["a", "b", "c"],
+        input={"width": 64, "height": 64},
+        head={"type": "yolov8", "strides": [8]},
+        artifacts={
+            "onnxruntime": {"file": "model.onnx"},
+            "rknn": {"file": "model.rknn", "target_platform": "rk3588"},
+        },
     )
     return load_package(root)
 
@@ -70,10 +81,17 @@ def test_rknn_outputs_match_onnxruntime_on_the_same_frame(conv_package, fake_boa
 def test_rknn_and_onnxruntime_give_the_same_detections(tmp_path, fake_board):  # noqa: F811
     root = tmp_path / "const"
     boxes = np.array([[10, 12, 40, 30], [5, 40, 20, 60]], np.float32)
-    constant_model(root / "model.onnx", [encode_yolov8(boxes, np.array([0, 1]), np.array([0.9, 0.7]), 2, 84)])
+    constant_model(
+        root / "model.onnx", [encode_yolov8(boxes, np.array([0, 1]), np.array([0.9, 0.7]), 2, 84)]
+    )
     fake_board.build_rknn(root / "model.onnx", root / "model.rknn")
-    write_package(root, classes=["x", "y"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
-                  artifacts={"onnxruntime": {"file": "model.onnx"}, "rknn": {"file": "model.rknn"}})
+    write_package(
+        root,
+        classes=["x", "y"],
+        input={"width": 64, "height": 64},
+        head={"type": "yolov8"},
+        artifacts={"onnxruntime": {"file": "model.onnx"}, "rknn": {"file": "model.rknn"}},
+    )
     package = load_package(root)
     frame = _frame(shape=(128, 128, 3))
     on_npu = Detector(package, RknnBackend().prepare_session(package))
@@ -91,19 +109,44 @@ def test_rknn_and_onnxruntime_give_the_same_detections(tmp_path, fake_board):  #
 def test_rknn_artifact_with_its_own_head_decodes_like_the_onnx_one(tmp_path, fake_board):  # noqa: F811
     """One package: ONNX with the single-output head, .rknn built from the nine-output export."""
     root = tmp_path / "heads"
-    boxes, ids, scores = np.array([[10, 12, 40, 30], [60, 70, 120, 120]], np.float32), np.array([0, 1]), np.array([0.9, 0.7])
-    constant_model(root / "single.onnx", [encode_yolov8(boxes, ids, scores, 2, 336)], input_shape=(1, 3, 128, 128))
-    constant_model(root / "dfl.onnx", encode_yolov8_dfl(boxes, ids, scores, 2, (128, 128)), input_shape=(1, 3, 128, 128))
+    boxes, ids, scores = (
+        np.array([[10, 12, 40, 30], [60, 70, 120, 120]], np.float32),
+        np.array([0, 1]),
+        np.array([0.9, 0.7]),
+    )
+    constant_model(
+        root / "single.onnx",
+        [encode_yolov8(boxes, ids, scores, 2, 336)],
+        input_shape=(1, 3, 128, 128),
+    )
+    constant_model(
+        root / "dfl.onnx",
+        encode_yolov8_dfl(boxes, ids, scores, 2, (128, 128)),
+        input_shape=(1, 3, 128, 128),
+    )
     fake_board.build_rknn(root / "dfl.onnx", root / "model.rknn")
-    write_package(root, classes=["x", "y"], input={"width": 128, "height": 128}, head={"type": "yolov8"},
-                  artifacts={"onnxruntime": {"file": "single.onnx"},
-                             "rknn": {"file": "model.rknn", "head": {"type": "yolov8_dfl"}}})
+    write_package(
+        root,
+        classes=["x", "y"],
+        input={"width": 128, "height": 128},
+        head={"type": "yolov8"},
+        artifacts={
+            "onnxruntime": {"file": "single.onnx"},
+            "rknn": {"file": "model.rknn", "head": {"type": "yolov8_dfl"}},
+        },
+    )
     package = load_package(root)
-    assert package.head_for("rknn").type == "yolov8_dfl" and package.head_for("onnxruntime").type == "yolov8"
+    assert (
+        package.head_for("rknn").type == "yolov8_dfl"
+        and package.head_for("onnxruntime").type == "yolov8"
+    )
     on_npu = Detector(package, RknnBackend().prepare_session(package))
     on_cpu = Detector(package, OnnxRuntimeBackend().prepare_session(package))
     try:
-        a, b = on_npu.detect(_frame(shape=(128, 128, 3))), on_cpu.detect(_frame(shape=(128, 128, 3)))
+        a, b = (
+            on_npu.detect(_frame(shape=(128, 128, 3))),
+            on_cpu.detect(_frame(shape=(128, 128, 3))),
+        )
     finally:
         on_npu.close()
         on_cpu.close()
@@ -142,8 +185,13 @@ def test_close_releases_every_session_once(conv_package, fake_board):  # noqa: F
 
 @pytest.mark.parametrize(
     ("soc", "pool_size", "core_mask", "expected"),
-    [("rk3588", 3, "auto", [1, 2, 4]), ("rk3588", 5, "auto", [1, 2, 4, 1, 2]), ("rk3588", 1, "0_1_2", [7]),
-     ("rk3576", 3, "auto", [1, 2, 1]), ("rk3566", 3, "auto", [0])],
+    [
+        ("rk3588", 3, "auto", [1, 2, 4]),
+        ("rk3588", 5, "auto", [1, 2, 4, 1, 2]),
+        ("rk3588", 1, "0_1_2", [7]),
+        ("rk3576", 3, "auto", [1, 2, 1]),
+        ("rk3566", 3, "auto", [0]),
+    ],
 )
 def test_core_masks_follow_the_soc_and_config(fake_board, soc, pool_size, core_mask, expected):  # noqa: F811
     fake_board.set_soc(soc)
@@ -156,33 +204,50 @@ def test_missing_runtime_library_is_named(conv_package, fake_board):  # noqa: F8
         RknnBackend().prepare_session(conv_package)
     assert re.match(
         r"rknn: init_runtime returned -1 for model 'test-model' \(.*model\.rknn, core mask 1\): "
-        r"librknnrt\.so not found; install the Rockchip NPU runtime", str(info.value)
+        r"librknnrt\.so not found; install the Rockchip NPU runtime",
+        str(info.value),
     )
     assert "librknnrt.so not found" in RknnBackend().probe().reason
 
 
 def test_missing_npu_device_is_named(conv_package, fake_board):  # noqa: F811
     fake_board.remove_device()
-    with pytest.raises(RknnDeviceError, match=r"no NPU device node \(/dev/rknpu, /dev/dri/renderD129\); "
-                                              r"the rknpu kernel driver is not loaded"):
+    with pytest.raises(
+        RknnDeviceError,
+        match=r"no NPU device node \(/dev/rknpu, /dev/dri/renderD129\); "
+        r"the rknpu kernel driver is not loaded",
+    ):
         RknnBackend().prepare_session(conv_package)
     assert not RknnBackend().probe().available
 
 
 def test_wrong_target_platform_is_named(conv_package, fake_board):  # noqa: F811
     fake_board.set_soc("rk3576")
-    with pytest.raises(RknnPlatformMismatchError, match=r"the model was built for rk3588 but this board is rk3576 "
-                                                        r".*coral-runtime models convert --target rk3576"):
+    with pytest.raises(
+        RknnPlatformMismatchError,
+        match=r"the model was built for rk3588 but this board is rk3576 "
+        r".*coral-runtime models convert --target rk3576",
+    ):
         RknnBackend().prepare_session(conv_package)
 
 
 def test_corrupt_rknn_file_is_refused_by_load_rknn(tmp_path, fake_board):  # noqa: F811
     root = tmp_path / "corrupt"
     root.mkdir()
-    (root / "model.rknn").write_bytes(b"not an rknn model")  # sha256 in the manifest matches: load_rknn judges
-    write_package(root, classes=["a"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
-                  artifacts={"rknn": {"file": "model.rknn"}})
-    with pytest.raises(RknnLoadError, match=r"load_rknn returned -1 for model 'test-model' .*not a valid \.rknn file"):
+    (root / "model.rknn").write_bytes(
+        b"not an rknn model"
+    )  # sha256 in the manifest matches: load_rknn judges
+    write_package(
+        root,
+        classes=["a"],
+        input={"width": 64, "height": 64},
+        head={"type": "yolov8"},
+        artifacts={"rknn": {"file": "model.rknn"}},
+    )
+    with pytest.raises(
+        RknnLoadError,
+        match=r"load_rknn returned -1 for model 'test-model' .*not a valid \.rknn file",
+    ):
         RknnBackend().prepare_session(load_package(root))
 
 
@@ -190,8 +255,11 @@ def test_inference_returning_none_raises_with_the_model_and_input(conv_package, 
     pool = RknnBackend().prepare_session(conv_package)
     fake_board.board.fail_inference = True
     try:
-        with pytest.raises(RknnInferenceError, match=r"inference returned None for model 'test-model' "
-                                                     r"\(core mask 1, input \[1, 64, 64, 3\] uint8 nhwc\)"):
+        with pytest.raises(
+            RknnInferenceError,
+            match=r"inference returned None for model 'test-model' "
+            r"\(core mask 1, input \[1, 64, 64, 3\] uint8 nhwc\)",
+        ):
             pool.run(np.zeros((1, 64, 64, 3), np.uint8))
     finally:
         pool.close()
@@ -216,9 +284,13 @@ def test_without_rknnlite_the_backend_is_unavailable_and_says_how_to_install(con
     # Its own MonkeyPatch: undone before fake_board's teardown, which would otherwise
     # see the double put back into sys.modules by the shared fixture's undo.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sys.modules, "rknnlite", None)  # import fails as on a machine without the wheel
+        patch.setitem(
+            sys.modules, "rknnlite", None
+        )  # import fails as on a machine without the wheel
         patch.setitem(sys.modules, "rknnlite.api", None)
-        with pytest.raises(BackendUnavailableError, match=r"install rknn-toolkit-lite2 on the board"):
+        with pytest.raises(
+            BackendUnavailableError, match=r"install rknn-toolkit-lite2 on the board"
+        ):
             RknnBackend().prepare_session(conv_package)
 
 

@@ -11,7 +11,9 @@ import pytest
 def coral(*args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "coral_inference.cli.main", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -43,12 +45,23 @@ def test_config_init_writes_a_file_that_validates(tmp_path):
 def test_config_show_reports_the_source_of_each_value(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("platform: jetson\n")
-    out = coral("config", "show", "-c", str(path), "--json", "--set", "services.http.port=9400",
-                env={"CORAL_SERVICES__HTTP__HOST": "0.0.0.0"})
+    out = coral(
+        "config",
+        "show",
+        "-c",
+        str(path),
+        "--json",
+        "--set",
+        "services.http.port=9400",
+        env={"CORAL_SERVICES__HTTP__HOST": "0.0.0.0"},
+    )
     shown = json.loads(out.stdout)
     assert shown["platform"] == {"value": "jetson", "source": f"file {path}"}
     assert shown["services.http.port"] == {"value": 9400, "source": "--set services.http.port=9400"}
-    assert shown["services.http.host"] == {"value": "0.0.0.0", "source": "env CORAL_SERVICES__HTTP__HOST"}
+    assert shown["services.http.host"] == {
+        "value": "0.0.0.0",
+        "source": "env CORAL_SERVICES__HTTP__HOST",
+    }
     assert shown["services.pipelines.max_pipelines"]["source"] == "default"
 
 
@@ -56,7 +69,9 @@ def test_init_json_describes_platform_inference_backends_and_patches(require_inf
     out = coral("init", "--json")
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
-    assert d["inference"]["version"] == str(require_inference.version) and d["inference"]["supported"]
+    assert (
+        d["inference"]["version"] == str(require_inference.version) and d["inference"]["supported"]
+    )
     assert d["platform"]["kind"] == "cpu"
     assert {"onnxruntime", "rknn"} <= {b["name"] for b in d["backends"]}
     for backend in d["backends"]:
@@ -75,7 +90,9 @@ def test_plugins_list_json_includes_blocks_backends_patches(require_inference):
     plugin = d["workflow_plugins"][0]
     assert plugin["module"] == "coral_workflows" and plugin["distribution"] == "coral-inference"
     assert "error" not in plugin, plugin.get("error")
-    assert plugin["blocks"] and all(b["type"].startswith("coral/") and b["version"] for b in plugin["blocks"])
+    assert plugin["blocks"] and all(
+        b["type"].startswith("coral/") and b["version"] for b in plugin["blocks"]
+    )
     assert isinstance(d["web_plugins"], list)
 
 
@@ -84,4 +101,6 @@ def test_doctor_json_lists_checks_with_fixes():
     checks = {c["name"]: c for c in json.loads(out.stdout)}
     assert checks["backend onnxruntime"]["status"] == "ok"
     assert checks["WORKFLOWS_PLUGINS"]["status"] == "warn"
-    assert checks["WORKFLOWS_PLUGINS"]["fix"] == "export WORKFLOWS_PLUGINS=coral_workflows (no spaces)"
+    assert (
+        checks["WORKFLOWS_PLUGINS"]["fix"] == "export WORKFLOWS_PLUGINS=coral_workflows (no spaces)"
+    )

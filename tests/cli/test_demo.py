@@ -15,9 +15,24 @@ def test_demo_serves_the_dashboard_with_a_running_detection_pipeline(tmp_path, r
     env = {**os.environ, "COLUMNS": "200"}
     repo = os.getcwd()
     process = subprocess.Popen(
-        [sys.executable, "-m", "coral_inference.cli.main", "demo", "--port", str(port), "--seconds", "8", "--once",
-         "--root", str(tmp_path)],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=repo,
+        [
+            sys.executable,
+            "-m",
+            "coral_inference.cli.main",
+            "demo",
+            "--port",
+            str(port),
+            "--seconds",
+            "8",
+            "--once",
+            "--root",
+            str(tmp_path),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=repo,
     )
     try:
         banner = ""

@@ -17,8 +17,12 @@ from tests.models.builders import constant_model, encode_yolov8, write_package
 
 
 def coral(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "coral_inference.cli.main", "models", *args, "--no-env"],
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "coral_inference.cli.main", "models", *args, "--no-env"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 def test_inspect_json_describes_the_bundled_demo():
@@ -36,21 +40,36 @@ def test_validate_passes_the_demo_and_fails_a_wrong_manifest(tmp_path):
     root = tmp_path / "pkg"
     out = encode_yolov8(np.array([[1, 1, 9, 9]], np.float32), np.array([0]), np.array([0.9]), 2, 21)
     constant_model(root / "model.onnx", [out], input_shape=(1, 3, 32, 32))
-    write_package(root, classes=["a", "b", "c"], input={"width": 32, "height": 32}, head={"type": "yolov8"},
-                  artifacts={"onnxruntime": {"file": "model.onnx"}})  # 3 classes, the model has 2
+    write_package(
+        root,
+        classes=["a", "b", "c"],
+        input={"width": 32, "height": 32},
+        head={"type": "yolov8"},
+        artifacts={"onnxruntime": {"file": "model.onnx"}},
+    )  # 3 classes, the model has 2
     result = coral("validate", str(root), "--json")
     assert result.returncode == 1
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert checks["artifacts.onnxruntime"]["status"] == "ok"
     assert checks["run on onnxruntime"]["status"] == "fail"
-    assert "head yolov8 with 3 classes expects an output [1, 7, N], got [1, 6, 21]" in checks["run on onnxruntime"]["detail"]
+    assert (
+        "head yolov8 with 3 classes expects an output [1, 7, N], got [1, 6, 21]"
+        in checks["run on onnxruntime"]["detail"]
+    )
 
 
 def test_validate_reports_a_wrong_input_size(tmp_path):
     root = tmp_path / "pkg"
-    constant_model(root / "model.onnx", [np.zeros((1, 6, 4), np.float32)], input_shape=(1, 3, 32, 32))
-    write_package(root, classes=["a", "b"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
-                  artifacts={"onnxruntime": {"file": "model.onnx"}})
+    constant_model(
+        root / "model.onnx", [np.zeros((1, 6, 4), np.float32)], input_shape=(1, 3, 32, 32)
+    )
+    write_package(
+        root,
+        classes=["a", "b"],
+        input={"width": 64, "height": 64},
+        head={"type": "yolov8"},
+        artifacts={"onnxruntime": {"file": "model.onnx"}},
+    )
     result = coral("validate", str(root), "--json")
     detail = {c["name"]: c for c in json.loads(result.stdout)}["run on onnxruntime"]["detail"]
     assert result.returncode == 1
@@ -60,8 +79,17 @@ def test_validate_reports_a_wrong_input_size(tmp_path):
 def test_validate_lists_manifest_problems(tmp_path):
     root = tmp_path / "pkg"
     root.mkdir()
-    (root / "coral-model.yaml").write_text(yaml.safe_dump({"name": "x", "classes": ["a"], "input": {"width": 8},
-                                                           "head": {"type": "yolo"}, "artifacts": {}}))
+    (root / "coral-model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "classes": ["a"],
+                "input": {"width": 8},
+                "head": {"type": "yolo"},
+                "artifacts": {},
+            }
+        )
+    )
     result = coral("validate", str(root), "--json")
     assert result.returncode == 1
     details = [c["detail"] for c in json.loads(result.stdout)]
@@ -70,7 +98,9 @@ def test_validate_lists_manifest_problems(tmp_path):
 
 
 def test_bench_reports_each_stage(tmp_path):
-    result = coral("bench", "coral-demo", "--frames", "3", "--warmup", "1", "--size", "640x480", "--json")
+    result = coral(
+        "bench", "coral-demo", "--frames", "3", "--warmup", "1", "--size", "640x480", "--json"
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     [run] = data["results"]
@@ -83,8 +113,19 @@ def test_bench_reports_each_stage(tmp_path):
 
 def test_bench_takes_a_confidence_and_prints_medians(tmp_path):
     def boxes(confidence: str) -> float:
-        result = coral("bench", "coral-demo", "--frames", "2", "--warmup", "0", "--size", "640x480",
-                       "--confidence", confidence, "--json")
+        result = coral(
+            "bench",
+            "coral-demo",
+            "--frames",
+            "2",
+            "--warmup",
+            "0",
+            "--size",
+            "640x480",
+            "--confidence",
+            confidence,
+            "--json",
+        )
         assert result.returncode == 0, result.stderr
         [run] = json.loads(result.stdout)["results"]
         assert run["total"]["p50_ms"] > 0
@@ -95,12 +136,19 @@ def test_bench_takes_a_confidence_and_prints_medians(tmp_path):
 
 def test_convert_without_rknn_toolkit_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.delenv("CORAL_RKNN_TOOLKIT_PYTHON", raising=False)
-    result = coral("convert", "coral-demo", "--json", env={"CORAL_CACHE_DIR": str(tmp_path)})  # no toolkit env there
+    result = coral(
+        "convert", "coral-demo", "--json", env={"CORAL_CACHE_DIR": str(tmp_path)}
+    )  # no toolkit env there
     assert result.returncode == 2
     data = json.loads(result.stdout)
     assert data["converted"] is False and "coral-runtime models toolkit install" in data["error"]
-    assert data["plan"]["onnx"].endswith("model_yolov8_dfl.onnx") and data["plan"]["head"] == "yolov8_dfl"
-    assert data["plan"]["mean_values"] == [[0.0, 0.0, 0.0]] and data["plan"]["std_values"] == [[255.0, 255.0, 255.0]]
+    assert (
+        data["plan"]["onnx"].endswith("model_yolov8_dfl.onnx")
+        and data["plan"]["head"] == "yolov8_dfl"
+    )
+    assert data["plan"]["mean_values"] == [[0.0, 0.0, 0.0]] and data["plan"]["std_values"] == [
+        [255.0, 255.0, 255.0]
+    ]
 
 
 def test_missing_package_exits_2_with_the_reason():
@@ -114,8 +162,12 @@ def test_convert_builds_an_rknn_with_the_toolkit_environment(tmp_path):
     from coral_inference.models.convert import toolkit_python
 
     if toolkit_python() is None:
-        pytest.skip("no rknn-toolkit2 environment (coral-runtime models toolkit install builds one)")
-    manifest = (Path(coral_inference.__file__).parent / "models" / "zoo" / "coral-demo" / "coral-model.yaml")
+        pytest.skip(
+            "no rknn-toolkit2 environment (coral-runtime models toolkit install builds one)"
+        )
+    manifest = (
+        Path(coral_inference.__file__).parent / "models" / "zoo" / "coral-demo" / "coral-model.yaml"
+    )
     before = manifest.read_bytes()
     result = coral("convert", "coral-demo", "-o", str(tmp_path / "demo.rknn"), "--json")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -133,10 +185,20 @@ def test_convert_builds_an_rknn_with_the_toolkit_environment(tmp_path):
 def test_import_an_ultralytics_export_with_no_flag_and_refuse_a_corrupt_file(tmp_path):
     from tests.models.importing.ultra_support import DETECT_FIXTURES
 
-    result = coral("import", str(DETECT_FIXTURES / "yolo26n-nmsfalse.onnx"), "--out", str(tmp_path / "pkg"), "--json")
+    result = coral(
+        "import",
+        str(DETECT_FIXTURES / "yolo26n-nmsfalse.onnx"),
+        "--out",
+        str(tmp_path / "pkg"),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["imported"] is True and info["head"] == "end2end" and info["classes"] == ["circle", "square", "triangle"]
+    assert (
+        info["imported"] is True
+        and info["head"] == "end2end"
+        and info["classes"] == ["circle", "square", "triangle"]
+    )
     checks = {c["name"]: c["status"] for c in info["checks"]}
     assert checks["run on onnxruntime"] == "ok" and checks["artifacts.onnxruntime"] == "ok"
     broken = tmp_path / "broken.onnx"

@@ -26,7 +26,10 @@ def test_each_source_overrides_the_one_below(config_file):
     assert loaded.descriptor.services.pipelines.max_pipelines == 8  # default
     assert loaded.source_of("services.http.host") == f"file {config_file}"
     assert loaded.source_of("services.http.port") == "env CORAL_SERVICES__HTTP__PORT"
-    assert loaded.source_of("services.http.max_body_bytes") == "--set services.http.max_body_bytes=8192"
+    assert (
+        loaded.source_of("services.http.max_body_bytes")
+        == "--set services.http.max_body_bytes=8192"
+    )
     assert loaded.source_of("services.pipelines.max_pipelines") == "default"
 
 
@@ -55,12 +58,22 @@ def test_json_files_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"overrides": ["services.http.port=abc"]},
-         "services.http.port = 'abc' (from --set services.http.port=abc)"),
-        ({"environ": {"CORAL_SERVICES__HTTP__PORT": "99999"}},
-         "services.http.port = 99999 (from env CORAL_SERVICES__HTTP__PORT)"),
-        ({"overrides": ["servics.http.port=1"]}, "servics = {'http': {'port': 1}} (from --set servics.http.port=1): unknown field"),
-        ({"overrides": ["metrics.sinks.db.type=influxdb"]}, "metrics.sinks.db.url (from --set metrics.sinks.db.type=influxdb): required field is missing"),
+        (
+            {"overrides": ["services.http.port=abc"]},
+            "services.http.port = 'abc' (from --set services.http.port=abc)",
+        ),
+        (
+            {"environ": {"CORAL_SERVICES__HTTP__PORT": "99999"}},
+            "services.http.port = 99999 (from env CORAL_SERVICES__HTTP__PORT)",
+        ),
+        (
+            {"overrides": ["servics.http.port=1"]},
+            "servics = {'http': {'port': 1}} (from --set servics.http.port=1): unknown field",
+        ),
+        (
+            {"overrides": ["metrics.sinks.db.type=influxdb"]},
+            "metrics.sinks.db.url (from --set metrics.sinks.db.type=influxdb): required field is missing",
+        ),
     ],
 )
 def test_errors_name_path_value_and_source(kwargs, expected):

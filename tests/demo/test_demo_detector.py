@@ -44,9 +44,23 @@ def detectors(record, tmp_path_factory):
         manifest = {
             "name": f"coral-demo-{head}",
             "classes": record["classes"],
-            "input": {k: spec[k] for k in ("width", "height", "layout", "color", "dtype", "scale", "resize", "pad_value")},
+            "input": {
+                k: spec[k]
+                for k in (
+                    "width",
+                    "height",
+                    "layout",
+                    "color",
+                    "dtype",
+                    "scale",
+                    "resize",
+                    "pad_value",
+                )
+            },
             "head": {"type": head, "strides": [8, 16, 32], "reg_max": 16},
-            "artifacts": {"onnxruntime": {"file": filename, "sha256": record["heads"][head]["sha256"]}},
+            "artifacts": {
+                "onnxruntime": {"file": filename, "sha256": record["heads"][head]["sha256"]}
+            },
         }
         (root / "coral-model.yaml").write_text(json.dumps(manifest))
         package = load_package(root)
@@ -66,12 +80,22 @@ def test_training_record_describes_the_committed_files(record):
     assert record["input"]["layout"] == "NCHW" and record["input"]["color"] == "RGB"
     for head, filename in LAYOUTS.items():
         data = (ZOO / filename).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == record["heads"][head]["sha256"], f"{filename} changed without training.json"
+        assert hashlib.sha256(data).hexdigest() == record["heads"][head]["sha256"], (
+            f"{filename} changed without training.json"
+        )
         assert len(data) < 4_000_000
     size = record["input"]["width"]
-    assert record["heads"]["yolov8"]["outputs"]["output0"] == [1, 4 + len(SHAPE_CLASSES), sum((size // s) ** 2 for s in (8, 16, 32))]
+    assert record["heads"]["yolov8"]["outputs"]["output0"] == [
+        1,
+        4 + len(SHAPE_CLASSES),
+        sum((size // s) ** 2 for s in (8, 16, 32)),
+    ]
     shapes = list(record["heads"]["yolov8_dfl"]["outputs"].values())
-    assert shapes[:3] == [[1, 64, size // 8, size // 8], [1, 3, size // 8, size // 8], [1, 1, size // 8, size // 8]]
+    assert shapes[:3] == [
+        [1, 64, size // 8, size // 8],
+        [1, 3, size // 8, size // 8],
+        [1, 1, size // 8, size // 8],
+    ]
     assert len(shapes) == 9
 
 
@@ -94,7 +118,9 @@ def test_map50_on_fresh_stills_is_at_least_0_9(detectors):
 def test_map50_on_a_decoded_demo_video_is_at_least_0_9(detectors, tmp_path):
     import av
 
-    truth = write_demo_video(tmp_path / "demo.mp4", seconds=8, fps=10, seed=FRESH_SEED, width=640, height=480)
+    truth = write_demo_video(
+        tmp_path / "demo.mp4", seconds=8, fps=10, seed=FRESH_SEED, width=640, height=480
+    )
     predictions = []
     with av.open(str(tmp_path / "demo.mp4")) as container:
         for frame in container.decode(video=0):
@@ -110,7 +136,9 @@ def test_both_head_layouts_give_the_same_detections(detectors):
     compared = 0
     for _ in range(12):
         image = random_still(rng, 640, 480).image
-        (xyxy_a, score_a, class_a), (xyxy_b, score_b, class_b) = (_detect(d, image) for d in detectors.values())
+        (xyxy_a, score_a, class_a), (xyxy_b, score_b, class_b) = (
+            _detect(d, image) for d in detectors.values()
+        )
         confident_a, confident_b = score_a >= 0.25, score_b >= 0.25
         assert np.array_equal(class_a[confident_a], class_b[confident_b])
         np.testing.assert_allclose(xyxy_a[confident_a], xyxy_b[confident_b], atol=0.05)
@@ -130,13 +158,21 @@ def test_tracked_line_counts_on_a_demo_video_match_its_ground_truth(detectors, t
     assert min(truth.crossings.values()) > 0  # both directions occur
     tracker = sv.ByteTrack(frame_rate=15)
     (x1, y1), (x2, y2) = truth.line
-    line = sv.LineZone(start=sv.Point(x1, y1), end=sv.Point(x2, y2), triggering_anchors=[sv.Position.CENTER])
+    line = sv.LineZone(
+        start=sv.Point(x1, y1), end=sv.Point(x2, y2), triggering_anchors=[sv.Position.CENTER]
+    )
     with av.open(str(tmp_path / "count.mp4")) as container:
         for frame in container.decode(video=0):
             found = detectors["yolov8"].detect(frame.to_ndarray(format="bgr24"), confidence=0.4)
             line.trigger(tracker.update_with_detections(found))
     # supervision counts "in" when a centre crosses a top-to-bottom line from left to right
-    assert (line.in_count, line.out_count) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
-    for direction, per_class in (("left_to_right", line.in_count_per_class), ("right_to_left", line.out_count_per_class)):
+    assert (line.in_count, line.out_count) == (
+        truth.crossings["left_to_right"],
+        truth.crossings["right_to_left"],
+    )
+    for direction, per_class in (
+        ("left_to_right", line.in_count_per_class),
+        ("right_to_left", line.out_count_per_class),
+    ):
         counted = {SHAPE_CLASSES[int(k)]: v for k, v in per_class.items() if v}
         assert counted == {k: v for k, v in truth.crossings_by_class[direction].items() if v}

@@ -21,7 +21,11 @@ from coral_inference.demo.scenes import (
 
 
 def test_same_seed_gives_identical_frames_and_different_seeds_differ():
-    a, b, c = traffic_scene(11, 320, 240, 60), traffic_scene(11, 320, 240, 60), traffic_scene(12, 320, 240, 60)
+    a, b, c = (
+        traffic_scene(11, 320, 240, 60),
+        traffic_scene(11, 320, 240, 60),
+        traffic_scene(12, 320, 240, 60),
+    )
     for index in (0, 31):
         fa, fb = a.render(index), b.render(index)
         assert np.array_equal(fa.image, fb.image)
@@ -34,12 +38,20 @@ def test_same_seed_gives_identical_frames_and_different_seeds_differ():
 @pytest.mark.parametrize("seed", range(8))
 def test_still_boxes_lie_in_the_frame_and_cover_the_drawn_shape(seed):
     width, height = 320, 240
-    scene = cluttered_scene(seed, width, height) if seed % 2 else traffic_scene(seed, width, height, 40)
-    scene = type(scene)(**{**scene.__dict__, "noise_sigma": 0.0})  # exact pixels for the check below
+    scene = (
+        cluttered_scene(seed, width, height) if seed % 2 else traffic_scene(seed, width, height, 40)
+    )
+    scene = type(scene)(
+        **{**scene.__dict__, "noise_sigma": 0.0}
+    )  # exact pixels for the check below
     frame = scene.render(3)
     assert frame.image.shape == (height, width, 3) and frame.image.dtype == np.uint8
     assert frame.xyxy.dtype == np.float32 and frame.xyxy.shape == (len(frame.class_ids), 4)
-    assert np.all(frame.xyxy >= 0) and np.all(frame.xyxy[:, [0, 2]] <= width) and np.all(frame.xyxy[:, [1, 3]] <= height)
+    assert (
+        np.all(frame.xyxy >= 0)
+        and np.all(frame.xyxy[:, [0, 2]] <= width)
+        and np.all(frame.xyxy[:, [1, 3]] <= height)
+    )
     assert np.all(frame.xyxy[:, 2:] - frame.xyxy[:, :2] >= 2)
     assert set(frame.class_ids.tolist()) <= set(range(len(SHAPE_CLASSES)))
     assert len(set(frame.track_ids.tolist())) == len(frame.track_ids)
@@ -59,12 +71,26 @@ def test_still_boxes_lie_in_the_frame_and_cover_the_drawn_shape(seed):
 
 def _alone(scene, k, pad):
     """Shape ``k`` alone on a flat background, on a canvas grown by ``pad`` on every side."""
-    per_shape = ("class_ids", "track_ids", "half_sizes", "colours", "start", "velocity", "angle", "spin")
+    per_shape = (
+        "class_ids",
+        "track_ids",
+        "half_sizes",
+        "colours",
+        "start",
+        "velocity",
+        "angle",
+        "spin",
+    )
     fields = {name: getattr(scene, name)[[k]] for name in per_shape}
     fields["start"] = fields["start"] + pad
     canvas = (scene.height + 2 * pad, scene.width + 2 * pad, 3)
     return dataclasses.replace(
-        scene, width=canvas[1], height=canvas[0], background=np.zeros(canvas, np.uint8), noise_sigma=0.0, **fields
+        scene,
+        width=canvas[1],
+        height=canvas[0],
+        background=np.zeros(canvas, np.uint8),
+        noise_sigma=0.0,
+        **fields,
     )
 
 
@@ -78,15 +104,24 @@ def test_shapes_at_the_frame_edge_get_the_box_of_their_visible_part():
         at_edge = np.any((full[:, :2] < 0) | (full[:, 2:] > [320, 240]), axis=1)
         for k in np.flatnonzero(at_edge & touches_frame):
             # pixels at least half covered (anti-aliasing smears sharp tips by a pixel or two)
-            mask = _alone(scene, k, pad).render(index).image.max(axis=2) >= scene.colours[k].max() / 2
+            mask = (
+                _alone(scene, k, pad).render(index).image.max(axis=2) >= scene.colours[k].max() / 2
+            )
             in_frame = mask[pad : pad + 240, pad : pad + 320]
             fraction = in_frame.sum() / mask.sum()
-            if abs(fraction - MIN_VISIBLE_FRACTION) > 0.05:  # away from the threshold it is unambiguous
+            if (
+                abs(fraction - MIN_VISIBLE_FRACTION) > 0.05
+            ):  # away from the threshold it is unambiguous
                 assert visible[k] == (fraction > MIN_VISIBLE_FRACTION), (index, k, fraction)
             if visible[k]:
                 ys, xs = np.nonzero(in_frame)
                 drawn = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-                assert np.abs(drawn - boxes[k]).max() <= 1.5, (index, k, drawn, boxes[k])  # pixel quantisation
+                assert np.abs(drawn - boxes[k]).max() <= 1.5, (
+                    index,
+                    k,
+                    drawn,
+                    boxes[k],
+                )  # pixel quantisation
                 checked += 1
             else:
                 dropped += 1
@@ -104,13 +139,18 @@ def test_traffic_shapes_never_overlap_and_stay_clear_of_the_line_at_both_ends(se
         assert iou.max(initial=0) == 0, f"seed {seed} frame {index}: shapes overlap"
     for index in (0, frame_count - 1):
         boxes = scene.full_boxes(index)
-        assert np.all((boxes[:, 2] < width / 2) | (boxes[:, 0] > width / 2)), "a shape straddles the line"
+        assert np.all((boxes[:, 2] < width / 2) | (boxes[:, 0] > width / 2)), (
+            "a shape straddles the line"
+        )
 
 
 def _crossings_from_boxes(frames, line_x):
     """Count side changes of each track's visible box centre between its appearances."""
     last_side: dict[int, bool] = {}
-    counts = {"left_to_right": {c: 0 for c in SHAPE_CLASSES}, "right_to_left": {c: 0 for c in SHAPE_CLASSES}}
+    counts = {
+        "left_to_right": {c: 0 for c in SHAPE_CLASSES},
+        "right_to_left": {c: 0 for c in SHAPE_CLASSES},
+    }
     for frame in frames:
         centres = (frame.xyxy[:, 0] + frame.xyxy[:, 2]) / 2
         for track, cls, cx in zip(frame.track_ids.tolist(), frame.class_ids.tolist(), centres):
@@ -154,7 +194,9 @@ def test_longer_default_video_counts_match_the_tracks():
     frames = []
     for index in range(300):
         xyxy, visible = scene.boxes(index)
-        frames.append(Frame(None, xyxy[visible], scene.class_ids[visible], scene.track_ids[visible]))
+        frames.append(
+            Frame(None, xyxy[visible], scene.class_ids[visible], scene.track_ids[visible])
+        )
     assert _crossings_from_boxes(frames, 320.0) == by_class
 
 

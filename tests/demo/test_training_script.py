@@ -28,7 +28,9 @@ def test_same_seed_trains_to_identical_exports_in_both_layouts(trainer, tmp_path
         records.append(json.loads((tmp_path / run / "training.json").read_text()))
     first, second = records
     for head in ("yolov8", "yolov8_dfl"):
-        assert first["heads"][head]["sha256"] == second["heads"][head]["sha256"], f"{head} export is not reproducible"
+        assert first["heads"][head]["sha256"] == second["heads"][head]["sha256"], (
+            f"{head} export is not reproducible"
+        )
     assert first["heads"]["yolov8"]["outputs"] == {"output0": [1, 7, 16 * 16 + 8 * 8 + 4 * 4]}
     assert list(first["heads"]["yolov8_dfl"]["outputs"]) == [
         f"{kind}_{stride}" for stride in (8, 16, 32) for kind in ("box", "cls", "score_sum")

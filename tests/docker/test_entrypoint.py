@@ -36,8 +36,13 @@ def config_file(tmp_path) -> Path:
 
 def entrypoint(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CORAL_")}
-    return subprocess.run(["bash", str(ENTRYPOINT), *args], env={**base, **(env or {})}, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT), *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_the_script_parses():
@@ -46,38 +51,82 @@ def test_the_script_parses():
 
 
 def test_serve_is_the_default_and_uses_the_mounted_config(fake_cli, config_file):
-    result = entrypoint(env={"CORAL_RUNTIME_BIN": str(fake_cli), "CORAL_CONFIG_FILE": str(config_file)})
+    result = entrypoint(
+        env={"CORAL_RUNTIME_BIN": str(fake_cli), "CORAL_CONFIG_FILE": str(config_file)}
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["web", "serve", "-c", str(config_file), "--host", "0.0.0.0",
-                                          "--port", "9100"]
+    assert result.stdout.splitlines() == [
+        "web",
+        "serve",
+        "-c",
+        str(config_file),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9100",
+    ]
 
 
 def test_coral_set_items_become_set_options_and_extra_arguments_follow(fake_cli, config_file):
-    env = {"CORAL_RUNTIME_BIN": str(fake_cli), "CORAL_CONFIG_FILE": str(config_file), "CORAL_PORT": "9200",
-           "CORAL_HOST": "127.0.0.1", "CORAL_SET": " services.ui.mode=none ; ;services.auth.enabled=on;"}
+    env = {
+        "CORAL_RUNTIME_BIN": str(fake_cli),
+        "CORAL_CONFIG_FILE": str(config_file),
+        "CORAL_PORT": "9200",
+        "CORAL_HOST": "127.0.0.1",
+        "CORAL_SET": " services.ui.mode=none ; ;services.auth.enabled=on;",
+    }
     result = entrypoint("serve", "--log-level", "debug", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "web", "serve", "-c", str(config_file), "--host", "127.0.0.1", "--port", "9200",
-        "--set", "services.ui.mode=none", "--set", "services.auth.enabled=on", "--log-level", "debug"]
+        "web",
+        "serve",
+        "-c",
+        str(config_file),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9200",
+        "--set",
+        "services.ui.mode=none",
+        "--set",
+        "services.auth.enabled=on",
+        "--log-level",
+        "debug",
+    ]
     options_only = entrypoint("--log-level", "debug", env=env)
-    assert options_only.stdout.splitlines()[:2] == ["web", "serve"] and options_only.stdout.endswith("debug\n")
+    assert options_only.stdout.splitlines()[:2] == [
+        "web",
+        "serve",
+    ] and options_only.stdout.endswith("debug\n")
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"CORAL_CONFIG_FILE": "/nonexistent/runtime.yaml"}, "config file /nonexistent/runtime.yaml not found"),
-    ({"CORAL_PORT": "http"}, "CORAL_PORT=http is not a port number"),
-    ({"CORAL_PORT": "70000"}, "CORAL_PORT=70000 is not a port number"),
-    ({"CORAL_SET": "services.ui.mode"}, "CORAL_SET item 'services.ui.mode' is not KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"CORAL_CONFIG_FILE": "/nonexistent/runtime.yaml"},
+            "config file /nonexistent/runtime.yaml not found",
+        ),
+        ({"CORAL_PORT": "http"}, "CORAL_PORT=http is not a port number"),
+        ({"CORAL_PORT": "70000"}, "CORAL_PORT=70000 is not a port number"),
+        ({"CORAL_SET": "services.ui.mode"}, "CORAL_SET item 'services.ui.mode' is not KEY=VALUE"),
+    ],
+)
 def test_bad_settings_stop_with_a_message_naming_them(fake_cli, config_file, env, message):
-    result = entrypoint(env={"CORAL_RUNTIME_BIN": str(fake_cli), "CORAL_CONFIG_FILE": str(config_file), **env})
+    result = entrypoint(
+        env={"CORAL_RUNTIME_BIN": str(fake_cli), "CORAL_CONFIG_FILE": str(config_file), **env}
+    )
     assert result.returncode == 2 and message in result.stderr and result.stdout == ""
 
 
 def test_coral_commands_go_to_the_cli_and_anything_else_runs_as_is(fake_cli):
     env = {"CORAL_RUNTIME_BIN": str(fake_cli)}
-    assert entrypoint("run", "wf.json", "--video", "0", env=env).stdout.splitlines() == ["run", "wf.json", "--video", "0"]
+    assert entrypoint("run", "wf.json", "--video", "0", env=env).stdout.splitlines() == [
+        "run",
+        "wf.json",
+        "--video",
+        "0",
+    ]
     assert entrypoint("coral-runtime", "doctor", env=env).stdout.splitlines() == ["doctor"]
     assert entrypoint("echo", "plain command", env=env).stdout == "plain command\n"
 
@@ -120,15 +169,24 @@ def test_shellcheck_finds_nothing(require_tool):
 
 def test_hadolint_finds_nothing(require_tool):
     hadolint = linter("hadolint", require_tool)
-    result = subprocess.run([hadolint, "-c", str(DOCKER / ".hadolint.yaml"), str(DOCKER / "Dockerfile"),
-                             str(DOCKER / "Dockerfile.rockchip")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            hadolint,
+            "-c",
+            str(DOCKER / ".hadolint.yaml"),
+            str(DOCKER / "Dockerfile"),
+            str(DOCKER / "Dockerfile.rockchip"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout
 
 
 def test_images_check_health_and_start_through_the_entrypoint():
     for name in ("Dockerfile", "Dockerfile.rockchip"):
         text = (DOCKER / name).read_text()
-        assert 'HEALTHCHECK' in text and '"coral-entrypoint", "healthcheck"' in text
+        assert "HEALTHCHECK" in text and '"coral-entrypoint", "healthcheck"' in text
         assert 'ENTRYPOINT ["tini", "--", "coral-entrypoint"]' in text
         assert "COPY examples/runtime_web.yaml /app/config/runtime.yaml" in text
     assert "rknn-toolkit-lite2" in (DOCKER / "Dockerfile.rockchip").read_text()

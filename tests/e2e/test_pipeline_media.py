@@ -34,15 +34,38 @@ def media_workflow() -> dict:
         "version": "1.0",
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
         "steps": [
-            {"type": "coral/object_detection_model@v1", "name": "detect", "images": "$inputs.image", "model": "coral-demo"},
-            {"type": "coral/video_recorder@v1", "name": "rec", "image": "$inputs.image", "output_directory": "e2e",
-             "segment_seconds": 2},
-            {"type": "coral/metrics_sink@v1", "name": "metrics", "measurement": "e2e", "image": "$inputs.image",
-             "fields": {"objects": "$steps.detect.predictions"}, "sinks": ["influx"]},
-            {"type": "coral/webrtc_preview@v1", "name": "preview", "image": "$inputs.image", "channel": "e2e", "max_fps": 30},
+            {
+                "type": "coral/object_detection_model@v1",
+                "name": "detect",
+                "images": "$inputs.image",
+                "model": "coral-demo",
+            },
+            {
+                "type": "coral/video_recorder@v1",
+                "name": "rec",
+                "image": "$inputs.image",
+                "output_directory": "e2e",
+                "segment_seconds": 2,
+            },
+            {
+                "type": "coral/metrics_sink@v1",
+                "name": "metrics",
+                "measurement": "e2e",
+                "image": "$inputs.image",
+                "fields": {"objects": "$steps.detect.predictions"},
+                "sinks": ["influx"],
+            },
+            {
+                "type": "coral/webrtc_preview@v1",
+                "name": "preview",
+                "image": "$inputs.image",
+                "channel": "e2e",
+                "max_fps": 30,
+            },
         ],
         "outputs": [
-            {"type": "JsonField", "name": name, "selector": f"$steps.{name}.*"} for name in ("rec", "metrics", "preview")
+            {"type": "JsonField", "name": name, "selector": f"$steps.{name}.*"}
+            for name in ("rec", "metrics", "preview")
         ],
     }
 
@@ -69,11 +92,19 @@ def runtime_config(tmp_path: Path, influx_url: str, exporter_port: int | None) -
     return {
         "storage": {"root": str(tmp_path), "recordings": str(tmp_path / "rec")},
         "recording": {"queue_frames": 512, "idle_close_s": 1.0},
-        "metrics": {"sinks": {
-            "influx": {"type": "influxdb", "url": influx_url, "batch_size": 50, "flush_interval_s": 0.2,
-                       "retry_initial_s": 0.2, "retry_max_s": 1.0},
-            "prometheus": {"type": "prometheus", "port": exporter_port},
-        }},
+        "metrics": {
+            "sinks": {
+                "influx": {
+                    "type": "influxdb",
+                    "url": influx_url,
+                    "batch_size": 50,
+                    "flush_interval_s": 0.2,
+                    "retry_initial_s": 0.2,
+                    "retry_max_s": 1.0,
+                },
+                "prometheus": {"type": "prometheus", "port": exporter_port},
+            }
+        },
         "services": {"streams": {"host_addresses": ["127.0.0.1"], "peer_timeout_s": 5}},
     }
 
@@ -81,7 +112,9 @@ def runtime_config(tmp_path: Path, influx_url: str, exporter_port: int | None) -
 def run_pipeline(context, video: Path, results: list) -> dict:
     from coral_inference.pipelines import PipelineRunner
 
-    runner = PipelineRunner(context, media_workflow(), str(video), pipeline_id="e2e", on_result=results.append)
+    runner = PipelineRunner(
+        context, media_workflow(), str(video), pipeline_id="e2e", on_result=results.append
+    )
     runner.start()
     assert runner.join(300), "the pipeline did not finish"
     return runner.status()
@@ -91,7 +124,9 @@ def run_pipeline(context, video: Path, results: list) -> dict:
 def loopback_viewer(monkeypatch):
     import aioice.ice
 
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    )
 
 
 def test_detection_recording_metrics_and_preview_in_one_pipeline(
@@ -101,14 +136,18 @@ def test_detection_recording_metrics_and_preview_in_one_pipeline(
     video, truth = demo_video
     vm = VictoriaMetrics(require_tool("victoria-metrics"), tmp_path / "vm", free_port())
     exporter_port = free_port()
-    prom = Prometheus(require_tool("prometheus"), tmp_path / "prom", free_port(), [f"127.0.0.1:{exporter_port}"])
+    prom = Prometheus(
+        require_tool("prometheus"), tmp_path / "prom", free_port(), [f"127.0.0.1:{exporter_port}"]
+    )
     with vm, prom:
         context = coral_inference.init(runtime_config(tmp_path, vm.url, exporter_port))
         hub = context.streams
         viewed: dict = {}
 
         def viewer():
-            wait_until(lambda: hub.latest_frame("e2e") is not None, timeout=120, what="first preview frame")
+            wait_until(
+                lambda: hub.latest_frame("e2e") is not None, timeout=120, what="first preview frame"
+            )
             viewed["frames"] = asyncio.run(receive(lambda sdp: hub.answer("e2e", sdp), 5))
 
         thread = threading.Thread(target=viewer)
@@ -119,8 +158,12 @@ def test_detection_recording_metrics_and_preview_in_one_pipeline(
         assert status["state"] == "finished" and status["error"] is None, status
         assert status["frames"] == truth.frame_count
         for result in results:
-            assert not any(result.outputs[name]["error_status"] for name in ("rec", "metrics", "preview")), result.outputs
-        assert [f.shape for f in viewed["frames"]] == [(truth.height, truth.width, 3)] * 5  # pipeline frames, not placeholders
+            assert not any(
+                result.outputs[name]["error_status"] for name in ("rec", "metrics", "preview")
+            ), result.outputs
+        assert [f.shape for f in viewed["frames"]] == [
+            (truth.height, truth.width, 3)
+        ] * 5  # pipeline frames, not placeholders
 
         fps = prom.wait_for('coral_pipeline_fps{pipeline_id="e2e"}', timeout=60)
         assert float(fps[0]["value"][1]) > 0
@@ -149,14 +192,21 @@ def test_metrics_server_down_for_the_whole_run_gets_every_point_after_replay(
     results: list = []
     status = run_pipeline(context, video, results)
     assert status["state"] == "finished" and status["frames"] == truth.frame_count
-    assert not any(r.outputs["metrics"]["error_status"] for r in results)  # a down server is not the block's error
+    assert not any(
+        r.outputs["metrics"]["error_status"] for r in results
+    )  # a down server is not the block's error
     sink = context.metrics.sink("influx")
-    wait_until(lambda: sink.stats.queued == 0 and sink.stats.spooled >= truth.frame_count, what="points spooled")
+    wait_until(
+        lambda: sink.stats.queued == 0 and sink.stats.spooled >= truth.frame_count,
+        what="points spooled",
+    )
     assert sink.stats.sent == 0 and sink.stats.dropped == 0
     with vm:
         wait_until(lambda: sink.stats.spooled == 0, timeout=60, what="spool replayed")
         coral_inference.shutdown()
         series = vm.export('{__name__="e2e_objects"}', expect_points=truth.frame_count)
     values = [v for s in series for v in s["timestamps"]]
-    assert len(values) == truth.frame_count and len(set(values)) == truth.frame_count  # all, none twice
+    assert (
+        len(values) == truth.frame_count and len(set(values)) == truth.frame_count
+    )  # all, none twice
     assert sorted(values) == values or len(series) > 1

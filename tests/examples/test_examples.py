@@ -37,10 +37,15 @@ def engine_ready():
 def example_config(tmp_path):
     from coral_inference.config import load_config
 
-    return load_config(EXAMPLES / "runtime.yaml", environ={}, overrides=[
-        f"storage.root={tmp_path}", f"storage.recordings={tmp_path / 'recordings'}",
-        f"metrics.sinks.log.path={tmp_path / 'metrics.jsonl'}",
-    ])
+    return load_config(
+        EXAMPLES / "runtime.yaml",
+        environ={},
+        overrides=[
+            f"storage.root={tmp_path}",
+            f"storage.recordings={tmp_path / 'recordings'}",
+            f"metrics.sinks.log.path={tmp_path / 'metrics.jsonl'}",
+        ],
+    )
 
 
 def run_example(path, video, tmp_path):
@@ -49,7 +54,9 @@ def run_example(path, video, tmp_path):
 
     context = coral_inference.init(example_config(tmp_path))
     results = []
-    runner = PipelineRunner(context, json.loads(path.read_text()), str(video), on_result=results.append)
+    runner = PipelineRunner(
+        context, json.loads(path.read_text()), str(video), on_result=results.append
+    )
     runner.start()
     assert runner.join(timeout=300), f"{path.name} did not finish"
     return context, runner.status(), results
@@ -57,8 +64,15 @@ def run_example(path, video, tmp_path):
 
 def test_examples_are_present():
     assert {p.name for p in WORKFLOWS} == {
-        "line_counting.json", "event_clips.json", "preview.json", "core_model_coral_id.json",
-        "segmentation_zone.json", "keypoints.json", "classification_gate.json", "core_models_coral_ids.json"}
+        "line_counting.json",
+        "event_clips.json",
+        "preview.json",
+        "core_model_coral_id.json",
+        "segmentation_zone.json",
+        "keypoints.json",
+        "classification_gate.json",
+        "core_models_coral_ids.json",
+    }
     assert (EXAMPLES / "runtime_web.yaml").is_file() and (EXAMPLES / "notebook.ipynb").is_file()
 
 
@@ -66,16 +80,23 @@ def test_examples_are_present():
 def test_example_workflow_runs_on_the_demo_video(workflow, demo_video, engine_ready, tmp_path):
     video, truth = demo_video
     context, status, results = run_example(workflow, video, tmp_path)
-    assert status["state"] == "finished" and status["error"] is None and status["callback_errors"] == 0
+    assert (
+        status["state"] == "finished" and status["error"] is None and status["callback_errors"] == 0
+    )
     assert status["frames"] == truth.frame_count == len(results)
     last = results[-1].outputs
     if workflow.stem == "line_counting":
-        assert (last["count_in"], last["count_out"]) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
+        assert (last["count_in"], last["count_out"]) == (
+            truth.crossings["left_to_right"],
+            truth.crossings["right_to_left"],
+        )
         segments = list((tmp_path / "recordings" / "line-counting").rglob("*.mp4"))
         assert segments and str(segments[0]) == last["recording"]
     elif workflow.stem == "event_clips":
         seen = [r.outputs["many_triangles"] for r in results]  # more than three triangles in view
-        assert any(seen) and not all(seen), "the demo video has frames with more and with fewer than four triangles"
+        assert any(seen) and not all(seen), (
+            "the demo video has frames with more and with fewer than four triangles"
+        )
         assert list((tmp_path / "recordings" / "triangle-events").rglob("*.mp4"))
     elif workflow.stem == "preview":
         assert context.streams.latest_frame("preview") is not None
@@ -88,8 +109,12 @@ def test_example_workflow_runs_on_the_demo_video(workflow, demo_video, engine_re
         assert any(len(r.outputs["in_zone"]) for r in results)
     elif workflow.stem == "keypoints":
         assert sum(len(r.outputs["predictions"]) for r in results) > truth.frame_count
-        assert any((r.outputs["predictions"].data.get("keypoints_class_name", np.array([])) == "centre").any()
-                   for r in results)
+        assert any(
+            (
+                r.outputs["predictions"].data.get("keypoints_class_name", np.array([])) == "centre"
+            ).any()
+            for r in results
+        )
     elif workflow.stem == "classification_gate":
         tops = [r.outputs["predictions"]["top"] for r in results]
         gated = [r.outputs["wanted_confidence"] for r in results]
@@ -99,7 +124,9 @@ def test_example_workflow_runs_on_the_demo_video(workflow, demo_video, engine_re
         assert sum(len(r.outputs["masks"]) for r in results) > truth.frame_count
         assert all(r.outputs["masks"].mask is not None for r in results)
         assert sum(len(r.outputs["keypoints"]) for r in results) > truth.frame_count
-        assert all(r.outputs["classification"]["prediction_type"] == "classification" for r in results)
+        assert all(
+            r.outputs["classification"]["prediction_type"] == "classification" for r in results
+        )
 
 
 def test_core_model_block_finds_coral_models_without_the_patch(demo_video, engine_ready, tmp_path):
@@ -124,10 +151,28 @@ def test_cli_run_writes_results_and_a_summary(demo_video, tmp_path):
     video, truth = demo_video
     output = tmp_path / "results.jsonl"
     out = subprocess.run(
-        [sys.executable, "-m", "coral_inference.cli.main", "run", str(EXAMPLES / "workflows" / "line_counting.json"),
-         "--video", str(video), "-c", str(EXAMPLES / "runtime.yaml"), "--output", str(output), "--json",
-         "--set", f"storage.recordings={tmp_path / 'rec'}", "--set", f"metrics.sinks.log.path={tmp_path / 'm.jsonl'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "coral_inference.cli.main",
+            "run",
+            str(EXAMPLES / "workflows" / "line_counting.json"),
+            "--video",
+            str(video),
+            "-c",
+            str(EXAMPLES / "runtime.yaml"),
+            "--output",
+            str(output),
+            "--json",
+            "--set",
+            f"storage.recordings={tmp_path / 'rec'}",
+            "--set",
+            f"metrics.sinks.log.path={tmp_path / 'm.jsonl'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout)
@@ -136,7 +181,10 @@ def test_cli_run_writes_results_and_a_summary(demo_video, tmp_path):
     lines = output.read_text().splitlines()
     assert len(lines) == truth.frame_count
     final = json.loads(lines[-1])["outputs"]
-    assert (final["count_in"], final["count_out"]) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
+    assert (final["count_in"], final["count_out"]) == (
+        truth.crossings["left_to_right"],
+        truth.crossings["right_to_left"],
+    )
 
 
 def test_cli_run_names_the_step_and_field_of_a_bad_workflow(demo_video, tmp_path):
@@ -147,12 +195,26 @@ def test_cli_run_names_the_step_and_field_of_a_bad_workflow(demo_video, tmp_path
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(workflow))
     out = subprocess.run(
-        [sys.executable, "-m", "coral_inference.cli.main", "run", str(bad), "--video", str(video), "--no-env"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "coral_inference.cli.main",
+            "run",
+            str(bad),
+            "--video",
+            str(video),
+            "--no-env",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert out.returncode == 2
-    assert ("step 'detect', field 'type': unknown block type 'coral/object_detection_modle@v1'; "
-            "did you mean 'coral/object_detection_model@v1'?") in out.stderr
+    assert (
+        "step 'detect', field 'type': unknown block type 'coral/object_detection_modle@v1'; "
+        "did you mean 'coral/object_detection_model@v1'?"
+    ) in out.stderr
     assert "step 'boxes', field 'predictions': Field required" in out.stderr
 
 
@@ -162,9 +224,13 @@ def test_notebook_executes_without_errors(tmp_path):
 
     notebook = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
     env_before = os.environ.get("WORKFLOWS_PLUGINS")
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+    ).execute()
     assert os.environ.get("WORKFLOWS_PLUGINS") == env_before  # the kernel is its own process
-    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    printed = "".join(
+        o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert any(name in printed for name in ("circle", "square", "triangle"))
 
 
@@ -176,9 +242,13 @@ def test_web_api_names_the_step_and_field_of_a_bad_workflow(demo_video, engine_r
 
     video, _ = demo_video
     workflow = json.loads((EXAMPLES / "workflows" / "preview.json").read_text())
-    workflow["steps"][1]["predictions"] = "$steps.detector.predictions"  # no step is called 'detector'
+    workflow["steps"][1]["predictions"] = (
+        "$steps.detector.predictions"  # no step is called 'detector'
+    )
     with TestClient(create_web_app(web_config(tmp_path))) as client:
-        response = client.post("/api/v1/pipelines", headers=HEADERS, json={"workflow": workflow, "source": str(video)})
+        response = client.post(
+            "/api/v1/pipelines", headers=HEADERS, json={"workflow": workflow, "source": str(video)}
+        )
     assert response.status_code == 422, response.text
     message = response.json()["message"]
     assert "step 'boxes', field 'predictions': Workflow references '$steps.detector'" in message

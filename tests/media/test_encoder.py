@@ -35,7 +35,11 @@ def test_one_encode_feeds_two_files_that_both_decode(tmp_path):
     b.close()
     assert decode(tmp_path / "a.mp4")[:1] == (60,)
     frames, duration, codec, pix_fmt = decode(tmp_path / "b.mp4")
-    assert (frames, codec, pix_fmt) == (60 - b_start, "h264", "yuv420p")  # from its first keyframe on
+    assert (frames, codec, pix_fmt) == (
+        60 - b_start,
+        "h264",
+        "yuv420p",
+    )  # from its first keyframe on
     assert duration == pytest.approx((59 - b_start) / 30, abs=0.01)
 
 
@@ -49,9 +53,20 @@ def test_files_are_fragmented_mp4_without_b_frames(tmp_path, require_tool):
         mp4.write(packet)
     mp4.close()
     probe = subprocess.run(
-        [require_tool("ffprobe"), "-v", "error", "-show_entries", "stream=codec_name,pix_fmt,has_b_frames,nb_read_frames",
-         "-count_frames", "-of", "default=nw=1", str(tmp_path / "f.mp4")],
-        capture_output=True, text=True, check=True,
+        [
+            require_tool("ffprobe"),
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,pix_fmt,has_b_frames,nb_read_frames",
+            "-count_frames",
+            "-of",
+            "default=nw=1",
+            str(tmp_path / "f.mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "codec_name=h264" in probe and "pix_fmt=yuv420p" in probe
     assert "has_b_frames=0" in probe and "nb_read_frames=45" in probe
@@ -66,7 +81,9 @@ def test_odd_frame_sizes_are_made_even_for_yuv420p(tmp_path):
 
 
 def test_falls_back_to_mpeg4_when_libx264_is_missing(monkeypatch, tmp_path):
-    monkeypatch.setattr(encoder_module.av, "codecs_available", set(av.codecs_available) - {"libx264"})
+    monkeypatch.setattr(
+        encoder_module.av, "codecs_available", set(av.codecs_available) - {"libx264"}
+    )
     enc = PacketEncoder(EncoderSettings(codec="h264"), 320, 240, fps=30)
     assert enc.codec == "mpeg4"
     mp4 = Mp4File(tmp_path / "m.mp4", enc)

@@ -32,9 +32,18 @@ def options(**kw) -> RecorderOptions:
     return RecorderOptions(**{"encoder": FAST, "queue_frames": 1000, **kw})
 
 
-def record(recorder: SourceRecorder, n: int, fps: float = 30, trigger=lambda i: None, start: int = 0, **kw):
+def record(
+    recorder: SourceRecorder, n: int, fps: float = 30, trigger=lambda i: None, start: int = 0, **kw
+):
     for i in range(start, start + n):
-        recorder.submit(moving_bar(i), media_time=i / fps, wall_time=1_800_000_000 + i / fps, trigger=trigger(i), fps=fps, **kw)
+        recorder.submit(
+            moving_bar(i),
+            media_time=i / fps,
+            wall_time=1_800_000_000 + i / fps,
+            trigger=trigger(i),
+            fps=fps,
+            **kw,
+        )
 
 
 def test_segments_rotate_on_media_time_and_are_named_by_start(tmp_path):
@@ -42,7 +51,10 @@ def test_segments_rotate_on_media_time_and_are_named_by_start(tmp_path):
     record(rec, 95)
     rec.close()
     files = sorted((tmp_path / "cam").glob("segment_*.mp4"))
-    assert [f.name for f in files][:2] == ["segment_20270115T080000.000Z.mp4", "segment_20270115T080001.000Z.mp4"]
+    assert [f.name for f in files][:2] == [
+        "segment_20270115T080000.000Z.mp4",
+        "segment_20270115T080001.000Z.mp4",
+    ]
     decoded = [decode(f) for f in files]
     assert [d[0] for d in decoded] == [30, 30, 30, 5]
     assert decoded[0][1] == pytest.approx(29 / 30, abs=0.01) and decoded[0][2] == "h264"
@@ -54,8 +66,15 @@ def test_event_clip_holds_pre_roll_trigger_and_post_roll(tmp_path):
     rec = SourceRecorder(tmp_path / "cam", opts)
     results = []
     for i in range(180):
-        results.append(rec.submit(moving_bar(i), media_time=i / 30, wall_time=1_800_000_000 + i / 30,
-                                  trigger=60 <= i < 75, fps=30))
+        results.append(
+            rec.submit(
+                moving_bar(i),
+                media_time=i / 30,
+                wall_time=1_800_000_000 + i / 30,
+                trigger=60 <= i < 75,
+                fps=30,
+            )
+        )
     rec.close()
     clips = sorted((tmp_path / "cam").glob("event_*.mp4"))
     assert len(clips) == 1 and not list((tmp_path / "cam").glob("segment_*"))
@@ -67,7 +86,9 @@ def test_event_clip_holds_pre_roll_trigger_and_post_roll(tmp_path):
 
 
 def test_continuous_and_events_share_one_encode(tmp_path):
-    opts = options(mode="continuous_and_events", segment_seconds=2.0, pre_roll_s=0.5, post_roll_s=0.5)
+    opts = options(
+        mode="continuous_and_events", segment_seconds=2.0, pre_roll_s=0.5, post_roll_s=0.5
+    )
     rec = SourceRecorder(tmp_path / "cam", opts)
     record(rec, 120, trigger=lambda i: 70 <= i < 80)
     rec.close()
@@ -99,7 +120,9 @@ def test_idle_source_gets_its_file_finished_and_a_new_one_later(tmp_path):
 
 def test_sigkill_while_recording_leaves_a_playable_file(tmp_path, require_tool):
     script = Path(__file__).with_name("record_until_killed.py")
-    child = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cam")], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "cam")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "recording"
     finally:
@@ -108,7 +131,9 @@ def test_sigkill_while_recording_leaves_a_playable_file(tmp_path, require_tool):
     (path,) = (tmp_path / "cam").glob("segment_*.mp4")
     frames, _, codec, _ = decode(path)
     assert codec == "h264" and frames >= 60  # everything up to the last finished fragment
-    probe = subprocess.run([require_tool("ffprobe"), "-v", "error", str(path)], capture_output=True, text=True)
+    probe = subprocess.run(
+        [require_tool("ffprobe"), "-v", "error", str(path)], capture_output=True, text=True
+    )
     assert probe.returncode == 0
 
 
@@ -122,9 +147,14 @@ def test_directories_must_stay_inside_the_recordings_root(tmp_path):
 
 
 def test_source_folder_names_are_safe_distinct_and_hide_credentials():
-    names = {source_folder_name(s) for s in ("rtsp://user:secret@10.0.0.2/a", "rtsp://user:secret@10.0.0.2/b", "0", "cam_1")}
+    names = {
+        source_folder_name(s)
+        for s in ("rtsp://user:secret@10.0.0.2/a", "rtsp://user:secret@10.0.0.2/b", "0", "cam_1")
+    }
     assert len(names) == 4 and "0" in names and "cam_1" in names
-    assert all("/" not in n and ":" not in n and "secret" not in n and "user" not in n for n in names)
+    assert all(
+        "/" not in n and ":" not in n and "secret" not in n and "user" not in n for n in names
+    )
 
 
 def test_service_records_one_file_set_per_source(tmp_path):
@@ -137,13 +167,17 @@ def test_service_records_one_file_set_per_source(tmp_path):
         service.recorder("../x", "cam-a")
     service.close()
     assert sorted(p.name for p in (tmp_path / "site").iterdir()) == ["cam-a", "cam-b"]
-    assert all(decode(next((tmp_path / "site" / s).glob("*.mp4")))[0] == 10 for s in ("cam-a", "cam-b"))
+    assert all(
+        decode(next((tmp_path / "site" / s).glob("*.mp4")))[0] == 10 for s in ("cam-a", "cam-b")
+    )
 
 
 def test_runtime_context_owns_the_service_and_closes_recorders(tmp_path):
     import coral_inference
 
-    context = coral_inference.init({"storage": {"root": str(tmp_path), "recordings": str(tmp_path / "rec")}})
+    context = coral_inference.init(
+        {"storage": {"root": str(tmp_path), "recordings": str(tmp_path / "rec")}}
+    )
     rec = context.recordings.recorder(".", "cam")
     record(rec, 15)
     coral_inference.shutdown()

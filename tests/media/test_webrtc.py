@@ -34,12 +34,16 @@ def loopback_ice(monkeypatch):
     """aioice never offers 127.0.0.1; the test's own viewers use it (the hub gets host_addresses)."""
     import aioice.ice
 
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    )
 
 
 @pytest.fixture
 def hub(loopback_ice):
-    hub = StreamHub(host_addresses=["127.0.0.1"], max_peers=4, peer_timeout_s=2.0, offer_timeout_s=10)
+    hub = StreamHub(
+        host_addresses=["127.0.0.1"], max_peers=4, peer_timeout_s=2.0, offer_timeout_s=10
+    )
     yield hub
     hub.close()
 
@@ -70,7 +74,8 @@ class Publisher:
 def test_every_viewer_gets_the_latest_frames_without_stealing(hub):
     async def two_viewers():
         return await asyncio.gather(
-            receive(lambda sdp: hub.answer("cam", sdp), 20), receive(lambda sdp: hub.answer("cam", sdp), 20)
+            receive(lambda sdp: hub.answer("cam", sdp), 20),
+            receive(lambda sdp: hub.answer("cam", sdp), 20),
         )
 
     with Publisher(hub, "cam"):
@@ -133,7 +138,10 @@ def test_publish_refuses_what_is_not_a_bgr_frame(hub):
 @pytest.mark.slow
 def test_a_viewer_that_vanishes_is_cleaned_up(hub):
     viewer = subprocess.Popen(
-        [sys.executable, str(VIEWER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, str(VIEWER)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         cwd=str(VIEWER.parent),
     )
     try:
@@ -145,7 +153,9 @@ def test_a_viewer_that_vanishes_is_cleaned_up(hub):
             assert viewer.stdout.readline().strip() == "receiving"
             assert hub.peer_count == 1 and hub.channels()[0]["viewers"] == 1
             os.kill(viewer.pid, signal.SIGKILL)  # no goodbye: no DTLS close, no RTCP BYE
-            wait_until(lambda: hub.peer_count == 0, timeout=30, interval=0.2, message="dead viewer dropped")
+            wait_until(
+                lambda: hub.peer_count == 0, timeout=30, interval=0.2, message="dead viewer dropped"
+            )
     finally:
         viewer.kill()
         viewer.wait(10)
@@ -165,8 +175,17 @@ def test_close_stops_the_loop_thread_and_refuses_offers(loopback_ice):
 def test_context_hub_follows_the_streams_config_and_closes_at_shutdown(loopback_ice):
     import coral_inference
 
-    context = coral_inference.init({"services": {"streams": {"max_peers": 3, "host_addresses": ["127.0.0.1"],
-                                                              "ice_servers": [{"urls": ["stun:stun.example.org:3478"]}]}}})
+    context = coral_inference.init(
+        {
+            "services": {
+                "streams": {
+                    "max_peers": 3,
+                    "host_addresses": ["127.0.0.1"],
+                    "ice_servers": [{"urls": ["stun:stun.example.org:3478"]}],
+                }
+            }
+        }
+    )
     hub = context.streams
     assert context.streams is hub
     assert hub.max_peers == 3 and hub.host_addresses == ("127.0.0.1",)

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 
-async def connect(answer: Callable[[str], Awaitable[dict]]) -> tuple[RTCPeerConnection, asyncio.Future]:
+async def connect(
+    answer: Callable[[str], Awaitable[dict]],
+) -> tuple[RTCPeerConnection, asyncio.Future]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     track_future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -31,7 +33,10 @@ async def receive(answer: Callable[[str], Awaitable[dict]], n: int, timeout: flo
     pc, track_future = await connect(answer)
     try:
         track = await asyncio.wait_for(track_future, timeout)
-        return [(await asyncio.wait_for(track.recv(), timeout)).to_ndarray(format="bgr24") for _ in range(n)]
+        return [
+            (await asyncio.wait_for(track.recv(), timeout)).to_ndarray(format="bgr24")
+            for _ in range(n)
+        ]
     finally:
         await pc.close()
 

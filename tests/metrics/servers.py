@@ -44,7 +44,9 @@ class _Server:
             wait_http(self.health_url)
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"{self.args[0]} failed to start; log:\n{self.log.read_text()[-2000:]}") from None
+            raise RuntimeError(
+                f"{self.args[0]} failed to start; log:\n{self.log.read_text()[-2000:]}"
+            ) from None
         return self
 
     def stop(self) -> None:
@@ -70,12 +72,19 @@ class VictoriaMetrics(_Server):
         self.url = f"http://127.0.0.1:{port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(
-            [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data_dir}", "-retentionPeriod=100y"],
+            [
+                binary,
+                f"-httpListenAddr=127.0.0.1:{port}",
+                f"-storageDataPath={data_dir}",
+                "-retentionPeriod=100y",
+            ],
             f"{self.url}/health",
             data_dir / "server.log",
         )
 
-    def export(self, match: str, expect_points: int | None = None, timeout: float = 20.0) -> list[dict]:
+    def export(
+        self, match: str, expect_points: int | None = None, timeout: float = 20.0
+    ) -> list[dict]:
         """Stored series matching ``match`` (JSON objects: metric, values, timestamps).
 
         VictoriaMetrics makes accepted rows searchable a little later: with
@@ -102,17 +111,37 @@ class VictoriaMetrics(_Server):
 
 
 class Prometheus(_Server):
-    def __init__(self, binary: str, data_dir: Path, port: int, targets: list[str], scrape_interval: str = "1s"):
+    def __init__(
+        self,
+        binary: str,
+        data_dir: Path,
+        port: int,
+        targets: list[str],
+        scrape_interval: str = "1s",
+    ):
         self.url = f"http://127.0.0.1:{port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         config = data_dir / "prometheus.yml"
-        config.write_text(json.dumps({
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [{"job_name": "coral", "static_configs": [{"targets": targets}]}],
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {
+                        "scrape_interval": scrape_interval,
+                        "evaluation_interval": scrape_interval,
+                    },
+                    "scrape_configs": [
+                        {"job_name": "coral", "static_configs": [{"targets": targets}]}
+                    ],
+                }
+            )
+        )
         super().__init__(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data_dir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
             f"{self.url}/-/ready",
             data_dir / "server.log",
         )
@@ -131,7 +160,9 @@ class Prometheus(_Server):
         raise TimeoutError(f"Prometheus returned nothing for {promql!r} within {timeout}s")
 
 
-def wait_until(condition, timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> None:
+def wait_until(
+    condition, timeout: float = 30.0, what: str = "condition", interval: float = 0.05
+) -> None:
     """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -60,7 +60,9 @@ def test_bad_points_are_refused_with_the_offending_key(fields, tags, fragment):
 def test_unknown_sink_name_lists_the_configured_ones():
     hub = MetricsHub()
     hub.add_sink(PrometheusSink("prom", hub.prometheus_registry))
-    with pytest.raises(UnknownSinkError, match=r"'influx' is not configured; configured sinks: \['prom'\]"):
+    with pytest.raises(
+        UnknownSinkError, match=r"'influx' is not configured; configured sinks: \['prom'\]"
+    ):
         hub.emit("m", {"v": 1}, sinks=["influx"])
     hub.close()
 
@@ -85,7 +87,9 @@ def test_jsonl_sink_appends_one_object_per_point(tmp_path):
     hub.emit("people", {"in": 3, "present": True}, {"site": "gate", "floor": 2})
     hub.emit("people", {"in": 4})
     hub.close()
-    lines = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [p["fields"] for p in lines] == [{"in": 3.0, "present": 1.0}, {"in": 4.0}]
     assert lines[0]["tags"] == {"site": "gate", "floor": "2"}
     assert lines[0]["measurement"] == "people" and lines[0]["time_ns"] < lines[1]["time_ns"]
@@ -94,11 +98,21 @@ def test_jsonl_sink_appends_one_object_per_point(tmp_path):
 def test_prometheus_gauges_counters_and_histograms_with_labels():
     hub = MetricsHub()
     hub.add_sink(PrometheusSink("prom", hub.prometheus_registry))
-    hub.emit("line counter", {"in": 5, "total": 10, "latency": 0.02}, {"zone": "a"},
-             types={"total": "counter", "latency": "histogram"})
-    hub.emit("line counter", {"in": 7, "total": 13, "latency": 0.2}, {"zone": "a"},
-             types={"total": "counter", "latency": "histogram"})
-    hub.emit("line counter", {"in": 1}, {"zone": "a", "extra": "x"})  # labels are fixed by the first point
+    hub.emit(
+        "line counter",
+        {"in": 5, "total": 10, "latency": 0.02},
+        {"zone": "a"},
+        types={"total": "counter", "latency": "histogram"},
+    )
+    hub.emit(
+        "line counter",
+        {"in": 7, "total": 13, "latency": 0.2},
+        {"zone": "a"},
+        types={"total": "counter", "latency": "histogram"},
+    )
+    hub.emit(
+        "line counter", {"in": 1}, {"zone": "a", "extra": "x"}
+    )  # labels are fixed by the first point
     text = exposition(hub)
     assert 'line_counter_in{zone="a"} 1.0' in text
     assert 'line_counter_total{zone="a"} 13.0' in text  # a running total, not a sum of totals
@@ -116,10 +130,17 @@ def test_metric_names_are_sanitised():
 def test_hub_from_config_builds_named_sinks_and_is_closed_with_the_context(tmp_path):
     import coral_inference
 
-    context = coral_inference.init({
-        "storage": {"root": str(tmp_path)},
-        "metrics": {"sinks": {"log": {"type": "jsonl", "path": str(tmp_path / "m.jsonl")}, "prom": {"type": "prometheus"}}},
-    })
+    context = coral_inference.init(
+        {
+            "storage": {"root": str(tmp_path)},
+            "metrics": {
+                "sinks": {
+                    "log": {"type": "jsonl", "path": str(tmp_path / "m.jsonl")},
+                    "prom": {"type": "prometheus"},
+                }
+            },
+        }
+    )
     hub = context.metrics
     assert context.metrics is hub
     assert sorted(hub.sink_names) == ["log", "prom"]
@@ -129,19 +150,27 @@ def test_hub_from_config_builds_named_sinks_and_is_closed_with_the_context(tmp_p
 
 
 def _frame(source: int, frame_id: int, age_s: float = 0.05):
-    return SimpleNamespace(source_id=source, frame_id=frame_id, frame_timestamp=datetime.now() - timedelta(seconds=age_s))
+    return SimpleNamespace(
+        source_id=source,
+        frame_id=frame_id,
+        frame_timestamp=datetime.now() - timedelta(seconds=age_s),
+    )
 
 
 def _detections(names: list[str]) -> sv.Detections:
     n = len(names)
     return sv.Detections(
-        xyxy=np.tile([[0, 0, 10, 10]], (n, 1)).astype(float), class_id=np.zeros(n, dtype=int),
-        confidence=np.ones(n), data={"class_name": np.array(names)},
+        xyxy=np.tile([[0, 0, 10, 10]], (n, 1)).astype(float),
+        class_id=np.zeros(n, dtype=int),
+        confidence=np.ones(n),
+        data={"class_name": np.array(names)},
     )
 
 
 def _captured(frame_id: int, captured_at: float):
-    return SimpleNamespace(source_id=0, frame_id=frame_id, frame_timestamp=datetime.fromtimestamp(captured_at))
+    return SimpleNamespace(
+        source_id=0, frame_id=frame_id, frame_timestamp=datetime.fromtimestamp(captured_at)
+    )
 
 
 def test_pipeline_metrics_reports_fps_latency_drops_and_classes(tmp_path):
@@ -149,13 +178,25 @@ def test_pipeline_metrics_reports_fps_latency_drops_and_classes(tmp_path):
     wall = 1_800_000_000.0  # injected: each frame reaches the sink 50 ms after its capture
     metrics = PipelineMetrics(hub, "p1", interval_s=1.0, wall_clock=lambda: wall)
     clock = 100.0
-    for frame_id in (1, 2, 3, 6, 7):  # frames 4 and 5 never arrived; the fifth frame closes a 1 s window
+    for frame_id in (
+        1,
+        2,
+        3,
+        6,
+        7,
+    ):  # frames 4 and 5 never arrived; the fifth frame closes a 1 s window
         frame = _captured(frame_id, wall - 0.05)
-        metrics.observe({"predictions": _detections(["car", "car", "person"])}, frame,
-                        inference_latency_s=0.01, now=clock)
+        metrics.observe(
+            {"predictions": _detections(["car", "car", "person"])},
+            frame,
+            inference_latency_s=0.01,
+            now=clock,
+        )
         clock += 0.25
         wall += 0.25
-    metrics.observe({"predictions": _detections([])}, _captured(8, wall - 0.05), now=clock)  # next window
+    metrics.observe(
+        {"predictions": _detections([])}, _captured(8, wall - 0.05), now=clock
+    )  # next window
     hub.close()
     points = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     pipeline = [p for p in points if p["measurement"] == "coral_pipeline"]
@@ -164,10 +205,16 @@ def test_pipeline_metrics_reports_fps_latency_drops_and_classes(tmp_path):
     assert fields["fps"] == pytest.approx(5 / 1.0)
     assert fields["dropped_frames_total"] == 2 and fields["frames_total"] == 5
     # two latencies, two names: capture -> result (e2e) and workflow run (inference)
-    assert fields["e2e_latency_ms"] == pytest.approx(50) and fields["e2e_latency_max_ms"] == pytest.approx(50)
+    assert fields["e2e_latency_ms"] == pytest.approx(50) and fields[
+        "e2e_latency_max_ms"
+    ] == pytest.approx(50)
     assert fields["inference_latency_ms"] == pytest.approx(10) and "latency_ms" not in fields
     assert pipeline[0]["tags"] == {"pipeline_id": "p1", "source": "0"}
-    per_class = {p["tags"]["class_name"]: p["fields"] for p in points if p["measurement"] == "coral_detections"}
+    per_class = {
+        p["tags"]["class_name"]: p["fields"]
+        for p in points
+        if p["measurement"] == "coral_detections"
+    }
     assert per_class["car"]["total"] == 10 and per_class["person"]["total"] == 5
     assert per_class["car"]["per_frame"] == pytest.approx(2.0)
 

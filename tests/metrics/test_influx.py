@@ -16,7 +16,14 @@ from .servers import VictoriaMetrics, wait_until
 
 
 def cfg(url: str = "http://127.0.0.1:1", **kw) -> InfluxSinkConfig:
-    base = dict(url=url, batch_size=10, flush_interval_s=0.05, retry_initial_s=0.05, retry_max_s=0.2, timeout_s=2)
+    base = dict(
+        url=url,
+        batch_size=10,
+        flush_interval_s=0.05,
+        retry_initial_s=0.05,
+        retry_max_s=0.2,
+        timeout_s=2,
+    )
     return InfluxSinkConfig(**{**base, **kw})
 
 
@@ -79,10 +86,14 @@ def test_restart_replays_a_non_empty_spool(tmp_path):
 
 def test_spool_is_bounded_and_counts_what_it_drops(tmp_path):
     server = FlakyServer(down=True)
-    sink = InfluxSink("influx", cfg(max_spool_bytes=2000), spool_dir=tmp_path / "spool", write=server.write)
+    sink = InfluxSink(
+        "influx", cfg(max_spool_bytes=2000), spool_dir=tmp_path / "spool", write=server.write
+    )
     for i in range(500):
         sink.offer(validate_point("m", {"v": i}))
-    wait_until(lambda: sink.stats.spooled + sink.stats.dropped == 500, what="points spooled or dropped")
+    wait_until(
+        lambda: sink.stats.spooled + sink.stats.dropped == 500, what="points spooled or dropped"
+    )
     sink.close()
     assert sink.stats.dropped > 0
     assert sink.spool.size_bytes <= 2000 + 1000  # the newest batch always stays
@@ -105,14 +116,20 @@ def test_rejected_batch_is_dropped_not_retried(tmp_path):
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_victoriametrics_down_for_the_whole_run_then_up_gets_every_point_once(tmp_path, require_tool, port):
+def test_victoriametrics_down_for_the_whole_run_then_up_gets_every_point_once(
+    tmp_path, require_tool, port
+):
     vm = VictoriaMetrics(require_tool("victoria-metrics"), tmp_path / "vm", port)
-    hub = MetricsHub({"influx": InfluxSink("influx", cfg(url=vm.url), spool_dir=tmp_path / "spool")})
+    hub = MetricsHub(
+        {"influx": InfluxSink("influx", cfg(url=vm.url), spool_dir=tmp_path / "spool")}
+    )
     t0 = time.time_ns()
     for i in range(200):
         hub.emit("coral_test", {"value": i}, {"run": "outage"}, time_ns=t0 + i * 1_000_000)
     sink = hub.sink("influx")
-    wait_until(lambda: sink.stats.spooled == 200, what="points spooled while VictoriaMetrics is down")
+    wait_until(
+        lambda: sink.stats.spooled == 200, what="points spooled while VictoriaMetrics is down"
+    )
     with vm:
         wait_until(lambda: sink.stats.sent == 200, timeout=60, what="replay into VictoriaMetrics")
         hub.close()

@@ -30,7 +30,9 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def constant_model(path: Path, outputs: list[np.ndarray], input_shape=(1, 3, 64, 64), input_dtype=TensorProto.FLOAT) -> Path:
+def constant_model(
+    path: Path, outputs: list[np.ndarray], input_shape=(1, 3, 64, 64), input_dtype=TensorProto.FLOAT
+) -> Path:
     """A model returning ``outputs`` unchanged (plus 0 * mean(input), so the input is used)."""
     nodes = [
         helper.make_node("Cast", ["images"], ["as_float"], to=TensorProto.FLOAT),
@@ -42,30 +44,47 @@ def constant_model(path: Path, outputs: list[np.ndarray], input_shape=(1, 3, 64,
     for i, value in enumerate(outputs):
         initializers.append(numpy_helper.from_array(value.astype(np.float32), f"const{i}"))
         nodes.append(helper.make_node("Add", [f"const{i}", "nothing"], [f"output{i}"]))
-        graph_outputs.append(helper.make_tensor_value_info(f"output{i}", TensorProto.FLOAT, list(value.shape)))
+        graph_outputs.append(
+            helper.make_tensor_value_info(f"output{i}", TensorProto.FLOAT, list(value.shape))
+        )
     graph = helper.make_graph(
-        nodes, "constant", [helper.make_tensor_value_info("images", input_dtype, list(input_shape))],
-        graph_outputs, initializers,
+        nodes,
+        "constant",
+        [helper.make_tensor_value_info("images", input_dtype, list(input_shape))],
+        graph_outputs,
+        initializers,
     )
     return _save(graph, path)
 
 
-def conv_model(path: Path, channels_out: int = 7, size: int = 64, stride: int = 8, seed: int = 0) -> Path:
+def conv_model(
+    path: Path, channels_out: int = 7, size: int = 64, stride: int = 8, seed: int = 0
+) -> Path:
     """NCHW float32 [1, 3, size, size] -> [1, channels_out, (size/stride)^2] via one strided conv."""
     rng = np.random.default_rng(seed)
     weight = rng.normal(0, 0.2, (channels_out, 3, stride, stride)).astype(np.float32)
     bias = rng.normal(0, 0.1, channels_out).astype(np.float32)
     cells = (size // stride) ** 2
     nodes = [
-        helper.make_node("Conv", ["images", "w", "b"], ["conv"], strides=[stride, stride], kernel_shape=[stride, stride]),
+        helper.make_node(
+            "Conv",
+            ["images", "w", "b"],
+            ["conv"],
+            strides=[stride, stride],
+            kernel_shape=[stride, stride],
+        ),
         helper.make_node("Reshape", ["conv", "shape"], ["output0"]),
     ]
     graph = helper.make_graph(
-        nodes, "conv",
+        nodes,
+        "conv",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, channels_out, cells])],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b"),
-         numpy_helper.from_array(np.array([1, channels_out, cells], np.int64), "shape")],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(bias, "b"),
+            numpy_helper.from_array(np.array([1, channels_out, cells], np.int64), "shape"),
+        ],
     )
     return _save(graph, path)
 
@@ -88,7 +107,14 @@ def write_package(
     for spec in artifacts.values():
         if "file" in spec and "sha256" not in spec and (root / spec["file"]).is_file():
             spec["sha256"] = sha256(root / spec["file"])
-    manifest = {"name": name, "task": "object-detection", "classes": classes, "input": input, "head": head, "artifacts": artifacts}
+    manifest = {
+        "name": name,
+        "task": "object-detection",
+        "classes": classes,
+        "input": input,
+        "head": head,
+        "artifacts": artifacts,
+    }
     (root / "coral-model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return root
 
@@ -96,7 +122,9 @@ def write_package(
 # --------------------------------------------------------------------------- head encoders
 
 
-def encode_yolov8(boxes_xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, num_classes: int, cells: int) -> np.ndarray:
+def encode_yolov8(
+    boxes_xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, num_classes: int, cells: int
+) -> np.ndarray:
     """``[1, 4+nc, cells]`` with the given boxes in the first columns, zero scores elsewhere."""
     out = np.zeros((1, 4 + num_classes, cells), np.float32)
     out[0, 0:4, :] = np.array([5, 5, 2, 2], np.float32)[:, None]  # tiny boxes with zero score
@@ -108,8 +136,13 @@ def encode_yolov8(boxes_xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndar
 
 
 def encode_yolov8_dfl(
-    boxes_xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, num_classes: int,
-    input_hw: tuple[int, int], strides=(8, 16, 32), reg_max: int = 16,
+    boxes_xyxy: np.ndarray,
+    class_ids: np.ndarray,
+    scores: np.ndarray,
+    num_classes: int,
+    input_hw: tuple[int, int],
+    strides=(8, 16, 32),
+    reg_max: int = 16,
 ) -> list[np.ndarray]:
     """Nine rknn_model_zoo outputs; each box goes to the level and cell holding its centre.
 
@@ -130,7 +163,12 @@ def encode_yolov8_dfl(
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         gx, gy = int(cx // stride), int(cy // stride)
         anchor_x, anchor_y = gx + 0.5, gy + 0.5
-        distances = [anchor_x - x1 / stride, anchor_y - y1 / stride, x2 / stride - anchor_x, y2 / stride - anchor_y]
+        distances = [
+            anchor_x - x1 / stride,
+            anchor_y - y1 / stride,
+            x2 / stride - anchor_x,
+            y2 / stride - anchor_y,
+        ]
         for side, d in enumerate(distances):
             assert 0 <= d < reg_max - 1, f"distance {d} does not fit reg_max {reg_max}"
             low = int(np.floor(d))
@@ -140,17 +178,22 @@ def encode_yolov8_dfl(
                 logits[low], logits[low + 1] = np.log(1 - frac), np.log(frac)
             else:
                 logits[low] = 0.0
-            box[0, side * reg_max:(side + 1) * reg_max, gy, gx] = logits
+            box[0, side * reg_max : (side + 1) * reg_max, gy, gx] = logits
         cls[0, c, gy, gx] = s
-    for stride, h, w, box, cls in levels:
+    for _stride, _h, _w, box, cls in levels:
         score_sum = np.clip(cls.sum(axis=1, keepdims=True), 0, 1)
         outputs += [box, cls, score_sum]
     return outputs
 
 
 def encode_yolov5(
-    boxes_xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, num_classes: int,
-    input_hw: tuple[int, int], anchors, strides=(8, 16, 32),
+    boxes_xyxy: np.ndarray,
+    class_ids: np.ndarray,
+    scores: np.ndarray,
+    num_classes: int,
+    input_hw: tuple[int, int],
+    anchors,
+    strides=(8, 16, 32),
 ) -> list[np.ndarray]:
     """Three ``[1, 3*(5+nc), H, W]`` heads (sigmoid already applied) holding the boxes."""
     per = 5 + num_classes

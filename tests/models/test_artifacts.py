@@ -32,8 +32,13 @@ def http_root(tmp_path):
 
 
 def _package(tmp_path, url, digest):
-    root = write_package(tmp_path / "pkg", classes=["a"], input={"width": 8, "height": 8}, head={"type": "yolov8"},
-                         artifacts={"onnxruntime": {"url": url, "sha256": digest}})
+    root = write_package(
+        tmp_path / "pkg",
+        classes=["a"],
+        input={"width": 8, "height": 8},
+        head={"type": "yolov8"},
+        artifacts={"onnxruntime": {"url": url, "sha256": digest}},
+    )
     return load_package(root)
 
 
@@ -51,7 +56,10 @@ def test_http_artifact_is_downloaded_verified_and_reused(tmp_path, http_root, ca
 def test_checksum_mismatch_after_download_leaves_nothing_behind(tmp_path, http_root):
     _, base = http_root
     package = _package(tmp_path, f"{base}/model.onnx", "0" * 64)
-    with pytest.raises(ChecksumMismatchError, match=r"sha256 mismatch: expected 0{64} \(artifacts\.onnxruntime\.sha256 in .*, downloaded from http://"):
+    with pytest.raises(
+        ChecksumMismatchError,
+        match=r"sha256 mismatch: expected 0{64} \(artifacts\.onnxruntime\.sha256 in .*, downloaded from http://",
+    ):
         ensure_artifact(package, "onnxruntime", tmp_path / "cache", progress=False)
     assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
 
@@ -59,7 +67,9 @@ def test_checksum_mismatch_after_download_leaves_nothing_behind(tmp_path, http_r
 def test_http_error_is_a_download_error(tmp_path, http_root):
     _, base = http_root
     package = _package(tmp_path, f"{base}/missing.onnx", "0" * 64)
-    with pytest.raises(ArtifactDownloadError, match=r"missing\.onnx: download failed: HTTP Error 404"):
+    with pytest.raises(
+        ArtifactDownloadError, match=r"missing\.onnx: download failed: HTTP Error 404"
+    ):
         ensure_artifact(package, "onnxruntime", tmp_path / "cache", progress=False)
 
 
@@ -67,4 +77,7 @@ def test_file_url_artifact(tmp_path):
     source = tmp_path / "elsewhere.onnx"
     source.write_bytes(PAYLOAD)
     package = _package(tmp_path, source.as_uri(), sha256(source))
-    assert ensure_artifact(package, "onnxruntime", tmp_path / "cache", progress=False).read_bytes() == PAYLOAD
+    assert (
+        ensure_artifact(package, "onnxruntime", tmp_path / "cache", progress=False).read_bytes()
+        == PAYLOAD
+    )

@@ -20,8 +20,13 @@ SCORES = np.array([0.9, 0.8, 0.7, 0.3], np.float32)
 def detector(tmp_path):
     root = tmp_path / "pkg"
     constant_model(root / "model.onnx", [encode_yolov8(BOXES, CLASSES, SCORES, 3, 84)])
-    write_package(root, classes=["person", "car", "bike"], input={"width": 64, "height": 64}, head={"type": "yolov8"},
-                  artifacts={"onnxruntime": {"file": "model.onnx"}})
+    write_package(
+        root,
+        classes=["person", "car", "bike"],
+        input={"width": 64, "height": 64},
+        head={"type": "yolov8"},
+        artifacts={"onnxruntime": {"file": "model.onnx"}},
+    )
     package = load_package(root)
     detector = Detector(package, OnnxRuntimeBackend().prepare_session(package))
     yield detector
@@ -46,16 +51,24 @@ def test_agnostic_nms_merges_overlapping_boxes_of_different_classes(detector):
 
 def test_confidence_class_filter_and_max_detections(detector):
     assert len(detector.detect(FRAME, confidence=0.5)) == 3
-    assert detector.detect(FRAME, class_filter=["car"]).data["class_name"].tolist() == ["car", "car"]
+    assert detector.detect(FRAME, class_filter=["car"]).data["class_name"].tolist() == [
+        "car",
+        "car",
+    ]
     assert detector.detect(FRAME, class_filter=[2]).class_id.tolist() == [2]
     assert detector.detect(FRAME, max_detections=2).confidence.tolist() == pytest.approx([0.9, 0.8])
     assert len(detector.detect(FRAME, class_filter=[])) == 0
 
 
 def test_unknown_class_in_the_filter_lists_the_model_classes(detector):
-    with pytest.raises(ValueError, match=r"class_filter: 'truck' is not a class of model 'test-model'; its classes are: person, car, bike"):
+    with pytest.raises(
+        ValueError,
+        match=r"class_filter: 'truck' is not a class of model 'test-model'; its classes are: person, car, bike",
+    ):
         detector.detect(FRAME, class_filter=["truck"])
-    with pytest.raises(ValueError, match=r"class id 7 is out of range for model 'test-model' \(3 classes\)"):
+    with pytest.raises(
+        ValueError, match=r"class id 7 is out of range for model 'test-model' \(3 classes\)"
+    ):
         detector.detect(FRAME, class_filter=[7])
 
 
@@ -69,4 +82,6 @@ def test_batch_keeps_frame_order_and_stage_times_are_recorded(detector):
     results = detector.detect_batch(frames)
     assert [r.xyxy[0].tolist() for r in results] == [(BOXES[0] * k).tolist() for k in (1, 2, 3)]
     _, times = detector.detect_timed(FRAME)
-    assert times.candidates == 4 and times.total == pytest.approx(times.preprocess + times.inference + times.decode)
+    assert times.candidates == 4 and times.total == pytest.approx(
+        times.preprocess + times.inference + times.decode
+    )

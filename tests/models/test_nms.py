@@ -33,7 +33,11 @@ def reference_nms(boxes, scores, threshold, class_ids=None, max_detections=None)
 
 boxes_strategy = st.integers(min_value=0, max_value=60).flatmap(
     lambda n: st.tuples(
-        st.lists(st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(1, 120), st.floats(1, 120)), min_size=n, max_size=n),
+        st.lists(
+            st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(1, 120), st.floats(1, 120)),
+            min_size=n,
+            max_size=n,
+        ),
         st.lists(st.floats(0.01, 1.0), min_size=n, max_size=n, unique=True),
         st.lists(st.integers(0, 3), min_size=n, max_size=n),
     )
@@ -41,16 +45,27 @@ boxes_strategy = st.integers(min_value=0, max_value=60).flatmap(
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=boxes_strategy, threshold=st.sampled_from([0.3, 0.45, 0.7]), agnostic=st.booleans(),
-       max_detections=st.sampled_from([None, 5, 300]))
+@given(
+    data=boxes_strategy,
+    threshold=st.sampled_from([0.3, 0.45, 0.7]),
+    agnostic=st.booleans(),
+    max_detections=st.sampled_from([None, 5, 300]),
+)
 def test_nms_matches_the_reference(data, threshold, agnostic, max_detections):
     xywh, scores, class_ids = data
     boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in xywh], np.float32).reshape(-1, 4)
     scores_a = np.array(scores, np.float32)
     classes = None if agnostic else np.array(class_ids, np.int64)
-    ours = nms(boxes, scores_a, threshold, class_ids=classes, max_detections=max_detections).tolist()
-    expected = reference_nms(boxes.tolist(), scores_a.tolist(), threshold,
-                             None if agnostic else class_ids, max_detections)
+    ours = nms(
+        boxes, scores_a, threshold, class_ids=classes, max_detections=max_detections
+    ).tolist()
+    expected = reference_nms(
+        boxes.tolist(),
+        scores_a.tolist(),
+        threshold,
+        None if agnostic else class_ids,
+        max_detections,
+    )
     assert ours == expected
 
 
@@ -65,10 +80,13 @@ def test_empty_and_degenerate_inputs():
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
     zero_area = np.array([[5, 5, 5, 5], [5, 5, 5, 5]], np.float32)
     assert nms(zero_area, np.array([0.9, 0.8]), 0.5).tolist() == [0, 1]  # IoU of empty boxes is 0
-    assert box_iou(np.array([0, 0, 0, 0.]), zero_area).tolist() == [0.0, 0.0]
+    assert box_iou(np.array([0, 0, 0, 0.0]), zero_area).tolist() == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("limit", [0, 1, 2])
 def test_max_detections_caps_the_kept_boxes(limit):
     boxes = np.array([[0, 0, 1, 1], [5, 5, 6, 6], [9, 9, 10, 10]], np.float32)
-    assert nms(boxes, np.array([0.3, 0.9, 0.5]), 0.5, max_detections=limit).tolist() == [1, 2, 0][:limit]
+    assert (
+        nms(boxes, np.array([0.3, 0.9, 0.5]), 0.5, max_detections=limit).tolist()
+        == [1, 2, 0][:limit]
+    )

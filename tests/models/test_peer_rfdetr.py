@@ -47,7 +47,9 @@ def raw_outputs(want: dict[str, np.ndarray], index: int, info: dict[str, Any]) -
     return outputs
 
 
-def rfdetr_detector(root: Path, kind: str, outputs: list[np.ndarray], info: dict[str, Any]) -> Detector:
+def rfdetr_detector(
+    root: Path, kind: str, outputs: list[np.ndarray], info: dict[str, Any]
+) -> Detector:
     size = info["resolution"]
     constant_model(root / "model.onnx", outputs, input_shape=(1, 3, size, size))
     manifest = {
@@ -56,7 +58,9 @@ def rfdetr_detector(root: Path, kind: str, outputs: list[np.ndarray], info: dict
         "classes": info["classes"],
         "input": {"width": size, "height": size, "resize": "stretch", "color": "RGB", **IMAGENET},
         "head": {"type": "rfdetr_seg" if kind == "seg" else "rfdetr"},
-        "artifacts": {"onnxruntime": {"file": "model.onnx", "sha256": sha256_of(root / "model.onnx")}},
+        "artifacts": {
+            "onnxruntime": {"file": "model.onnx", "sha256": sha256_of(root / "model.onnx")}
+        },
     }
     (root / "coral-model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     package = load_package(root)
@@ -68,7 +72,9 @@ def test_rfdetr_matches_its_own_postprocess(tmp_path, kind):
     info = json.loads((FIXTURES / kind / "meta.json").read_text())
     want = load_expected(kind)
     for index, frame in enumerate(frames()):
-        detector = rfdetr_detector(tmp_path / f"{kind}{index}", kind, raw_outputs(want, index, info), info)
+        detector = rfdetr_detector(
+            tmp_path / f"{kind}{index}", kind, raw_outputs(want, index, info), info
+        )
         try:
             tensor, _ = detector.prepare(frame)
             theirs = want[f"f{index}_tensor_value"]

@@ -63,26 +63,50 @@ def test_bundled_package_validates(demo):
 
 
 def test_both_head_layouts_find_the_same_boxes(demo, stills, tmp_path):
-    dfl = _variant(demo, tmp_path / "dfl", {"onnxruntime": {"file": "model_yolov8_dfl.onnx"}},
-                   head=demo.manifest.convert.rknn.head.model_dump())
+    dfl = _variant(
+        demo,
+        tmp_path / "dfl",
+        {"onnxruntime": {"file": "model_yolov8_dfl.onnx"}},
+        head=demo.manifest.convert.rknn.head.model_dump(),
+    )
     single = Detector(demo, OnnxRuntimeBackend().prepare_session(demo))
     nine = Detector(dfl, OnnxRuntimeBackend().prepare_session(dfl))
     try:
         for still in stills:
-            _same(single.detect(still.image, confidence=0.4), nine.detect(still.image, confidence=0.4))
+            _same(
+                single.detect(still.image, confidence=0.4), nine.detect(still.image, confidence=0.4)
+            )
     finally:
         single.close()
         nine.close()
 
 
-def test_rknn_build_of_the_nine_output_export_matches_onnxruntime(demo, stills, tmp_path, fake_board):  # noqa: F811
+def test_rknn_build_of_the_nine_output_export_matches_onnxruntime(
+    demo,
+    stills,
+    tmp_path,
+    fake_board,  # noqa: F811  (the fixture imported above)
+):
     mean, std = normalisation_for_rknn(demo.input)
     assert (mean, std) == ([[0.0, 0.0, 0.0]], [[255.0, 255.0, 255.0]])
-    fake_board.build_rknn(demo.root / "model_yolov8_dfl.onnx", tmp_path / "model.rknn", mean_values=mean, std_values=std)
-    npu = _variant(demo, tmp_path / "npu", {
-        "onnxruntime": {"file": "model_yolov8.onnx"},
-        "rknn": {"file": "model.rknn", "target_platform": "rk3588", "head": demo.manifest.convert.rknn.head.model_dump()},
-    })
+    fake_board.build_rknn(
+        demo.root / "model_yolov8_dfl.onnx",
+        tmp_path / "model.rknn",
+        mean_values=mean,
+        std_values=std,
+    )
+    npu = _variant(
+        demo,
+        tmp_path / "npu",
+        {
+            "onnxruntime": {"file": "model_yolov8.onnx"},
+            "rknn": {
+                "file": "model.rknn",
+                "target_platform": "rk3588",
+                "head": demo.manifest.convert.rknn.head.model_dump(),
+            },
+        },
+    )
     shutil.copy(tmp_path / "model.rknn", npu.root / "model.rknn")
     on_npu = Detector(npu, RknnBackend().prepare_session(npu))
     on_cpu = Detector(npu, OnnxRuntimeBackend().prepare_session(npu))

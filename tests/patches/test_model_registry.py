@@ -46,17 +46,24 @@ def test_off_by_default_and_described(roboflow_registry):
     assert "roboflow_core/roboflow_object_detection_model" in row["description"]
 
 
-def test_enabled_patch_resolves_coral_ids_and_passes_others_through(roboflow_registry, sentinel_original):
+def test_enabled_patch_resolves_coral_ids_and_passes_others_through(
+    roboflow_registry, sentinel_original
+):
     registry_class, types = roboflow_registry
     _, calls = sentinel_original
     context = coral_inference.init({"patches": {"coral_model_registry": True}})
     assert context.is_patch_enabled("coral_model_registry")
     registry = registry_class(types)
     model_class = registry.get_model("coral/coral-demo", None)
-    assert model_class.__name__ == "CoralPackageModel" and model_class.task_type == "object-detection"
+    assert (
+        model_class.__name__ == "CoralPackageModel" and model_class.task_type == "object-detection"
+    )
     # Not Coral packages: a Roboflow project called "coral", and any other id.
     assert registry.get_model("coral/3", "key") == "roboflow model class for coral/3"
-    assert registry.get_model("people/7", "key", countinference=True) == "roboflow model class for people/7"
+    assert (
+        registry.get_model("people/7", "key", countinference=True)
+        == "roboflow model class for people/7"
+    )
     assert calls == ["coral/3", "people/7"]
 
 
@@ -81,12 +88,28 @@ def test_model_manager_built_by_inference_runs_coral_packages_with_the_patch(rob
         workflow_definition={
             "version": "1.0",
             "inputs": [{"type": "WorkflowImage", "name": "image"}],
-            "steps": [{"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "detect",
-                       "images": "$inputs.image", "model_id": "coral/coral-demo", "confidence": 0.4}],
-            "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"}],
+            "steps": [
+                {
+                    "type": "roboflow_core/roboflow_object_detection_model@v2",
+                    "name": "detect",
+                    "images": "$inputs.image",
+                    "model_id": "coral/coral-demo",
+                    "confidence": 0.4,
+                }
+            ],
+            "outputs": [
+                {
+                    "type": "JsonField",
+                    "name": "predictions",
+                    "selector": "$steps.detect.predictions",
+                }
+            ],
         },
-        init_parameters={"workflows_core.model_manager": manager, "workflows_core.api_key": None,
-                         "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL},
+        init_parameters={
+            "workflows_core.model_manager": manager,
+            "workflows_core.api_key": None,
+            "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL,
+        },
     )
     still = random_still(4242, 640, 480)
     predictions = engine.run(runtime_parameters={"image": still.image})[0]["predictions"]
@@ -102,7 +125,9 @@ def test_patch_is_refused_outside_its_supported_range(roboflow_registry, monkeyp
     patch = CoralModelRegistryPatch()
     monkeypatch.setattr(patch, "supported", ">=9")
     outcome = patch.enable(None)
-    assert outcome.state == "refused" and "outside the patch's supported range >=9" in outcome.reason
+    assert (
+        outcome.state == "refused" and "outside the patch's supported range >=9" in outcome.reason
+    )
 
 
 @pytest.mark.server
@@ -125,12 +150,22 @@ def test_inference_server_runs_core_model_block_with_coral_id(roboflow_registry,
     config = tmp_path / "coral.yaml"
     config.write_text("patches:\n  coral_model_registry: true\n")
     port, log = free_port(), tmp_path / "server.log"
-    env = {**os.environ, "WORKFLOWS_PLUGINS": "coral_workflows", "CORAL_CONFIG": str(config),
-           "DISABLE_VERSION_CHECK": "True", "ENABLE_STREAM_API": "False", "PYTHONPATH": str(repo)}
+    env = {
+        **os.environ,
+        "WORKFLOWS_PLUGINS": "coral_workflows",
+        "CORAL_CONFIG": str(config),
+        "DISABLE_VERSION_CHECK": "True",
+        "ENABLE_STREAM_API": "False",
+        "PYTHONPATH": str(repo),
+    }
     env.pop("ROBOFLOW_API_KEY", None)
     with log.open("w") as sink:
-        server = subprocess.Popen([sys.executable, str(repo / "tests/server/inference_http.py"), str(port)],
-                                  stdout=sink, stderr=subprocess.STDOUT, env=env)
+        server = subprocess.Popen(
+            [sys.executable, str(repo / "tests/server/inference_http.py"), str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -150,21 +185,44 @@ def test_inference_server_runs_core_model_block_with_coral_id(roboflow_registry,
             "version": "1.0",
             "inputs": [{"type": "WorkflowImage", "name": "image"}],
             "steps": [
-                {"type": "coral/object_detection_model@v1", "name": "coral", "images": "$inputs.image",
-                 "model": "coral-demo", "confidence": 0.4, "iou_threshold": 0.3},
-                {"type": "roboflow_core/roboflow_object_detection_model@v2", "name": "core", "images": "$inputs.image",
-                 "model_id": "coral/coral-demo", "confidence": 0.4, "iou_threshold": 0.3},
+                {
+                    "type": "coral/object_detection_model@v1",
+                    "name": "coral",
+                    "images": "$inputs.image",
+                    "model": "coral-demo",
+                    "confidence": 0.4,
+                    "iou_threshold": 0.3,
+                },
+                {
+                    "type": "roboflow_core/roboflow_object_detection_model@v2",
+                    "name": "core",
+                    "images": "$inputs.image",
+                    "model_id": "coral/coral-demo",
+                    "confidence": 0.4,
+                    "iou_threshold": 0.3,
+                },
             ],
-            "outputs": [{"type": "JsonField", "name": "coral", "selector": "$steps.coral.predictions"},
-                        {"type": "JsonField", "name": "core", "selector": "$steps.core.predictions"}],
+            "outputs": [
+                {"type": "JsonField", "name": "coral", "selector": "$steps.coral.predictions"},
+                {"type": "JsonField", "name": "core", "selector": "$steps.core.predictions"},
+            ],
         }
-        response = httpx.post(f"{url}/workflows/run", timeout=120, json={
-            "specification": workflow, "inputs": {"image": {"type": "base64", "value": encoded}}})
+        response = httpx.post(
+            f"{url}/workflows/run",
+            timeout=120,
+            json={
+                "specification": workflow,
+                "inputs": {"image": {"type": "base64", "value": encoded}},
+            },
+        )
         assert response.status_code == 200, response.text[:2000] + log.read_text()[-2000:]
         output = response.json()["outputs"][0]
 
         def boxes(result):
-            return sorted((p["class"], round(p["x"], 1), round(p["y"], 1), round(p["width"], 1)) for p in result["predictions"])
+            return sorted(
+                (p["class"], round(p["x"], 1), round(p["y"], 1), round(p["width"], 1))
+                for p in result["predictions"]
+            )
 
         assert len(output["core"]["predictions"]) > 0
         assert boxes(output["core"]) == boxes(output["coral"])

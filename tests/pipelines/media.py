@@ -12,7 +12,9 @@ import av
 import numpy as np
 
 
-def write_test_video(path: Path, *, frames: int = 60, fps: int = 15, width: int = 160, height: int = 120) -> Path:
+def write_test_video(
+    path: Path, *, frames: int = 60, fps: int = 15, width: int = 160, height: int = 120
+) -> Path:
     """A square sliding left to right on grey, as H.264 in MP4 (``frames`` frames)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
@@ -22,7 +24,7 @@ def write_test_video(path: Path, *, frames: int = 60, fps: int = 15, width: int 
         for i in range(frames):
             image = np.full((height, width, 3), 90, np.uint8)
             x = int((width - 30) * i / max(1, frames - 1))
-            image[40:70, x:x + 30] = (0, 200, 255)
+            image[40:70, x : x + 30] = (0, 200, 255)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -36,8 +38,13 @@ def blur_workflow() -> dict:
         "version": "1.0",
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
         "steps": [
-            {"type": "roboflow_core/image_blur@v1", "name": "blur", "image": "$inputs.image",
-             "blur_type": "gaussian", "kernel_size": 5},
+            {
+                "type": "roboflow_core/image_blur@v1",
+                "name": "blur",
+                "image": "$inputs.image",
+                "blur_type": "gaussian",
+                "kernel_size": 5,
+            },
         ],
         "outputs": [{"type": "JsonField", "name": "preview", "selector": "$steps.blur.image"}],
     }

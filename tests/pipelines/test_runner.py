@@ -13,6 +13,7 @@ from coral_inference.pipelines import (
     PipelineStateError,
     parse_source,
 )
+
 from .media import blur_workflow, failing_workflow, write_test_video
 
 
@@ -122,8 +123,13 @@ def test_a_workflow_that_does_not_compile_raises_start_error_and_reports_it(cont
 @pytest.mark.slow
 def test_pause_holds_frames_back_resume_lets_them_flow_terminate_stops(context, long_video):
     arrived = threading.Event()
-    runner = PipelineRunner(context, blur_workflow(), str(long_video), max_fps=30,
-                            on_result=lambda result: arrived.set())
+    runner = PipelineRunner(
+        context,
+        blur_workflow(),
+        str(long_video),
+        max_fps=30,
+        on_result=lambda result: arrived.set(),
+    )
     runner.start()
     assert arrived.wait(60)
     with pytest.raises(PipelineStateError):
@@ -132,7 +138,9 @@ def test_pause_holds_frames_back_resume_lets_them_flow_terminate_stops(context, 
     assert runner.status()["state"] == "paused"
     frames_when_paused = runner.status()["frames"]
     assert not runner.join(1.0)  # nothing ends while paused...
-    assert runner.status()["frames"] <= frames_when_paused + 1  # ...and at most the in-flight frame lands
+    assert (
+        runner.status()["frames"] <= frames_when_paused + 1
+    )  # ...and at most the in-flight frame lands
     arrived.clear()
     runner.resume()
     assert arrived.wait(30)

@@ -20,9 +20,22 @@ def plugin_site(tmp_path_factory):
     source = build / "src"
     shutil.copytree(FIXTURE, source)  # setuptools builds in-tree; keep the repository clean
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(source)],
-        check=True, cwd=build, env={**os.environ, "PIP_NO_CACHE_DIR": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        cwd=build,
+        env={**os.environ, "PIP_NO_CACHE_DIR": "1"},
     )
     assert list(target.glob("coral_example_plugin-0.3.0.dist-info"))
     return target
@@ -30,12 +43,25 @@ def plugin_site(tmp_path_factory):
 
 def coral(plugin_site, *args):
     env = {**os.environ, "PYTHONPATH": str(plugin_site)}
-    return subprocess.run([sys.executable, "-m", "coral_inference.cli.main", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "coral_inference.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def test_third_party_backend_and_patch_are_discovered_and_applied(plugin_site, require_inference):
-    out = coral(plugin_site, "init", "--json", "--no-env", "--set", "patches.example_patch=true",
-                "--set", "backends.options.example.speed=fast")
+    out = coral(
+        plugin_site,
+        "init",
+        "--json",
+        "--no-env",
+        "--set",
+        "patches.example_patch=true",
+        "--set",
+        "backends.options.example.speed=fast",
+    )
     assert out.returncode == 0, out.stderr
     described = json.loads(out.stdout)
     backends = {b["name"]: b for b in described["backends"]}

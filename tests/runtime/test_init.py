@@ -46,14 +46,21 @@ def test_shutdown_closes_services_and_disables_patches(tmp_path):
     key: ContextKey[Service] = ContextKey("s")
     assert context.shared(key, Service) is context.shared(key, Service)
     target = tmp_path  # any object with a writable attribute
-    patch = Patch("test_shutdown_patch", supported=">=0", replacements={"pathlib:PurePath.coral_marker": lambda old, ctx: "patched"})
+    patch = Patch(
+        "test_shutdown_patch",
+        supported=">=0",
+        replacements={"pathlib:PurePath.coral_marker": lambda old, ctx: "patched"},
+    )
     import pathlib
 
     pathlib.PurePath.coral_marker = "original"
     try:
         context.patches.add(patch)
         context.patches.apply({"test_shutdown_patch": True}, context)
-        assert context.is_patch_enabled("test_shutdown_patch") and pathlib.PurePath.coral_marker == "patched"
+        assert (
+            context.is_patch_enabled("test_shutdown_patch")
+            and pathlib.PurePath.coral_marker == "patched"
+        )
         assert shutdown() == []
         assert closed == ["service"]
         assert pathlib.PurePath.coral_marker == "original"
@@ -86,7 +93,9 @@ def test_describe_is_json_with_platform_inference_backends_patches_plugins():
 
 def test_get_backend_auto_prefers_the_configured_order_among_available_ones():
     context = init()
-    assert context.get_backend("auto").name == "onnxruntime"  # rknn first in order but unavailable here
+    assert (
+        context.get_backend("auto").name == "onnxruntime"
+    )  # rknn first in order but unavailable here
     with pytest.raises(KeyError, match="unknown backend 'tpu'; registered: onnxruntime, rknn"):
         context.get_backend("tpu")
 

@@ -13,7 +13,6 @@ import uvicorn
 
 from coral_inference import compat
 
-
 # The server mounts its landing page from paths relative to the working directory
 # (its Docker image runs from /app); the pip distribution does not ship that page.
 LANDING_DIRS = ("inference/landing/out/static", "inference/landing/out/_next/static")

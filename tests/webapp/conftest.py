@@ -9,6 +9,7 @@ import pytest
 from .fakes import FakeRunner, workflow
 from .support import web_config
 
+
 @pytest.fixture
 def config(tmp_path) -> dict:
     cfg = web_config(tmp_path)

@@ -26,12 +26,28 @@ def detect_and_record_workflow() -> dict:
         "version": "1.0",
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
         "steps": [
-            {"type": "coral/object_detection_model@v1", "name": "detect", "images": "$inputs.image",
-             "model": "coral-demo", "confidence": 0.4},
-            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "boxes", "image": "$inputs.image",
-             "predictions": "$steps.detect.predictions"},
-            {"type": "coral/video_recorder@v1", "name": "record", "image": "$steps.boxes.image",
-             "mode": "continuous", "output_directory": "acceptance", "segment_seconds": 3, "preset": "ultrafast"},
+            {
+                "type": "coral/object_detection_model@v1",
+                "name": "detect",
+                "images": "$inputs.image",
+                "model": "coral-demo",
+                "confidence": 0.4,
+            },
+            {
+                "type": "roboflow_core/bounding_box_visualization@v1",
+                "name": "boxes",
+                "image": "$inputs.image",
+                "predictions": "$steps.detect.predictions",
+            },
+            {
+                "type": "coral/video_recorder@v1",
+                "name": "record",
+                "image": "$steps.boxes.image",
+                "mode": "continuous",
+                "output_directory": "acceptance",
+                "segment_seconds": 3,
+                "preset": "ultrafast",
+            },
         ],
         "outputs": [
             {"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"},
@@ -48,7 +64,8 @@ class WebServer:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.overrides = [
-            f"storage.root={root / 'var'}", f"storage.recordings={root / 'var/recordings'}",
+            f"storage.root={root / 'var'}",
+            f"storage.recordings={root / 'var/recordings'}",
             f"storage.results={root / 'var/results'}",
             f"services.pipelines.database={root / 'var/pipelines.sqlite3'}",
             f"services.pipelines.workflows_root={root / 'workflows'}",
@@ -57,7 +74,8 @@ class WebServer:
             f"services.pipelines.sources_roots=[{root.parent}]",
             f'services.auth.api_key_hashes=["{hash_key(API_KEY)}"]',
             "services.streams.host_addresses=[127.0.0.1]",
-            "services.monitoring.poll_interval_s=1", "services.monitoring.min_free_bytes=0",
+            "services.monitoring.poll_interval_s=1",
+            "services.monitoring.min_free_bytes=0",
             *overrides,
         ]
         self.env = env or {}
@@ -71,15 +89,31 @@ class WebServer:
 
     def start(self, timeout: float = 180.0) -> WebServer:
         cli = Path(sys.executable).parent / "coral-runtime"
-        command = [str(cli), "web", "serve", "-c", str(EXAMPLE_CONFIG), "--no-env", "--port", str(self.port),
-                   "--log-level", "warning"]
+        command = [
+            str(cli),
+            "web",
+            "serve",
+            "-c",
+            str(EXAMPLE_CONFIG),
+            "--no-env",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         for item in self.overrides:
             command += ["--set", item]
         env = {**os.environ, "DISABLE_VERSION_CHECK": "True", **self.env}
         self.root.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.wait_ready(timeout)
         return self
 
@@ -87,7 +121,9 @@ class WebServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"web serve exited with {self.process.returncode}:\n{self.tail()}")
+                raise RuntimeError(
+                    f"web serve exited with {self.process.returncode}:\n{self.tail()}"
+                )
             try:
                 if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
                     return
@@ -116,7 +152,9 @@ class WebServer:
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=kwargs.pop("timeout", 120), **kwargs)
 
-    def wait_for(self, predicate, timeout: float = 120.0, interval: float = 0.5, what: str = "condition"):
+    def wait_for(
+        self, predicate, timeout: float = 120.0, interval: float = 0.5, what: str = "condition"
+    ):
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -124,4 +162,6 @@ class WebServer:
             if last:
                 return last
             time.sleep(interval)
-        raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})\n{self.tail()}")
+        raise AssertionError(
+            f"{what} not reached within {timeout} s (last: {last!r})\n{self.tail()}"
+        )

@@ -26,19 +26,30 @@ def test_a_pipeline_goes_through_its_whole_life_over_the_api(client):
     assert response.status_code == 201, response.text
     created = response.json()
     pid = created["id"]
-    assert created["state"] == "running" and created["name"] == "gate" and created["source_kind"] == "stream"
+    assert (
+        created["state"] == "running"
+        and created["name"] == "gate"
+        and created["source_kind"] == "stream"
+    )
     assert created["preview_channel"] == pid
     assert FakeRunner.instances[-1].max_fps == 5 and FakeRunner.instances[-1].parameters == {"k": 1}
     assert [p["id"] for p in client.get("/api/v1/pipelines").json()] == [pid]
-    assert client.post(f"/api/v1/pipelines/{pid}/pause", headers=HEADERS).json()["state"] == "paused"
-    assert client.post(f"/api/v1/pipelines/{pid}/resume", headers=HEADERS).json()["state"] == "running"
+    assert (
+        client.post(f"/api/v1/pipelines/{pid}/pause", headers=HEADERS).json()["state"] == "paused"
+    )
+    assert (
+        client.post(f"/api/v1/pipelines/{pid}/resume", headers=HEADERS).json()["state"] == "running"
+    )
     results = client.get(f"/api/v1/pipelines/{pid}/results").json()
     assert results["outputs"] == {"count": 2} and results["frame_id"] == 1
     snapshot = client.get(f"/api/v1/pipelines/{pid}/snapshot.jpg")
     assert snapshot.headers["content-type"] == "image/jpeg" and snapshot.content[:2] == b"\xff\xd8"
     channels = {c["name"]: c for c in client.get("/api/v1/streams").json()}
     assert channels[pid]["width"] == 64  # the preview was published under the pipeline id
-    assert client.post(f"/api/v1/pipelines/{pid}/terminate", headers=HEADERS).json()["state"] == "terminated"
+    assert (
+        client.post(f"/api/v1/pipelines/{pid}/terminate", headers=HEADERS).json()["state"]
+        == "terminated"
+    )
     assert client.delete(f"/api/v1/pipelines/{pid}", headers=HEADERS).status_code == 204
     assert client.get(f"/api/v1/pipelines/{pid}").json()["code"] == "pipeline_not_found"
 
@@ -55,18 +66,27 @@ def test_errors_are_json_with_code_and_message(client):
     invalid = client.post("/api/v1/pipelines", json={"workflow_file": "blur.json"}, headers=HEADERS)
     assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
     assert "source" in invalid.json()["message"]
-    both = client.post("/api/v1/pipelines", json={"workflow": workflow(), "workflow_file": "blur.json", "source": 0},
-                       headers=HEADERS)
+    both = client.post(
+        "/api/v1/pipelines",
+        json={"workflow": workflow(), "workflow_file": "blur.json", "source": 0},
+        headers=HEADERS,
+    )
     assert both.status_code == 422 and "exactly one" in both.json()["message"]
     unknown_route = client.get("/api/v1/nothing-here")
     assert unknown_route.status_code == 404 and unknown_route.json()["code"] == "not_found"
 
 
 def test_a_workflow_that_cannot_start_is_refused_with_the_reason(client):
-    response = client.post("/api/v1/pipelines", json={"workflow": workflow("fail"), "source": "rtsp://x/y"},
-                           headers=HEADERS)
+    response = client.post(
+        "/api/v1/pipelines",
+        json={"workflow": workflow("fail"), "source": "rtsp://x/y"},
+        headers=HEADERS,
+    )
     assert response.status_code == 422
-    assert response.json()["code"] == "pipeline_start_failed" and "fail/at_start" in response.json()["message"]
+    assert (
+        response.json()["code"] == "pipeline_start_failed"
+        and "fail/at_start" in response.json()["message"]
+    )
     assert client.get("/api/v1/pipelines").json() == []
 
 
@@ -77,7 +97,9 @@ def test_sources_are_classified_and_missing_files_refused(client, tmp_path):
     assert start(client, source="2").json()["source_kind"] == "camera"
     assert FakeRunner.instances[-1].source == 2
     missing = start(client, source=str(tmp_path / "nope.mp4"))
-    assert missing.status_code == 422 and missing.json()["code"] == "source_not_allowed"  # sources_policy
+    assert (
+        missing.status_code == 422 and missing.json()["code"] == "source_not_allowed"
+    )  # sources_policy
     odd = start(client, source="gopher://x/y")
     assert odd.status_code == 422 and odd.json()["code"] == "scheme_not_allowed"
 
@@ -101,7 +123,12 @@ def test_workflow_files_are_listed_and_read_only_inside_the_root(client, tmp_pat
     (tmp_path / "workflows" / "notes.json").write_text('{"not": "a workflow"}')
     (tmp_path / "secret.json").write_text(json.dumps(workflow()))
     assert [w["path"] for w in client.get("/api/v1/workflows").json()] == ["blur.json"]
-    for escape in ("../secret.json", "/etc/passwd", str(tmp_path / "secret.json"), "..\\secret.json"):
+    for escape in (
+        "../secret.json",
+        "/etc/passwd",
+        str(tmp_path / "secret.json"),
+        "..\\secret.json",
+    ):
         response = start(client, workflow_file=escape)
         assert response.status_code == 403, escape
         assert response.json()["code"] == "path_outside_root"
@@ -154,8 +181,11 @@ def test_a_finished_file_pipeline_is_not_restarted(make_client, config):
 def test_mutations_need_a_valid_key_reads_on_loopback_do_not(client):
     no_key = client.post("/api/v1/pipelines", json={"workflow_file": "blur.json", "source": "0"})
     assert no_key.status_code == 401 and no_key.json()["code"] == "missing_api_key"
-    wrong = client.post("/api/v1/pipelines", json={"workflow_file": "blur.json", "source": "0"},
-                        headers={"X-API-Key": "guess"})
+    wrong = client.post(
+        "/api/v1/pipelines",
+        json={"workflow_file": "blur.json", "source": "0"},
+        headers={"X-API-Key": "guess"},
+    )
     assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_api_key"
     assert client.post("/api/v1/maintenance/cleanup").status_code == 401
     assert client.get("/api/v1/pipelines").status_code == 200
@@ -167,7 +197,10 @@ def test_beyond_loopback_every_route_needs_a_key_except_probes(make_client, tmp_
     assert client.get("/api/v1/pipelines").status_code == 401
     assert client.get("/metrics").status_code == 401
     assert client.get("/api/v1/pipelines", headers=HEADERS).status_code == 200
-    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code in (200, 503)
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code in (
+        200,
+        503,
+    )
 
 
 def test_a_session_cookie_stands_in_for_the_header(make_client, tmp_path):
@@ -188,13 +221,22 @@ def test_auth_off_opens_everything(make_client, tmp_path):
 def test_without_configured_keys_a_key_is_generated_for_the_run(make_client, tmp_path):
     client = make_client(web_config(tmp_path, auth={"api_key_hashes": []}))
     key = client.app.state.generated_api_key
-    assert key and client.post("/api/v1/maintenance/cleanup", headers={"X-API-Key": key}).status_code == 200
+    assert (
+        key
+        and client.post("/api/v1/maintenance/cleanup", headers={"X-API-Key": key}).status_code
+        == 200
+    )
     assert client.post("/api/v1/maintenance/cleanup").status_code == 401
 
 
-def test_cors_allows_configured_origins_only_and_never_wildcard_with_credentials(make_client, tmp_path):
+def test_cors_allows_configured_origins_only_and_never_wildcard_with_credentials(
+    make_client, tmp_path
+):
     client = make_client(web_config(tmp_path, http={"cors_origins": ["http://ui.example"]}))
-    ok = client.options("/api/v1/pipelines", headers={"Origin": "http://ui.example", "Access-Control-Request-Method": "GET"})
+    ok = client.options(
+        "/api/v1/pipelines",
+        headers={"Origin": "http://ui.example", "Access-Control-Request-Method": "GET"},
+    )
     assert ok.headers["access-control-allow-origin"] == "http://ui.example"
     other = client.get("/api/v1/pipelines", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in other.headers
@@ -217,8 +259,11 @@ def test_a_body_over_the_limit_is_refused_declared_or_streamed(client):
         for _ in range(20):
             yield b"x" * 8192
 
-    streamed = client.post("/api/v1/pipelines", content=chunks(),
-                           headers={**HEADERS, "Content-Type": "application/json"})
+    streamed = client.post(
+        "/api/v1/pipelines",
+        content=chunks(),
+        headers={**HEADERS, "Content-Type": "application/json"},
+    )
     assert streamed.status_code == 413
     assert client.get("/api/v1/pipelines").json() == []
 
@@ -246,19 +291,31 @@ def test_recordings_are_listed_with_size_duration_and_time(client, recording):
 def test_recordings_stream_with_http_ranges(client, recording):
     data = recording.read_bytes()
     full = client.get("/api/v1/recordings/cam1/clip.mp4")
-    assert full.status_code == 200 and full.content == data and full.headers["accept-ranges"] == "bytes"
+    assert (
+        full.status_code == 200
+        and full.content == data
+        and full.headers["accept-ranges"] == "bytes"
+    )
     part = client.get("/api/v1/recordings/cam1/clip.mp4", headers={"Range": "bytes=10-99"})
     assert part.status_code == 206 and part.content == data[10:100]
     assert part.headers["content-range"] == f"bytes 10-99/{len(data)}"
-    beyond = client.get("/api/v1/recordings/cam1/clip.mp4", headers={"Range": f"bytes={len(data) + 10}-"})
+    beyond = client.get(
+        "/api/v1/recordings/cam1/clip.mp4", headers={"Range": f"bytes={len(data) + 10}-"}
+    )
     assert beyond.status_code == 416
 
 
 def test_recording_paths_never_leave_the_recordings_root(client, recording, tmp_path):
     (tmp_path / "var/secret.mp4").write_bytes(b"TOP-SECRET-BYTES")
     (recording.parent / "escape.mp4").symlink_to(tmp_path / "var/secret.mp4")
-    for path in ("..%2Fsecret.mp4", "cam1%2F..%2F..%2Fsecret.mp4", "%2Fetc%2Fpasswd", "cam1/escape.mp4",
-                 "..%5Csecret.mp4", "cam1/%2e%2e/%2e%2e/secret.mp4"):
+    for path in (
+        "..%2Fsecret.mp4",
+        "cam1%2F..%2F..%2Fsecret.mp4",
+        "%2Fetc%2Fpasswd",
+        "cam1/escape.mp4",
+        "..%5Csecret.mp4",
+        "cam1/%2e%2e/%2e%2e/secret.mp4",
+    ):
         response = client.get(f"/api/v1/recordings/{path}")
         assert response.status_code in (403, 404), path
         assert b"TOP-SECRET-BYTES" not in response.content
@@ -270,10 +327,14 @@ def test_recording_paths_never_leave_the_recordings_root(client, recording, tmp_
 
 def test_a_broken_webrtc_offer_is_a_client_error(client):
     pid = start(client).json()["id"]
-    response = client.post(f"/api/v1/pipelines/{pid}/webrtc", json={"sdp": "not sdp", "type": "offer"},
-                           headers=HEADERS)
+    response = client.post(
+        f"/api/v1/pipelines/{pid}/webrtc", json={"sdp": "not sdp", "type": "offer"}, headers=HEADERS
+    )
     assert response.status_code == 422 and response.json()["code"] == "invalid_offer"
-    assert client.post("/api/v1/pipelines/nope/webrtc", json={"sdp": "x"}, headers=HEADERS).status_code == 404
+    assert (
+        client.post("/api/v1/pipelines/nope/webrtc", json={"sdp": "x"}, headers=HEADERS).status_code
+        == 404
+    )
 
 
 def test_monitoring_history_collects_host_and_pipeline_samples(client):
@@ -341,7 +402,7 @@ def test_the_openapi_schema_documents_errors_and_examples(client):
 
 def test_the_default_ui_is_served(client):
     page = client.get("/")
-    assert page.status_code == 200 and "<video id=\"preview\"" in page.text
+    assert page.status_code == 200 and '<video id="preview"' in page.text
     assert client.get("/static/app.js").status_code == 200
 
 

@@ -10,22 +10,41 @@ from coral_inference.webapp.errors import UnauthorizedError
 
 
 def policy(mode="auto", host="127.0.0.1", keys=("k1",)) -> AuthPolicy:
-    return AuthPolicy.from_config(AuthConfig(enabled=mode, api_key_hashes=[hash_key(k) for k in keys]), host)
+    return AuthPolicy.from_config(
+        AuthConfig(enabled=mode, api_key_hashes=[hash_key(k) for k in keys]), host
+    )
 
 
-@pytest.mark.parametrize("host, expected", [("127.0.0.1", True), ("127.3.2.1", True), ("::1", True),
-                                            ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
-                                            ("192.168.1.20", False), ("::", False), ("box.lan", False)])
+@pytest.mark.parametrize(
+    "host, expected",
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("192.168.1.20", False),
+        ("::", False),
+        ("box.lan", False),
+    ],
+)
 def test_is_loopback(host, expected):
     assert is_loopback(host) is expected
 
 
-@pytest.mark.parametrize("mode, host, method, needs", [
-    ("auto", "127.0.0.1", "GET", False), ("auto", "127.0.0.1", "POST", True),
-    ("auto", "127.0.0.1", "DELETE", True), ("auto", "0.0.0.0", "GET", True),
-    ("on", "127.0.0.1", "GET", True), ("off", "0.0.0.0", "POST", False),
-    ("auto", "0.0.0.0", "OPTIONS", False),
-])
+@pytest.mark.parametrize(
+    "mode, host, method, needs",
+    [
+        ("auto", "127.0.0.1", "GET", False),
+        ("auto", "127.0.0.1", "POST", True),
+        ("auto", "127.0.0.1", "DELETE", True),
+        ("auto", "0.0.0.0", "GET", True),
+        ("on", "127.0.0.1", "GET", True),
+        ("off", "0.0.0.0", "POST", False),
+        ("auto", "0.0.0.0", "OPTIONS", False),
+    ],
+)
 def test_which_requests_need_a_key(mode, host, method, needs):
     assert policy(mode, host).requires_key(method, "/api/v1/pipelines") is needs
 

@@ -10,9 +10,14 @@ from .server import API_KEY, WebServer, detect_and_record_workflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.inference, pytest.mark.slow]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-                 "--autoplay-policy=no-user-gesture-required"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 @pytest.fixture
@@ -23,7 +28,9 @@ def browser(require_tool):
     except ImportError:
         pytest.skip("playwright is not installed")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 
@@ -59,17 +66,25 @@ def test_start_watch_record_and_chart_a_pipeline_from_the_dashboard(browser, ser
     # live preview: frames arrive in the <video> and its clock advances
     page.wait_for_function("document.querySelector('#preview').videoWidth > 0", timeout=60_000)
     first = page.evaluate("document.querySelector('#preview').currentTime")
-    page.wait_for_function(f"document.querySelector('#preview').currentTime > {first} + 1", timeout=30_000)
+    page.wait_for_function(
+        f"document.querySelector('#preview').currentTime > {first} + 1", timeout=30_000
+    )
     assert page.evaluate("document.querySelector('#preview').videoWidth") == 640
 
     # charts get data from the monitor's history
-    page.wait_for_function("Number(document.querySelector('#chart-fps').dataset.points) >= 2", timeout=60_000)
-    page.wait_for_function("Number(document.querySelector('#chart-cpu').dataset.points) >= 2", timeout=30_000)
+    page.wait_for_function(
+        "Number(document.querySelector('#chart-fps').dataset.points) >= 2", timeout=60_000
+    )
+    page.wait_for_function(
+        "Number(document.querySelector('#chart-cpu').dataset.points) >= 2", timeout=30_000
+    )
 
     # a recording is listed and plays in the player
     # Newest first: the top segment may still be written (a fragmented MP4 has no
     # duration until it is finished), so play the second, finished one.
-    page.wait_for_function("document.querySelectorAll('#recordings a.recording').length >= 2", timeout=90_000)
+    page.wait_for_function(
+        "document.querySelectorAll('#recordings a.recording').length >= 2", timeout=90_000
+    )
     link = page.query_selector_all("#recordings a.recording")[1]
     link.click()
     page.wait_for_function("document.querySelector('#player').readyState >= 2", timeout=30_000)

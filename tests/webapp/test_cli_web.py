@@ -28,7 +28,10 @@ def test_hash_key_generates_a_key_whose_digest_the_config_accepts():
 
 
 def test_hash_key_reads_stdin_and_refuses_an_empty_key():
-    assert hash_key("from-stdin") in runner.invoke(app, ["web", "hash-key", "--stdin"], input="from-stdin\n").output
+    assert (
+        hash_key("from-stdin")
+        in runner.invoke(app, ["web", "hash-key", "--stdin"], input="from-stdin\n").output
+    )
     assert runner.invoke(app, ["web", "hash-key", "--stdin"], input="\n").exit_code == 2
 
 

@@ -51,7 +51,9 @@ def test_client_errors_are_not_retried(tmp_path):
         calls.append(1)
         return httpx.Response(404)
 
-    with pytest.raises(SourceUnavailableError, match="cannot be opened"):  # no 404/closed/hanging distinction
+    with pytest.raises(
+        SourceUnavailableError, match="cannot be opened"
+    ):  # no 404/closed/hanging distinction
         asyncio.run(downloader(tmp_path, handler).fetch("http://h/v.mp4"))
     assert len(calls) == 1
 
@@ -76,7 +78,10 @@ def test_timeouts_name_the_setting_to_raise_in_the_log(tmp_path, caplog):
 
 
 def test_oversized_videos_are_refused_declared_or_streamed(tmp_path):
-    declared = downloader(tmp_path, lambda r: httpx.Response(200, headers={"content-length": "5000"}, content=b"x" * 5000))
+    declared = downloader(
+        tmp_path,
+        lambda r: httpx.Response(200, headers={"content-length": "5000"}, content=b"x" * 5000),
+    )
     with pytest.raises(PayloadTooLargeError, match="download_max_bytes"):
         asyncio.run(declared.fetch("http://h/big.mp4"))
 
@@ -88,7 +93,14 @@ def test_oversized_videos_are_refused_declared_or_streamed(tmp_path):
     assert list((tmp_path / "videos").iterdir()) == []
 
 
-@pytest.mark.parametrize("url, name", [("https://a/b/clip%201.mp4", "clip_1.mp4"), ("https://a/", "video.mp4"),
-                                       ("https://a/..", "video.mp4"), ("https://a/x/.hidden", "hidden")])
+@pytest.mark.parametrize(
+    "url, name",
+    [
+        ("https://a/b/clip%201.mp4", "clip_1.mp4"),
+        ("https://a/", "video.mp4"),
+        ("https://a/..", "video.mp4"),
+        ("https://a/x/.hidden", "hidden"),
+    ],
+)
 def test_safe_basename(url, name):
     assert safe_basename(url) == name

@@ -20,7 +20,9 @@ def write(root, relative, text):
 
 
 def test_rk3588_npu_load_is_read_per_core(tmp_path):
-    write(tmp_path, "sys/kernel/debug/rknpu/load", "NPU load:  Core0: 12%, Core1:  0%, Core2: 47%,\n")
+    write(
+        tmp_path, "sys/kernel/debug/rknpu/load", "NPU load:  Core0: 12%, Core1:  0%, Core2: 47%,\n"
+    )
     assert read_npu_load(tmp_path) == {"npu_core0": 12.0, "npu_core1": 0.0, "npu_core2": 47.0}
 
 
@@ -42,12 +44,30 @@ class Sink:
 
 @pytest.fixture
 def monitor(tmp_path):
-    context = init({"storage": {"root": str(tmp_path), "recordings": str(tmp_path / "rec"),
-                                "results": str(tmp_path / "res")},
-                    "services": {"monitoring": {"disk_quota_bytes": 3000, "min_free_bytes": 0}},
-                    "plugins": {"entry_points": False}})
-    statuses = [{"id": "p1", "state": "running", "fps": 9.5, "latency_ms": 12.0, "detections": 2, "frames": 10}]
-    return MonitorService(context, lambda: statuses, metrics_hub=Sink(), sys_root=tmp_path), statuses
+    context = init(
+        {
+            "storage": {
+                "root": str(tmp_path),
+                "recordings": str(tmp_path / "rec"),
+                "results": str(tmp_path / "res"),
+            },
+            "services": {"monitoring": {"disk_quota_bytes": 3000, "min_free_bytes": 0}},
+            "plugins": {"entry_points": False},
+        }
+    )
+    statuses = [
+        {
+            "id": "p1",
+            "state": "running",
+            "fps": 9.5,
+            "latency_ms": 12.0,
+            "detections": 2,
+            "frames": 10,
+        }
+    ]
+    return MonitorService(
+        context, lambda: statuses, metrics_hub=Sink(), sys_root=tmp_path
+    ), statuses
 
 
 def test_a_sample_feeds_history_and_the_host_sink(monitor):
@@ -55,7 +75,11 @@ def test_a_sample_feeds_history_and_the_host_sink(monitor):
     service.sample()
     assert service.history("p1")["samples"][-1]["fps"] == 9.5
     measurement, fields, sinks = service.metrics_hub.points[-1]
-    assert measurement == "coral_host" and sinks == ["prometheus"] and 0 <= fields["cpu_percent"] <= 100
+    assert (
+        measurement == "coral_host"
+        and sinks == ["prometheus"]
+        and 0 <= fields["cpu_percent"] <= 100
+    )
     statuses.clear()
     service.sample()
     assert "p1" not in service.history()["pipelines"]  # forgotten once the pipeline is gone
@@ -65,8 +89,9 @@ def test_a_sample_feeds_history_and_the_host_sink(monitor):
 def test_cleanup_deletes_oldest_first_down_to_the_quota_and_spares_fresh_files(monitor, tmp_path):
     service, _ = monitor
     now = time.time()
-    for i, (folder, name) in enumerate([("rec/cam", "a.mp4"), ("res", "b.json"), ("rec/cam", "c.mp4"),
-                                        ("rec/cam", "d.mp4")]):
+    for i, (folder, name) in enumerate(
+        [("rec/cam", "a.mp4"), ("res", "b.json"), ("rec/cam", "c.mp4"), ("rec/cam", "d.mp4")]
+    ):
         path = tmp_path / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 1000)

@@ -21,8 +21,18 @@ def test_a_path_inside_resolves(root):
     assert resolve_under(root, "cam/./a.mp4") == (root / "cam/a.mp4").resolve()
 
 
-@pytest.mark.parametrize("bad", ["../outside.mp4", "cam/../../outside.mp4", "/etc/passwd", "..\\outside.mp4",
-                                 "~/x", "", "cam/\x00a.mp4"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../outside.mp4",
+        "cam/../../outside.mp4",
+        "/etc/passwd",
+        "..\\outside.mp4",
+        "~/x",
+        "",
+        "cam/\x00a.mp4",
+    ],
+)
 def test_escapes_are_refused(root, bad):
     with pytest.raises(ForbiddenPathError):
         resolve_under(root, bad)

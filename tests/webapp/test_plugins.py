@@ -14,11 +14,14 @@ def record(name, obj=None, error=None):
 
 def test_specs_come_from_objects_factories_and_mappings(tmp_path):
     router = APIRouter()
-    built = build_web_plugins([
-        record("a", WebPluginSpec(name="a", routers=[router])),
-        record("b", lambda context: WebPluginSpec(name="b", static_dir=tmp_path)),
-        record("c", {"routers": [router], "prefix": "/extras"}),
-    ], context=None)
+    built = build_web_plugins(
+        [
+            record("a", WebPluginSpec(name="a", routers=[router])),
+            record("b", lambda context: WebPluginSpec(name="b", static_dir=tmp_path)),
+            record("c", {"routers": [router], "prefix": "/extras"}),
+        ],
+        context=None,
+    )
     assert [p.spec.mount_prefix for p in built] == ["/plugins/a", "/plugins/b", "/extras"]
     assert all(p.error is None for p in built)
     assert built[0].as_dict()["routes"] == 0 and built[1].as_dict()["static"] is True
@@ -28,14 +31,20 @@ def test_failures_are_captured_per_plugin(tmp_path):
     def explode(context):
         raise RuntimeError("boom")
 
-    built = {p.name: p for p in build_web_plugins([
-        record("import_error", error="ImportError: no module"),
-        record("factory", explode),
-        record("wrong_type", 42),
-        record("not_a_router", WebPluginSpec(name="x", routers=["/hello"])),
-        record("missing_dir", WebPluginSpec(name="y", static_dir=tmp_path / "absent")),
-        record("shadowing", WebPluginSpec(name="z", prefix="/api/v1")),
-    ], context=None)}
+    built = {
+        p.name: p
+        for p in build_web_plugins(
+            [
+                record("import_error", error="ImportError: no module"),
+                record("factory", explode),
+                record("wrong_type", 42),
+                record("not_a_router", WebPluginSpec(name="x", routers=["/hello"])),
+                record("missing_dir", WebPluginSpec(name="y", static_dir=tmp_path / "absent")),
+                record("shadowing", WebPluginSpec(name="z", prefix="/api/v1")),
+            ],
+            context=None,
+        )
+    }
     assert built["import_error"].error == "ImportError: no module"
     assert "boom" in built["factory"].error
     assert "expected a WebPluginSpec" in built["wrong_type"].error

@@ -12,8 +12,15 @@ def test_records_round_trip_in_a_wal_database(tmp_path):
         store = PipelineStore(tmp_path / "db" / "p.sqlite3")
         await store.open()
         assert await store.journal_mode() == "wal"
-        record = PipelineRecord(id="abc", name="n", workflow={"steps": [], "outputs": []}, source="0",
-                                source_kind="camera", parameters={"t": 0.5}, max_fps=5)
+        record = PipelineRecord(
+            id="abc",
+            name="n",
+            workflow={"steps": [], "outputs": []},
+            source="0",
+            source_kind="camera",
+            parameters={"t": 0.5},
+            max_fps=5,
+        )
         await store.save(record)
         await store.update("abc", desired_state="paused", last_state="paused")
         again = await store.get("abc")

@@ -29,13 +29,26 @@ def counting_workflow(truth, detect_step: dict) -> dict:
         "inputs": [{"type": "WorkflowImage", "name": "image"}],
         "steps": [
             {"name": "detect", "images": "$inputs.image", **detect_step},
-            {"type": "roboflow_core/byte_tracker@v3", "name": "track", "image": "$inputs.image",
-             "detections": "$steps.detect.predictions"},
-            {"type": "roboflow_core/line_counter@v2", "name": "count", "image": "$inputs.image",
-             "detections": "$steps.track.tracked_detections", "line_segment": [[x0, y0], [x1, y1]],
-             "triggering_anchor": "CENTER"},
-            {"type": "roboflow_core/bounding_box_visualization@v1", "name": "draw", "image": "$inputs.image",
-             "predictions": "$steps.track.tracked_detections"},
+            {
+                "type": "roboflow_core/byte_tracker@v3",
+                "name": "track",
+                "image": "$inputs.image",
+                "detections": "$steps.detect.predictions",
+            },
+            {
+                "type": "roboflow_core/line_counter@v2",
+                "name": "count",
+                "image": "$inputs.image",
+                "detections": "$steps.track.tracked_detections",
+                "line_segment": [[x0, y0], [x1, y1]],
+                "triggering_anchor": "CENTER",
+            },
+            {
+                "type": "roboflow_core/bounding_box_visualization@v1",
+                "name": "draw",
+                "image": "$inputs.image",
+                "predictions": "$steps.track.tracked_detections",
+            },
         ],
         "outputs": [
             {"type": "JsonField", "name": "predictions", "selector": "$steps.detect.predictions"},
@@ -47,7 +60,11 @@ def counting_workflow(truth, detect_step: dict) -> dict:
 
 
 CORAL_STEP = {"type": "coral/object_detection_model@v1", "model": "coral-demo", **DETECTION}
-CORE_STEP = {"type": "roboflow_core/roboflow_object_detection_model@v2", "model_id": "coral/coral-demo", **DETECTION}
+CORE_STEP = {
+    "type": "roboflow_core/roboflow_object_detection_model@v2",
+    "model_id": "coral/coral-demo",
+    **DETECTION,
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +113,17 @@ def engine_for(compat, workflow, model_manager=None):
 
 
 def video_input(image, index):
-    return {"type": "numpy_object", "value": image, "video_metadata": {
-        "video_identifier": "demo", "frame_number": index, "fps": FPS, "comes_from_video_file": True,
-        "frame_timestamp": datetime.now(timezone.utc).isoformat(),
-    }}
+    return {
+        "type": "numpy_object",
+        "value": image,
+        "video_metadata": {
+            "video_identifier": "demo",
+            "frame_number": index,
+            "fps": FPS,
+            "comes_from_video_file": True,
+            "frame_timestamp": datetime.now(timezone.utc).isoformat(),
+        },
+    }
 
 
 def test_manifest_documents_every_field(inference_loaded):
@@ -107,11 +131,21 @@ def test_manifest_documents_every_field(inference_loaded):
 
     schema = BlockManifest.model_json_schema()
     extra = BlockManifest.model_config["json_schema_extra"]
-    assert {"name", "version", "short_description", "long_description", "license", "block_type", "ui_manifest"} <= set(extra)
+    assert {
+        "name",
+        "version",
+        "short_description",
+        "long_description",
+        "license",
+        "block_type",
+        "ui_manifest",
+    } <= set(extra)
     assert extra["block_type"] == "model" and extra["version"] == "v1"
     for name, field in schema["properties"].items():
         if name not in ("type", "name"):  # inherited from WorkflowBlockManifest
-            assert field.get("description") and field.get("examples"), f"field {name} lacks a description or examples"
+            assert field.get("description") and field.get("examples"), (
+                f"field {name} lacks a description or examples"
+            )
 
 
 def test_counts_match_the_ground_truth_in_execution_engine(inference_loaded, demo_video):
@@ -123,10 +157,21 @@ def test_counts_match_the_ground_truth_in_execution_engine(inference_loaded, dem
         result = engine.run(runtime_parameters={"image": video_input(image, index)})[0]
         frames += 1
     assert frames == truth.frame_count
-    assert (result["count_in"], result["count_out"]) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
+    assert (result["count_in"], result["count_out"]) == (
+        truth.crossings["left_to_right"],
+        truth.crossings["right_to_left"],
+    )
     predictions = result["predictions"]
-    assert set(predictions.data) >= {"class_name", "detection_id", "image_dimensions", "prediction_type", "parent_id",
-                                     "parent_coordinates", "root_parent_id", "inference_id"}
+    assert set(predictions.data) >= {
+        "class_name",
+        "detection_id",
+        "image_dimensions",
+        "prediction_type",
+        "parent_id",
+        "parent_coordinates",
+        "root_parent_id",
+        "inference_id",
+    }
     assert result["annotated"].numpy_image.shape == (truth.height, truth.width, 3)
 
 
@@ -139,24 +184,32 @@ def test_counts_match_the_ground_truth_in_inference_pipeline(inference_loaded, d
         results.append((video_frame.frame_id, prediction))
 
     pipeline = inference_loaded.get("InferencePipeline").init_with_workflow(
-        video_reference=str(path), workflow_specification=counting_workflow(truth, CORAL_STEP),
+        video_reference=str(path),
+        workflow_specification=counting_workflow(truth, CORAL_STEP),
         on_prediction=on_prediction,
     )
     pipeline.start()
     pipeline.join()
     assert len(results) == truth.frame_count
     last = max(results, key=lambda item: item[0])[1]
-    assert (last["count_in"], last["count_out"]) == (truth.crossings["left_to_right"], truth.crossings["right_to_left"])
+    assert (last["count_in"], last["count_out"]) == (
+        truth.crossings["left_to_right"],
+        truth.crossings["right_to_left"],
+    )
 
 
-def test_core_model_block_with_a_coral_model_id_gives_the_same_detections(inference_loaded, demo_video):
+def test_core_model_block_with_a_coral_model_id_gives_the_same_detections(
+    inference_loaded, demo_video
+):
     from coral_inference.models.inference_registry import coral_model_manager
 
     path, truth = demo_video
     context = coral_inference.init()
     manager = coral_model_manager(context, fallback=None)
     coral_engine = engine_for(inference_loaded, counting_workflow(truth, CORAL_STEP))
-    core_engine = engine_for(inference_loaded, counting_workflow(truth, CORE_STEP), model_manager=manager)
+    core_engine = engine_for(
+        inference_loaded, counting_workflow(truth, CORE_STEP), model_manager=manager
+    )
     compared = 0
     for index, image in enumerate(decoded_frames(path)):
         if index % 6:
@@ -179,18 +232,30 @@ def test_batch_of_frames_and_a_bad_class_filter(inference_loaded):
     coral_inference.init()
     workflow = {
         "version": "1.0",
-        "inputs": [{"type": "WorkflowImage", "name": "image"}, {"type": "WorkflowParameter", "name": "classes"}],
-        "steps": [{"type": "coral/object_detection_model@v1", "name": "detect", "images": "$inputs.image",
-                   "model": "coral-demo", "class_filter": "$inputs.classes"}],
+        "inputs": [
+            {"type": "WorkflowImage", "name": "image"},
+            {"type": "WorkflowParameter", "name": "classes"},
+        ],
+        "steps": [
+            {
+                "type": "coral/object_detection_model@v1",
+                "name": "detect",
+                "images": "$inputs.image",
+                "model": "coral-demo",
+                "class_filter": "$inputs.classes",
+            }
+        ],
         "outputs": [{"type": "JsonField", "name": "predictions", "selector": "$steps.detect.*"}],
     }
     from coral_inference.demo import random_still
 
     stills = [random_still(seed, 640, 480) for seed in (1001, 1002, 1003)]
     engine = engine_for(inference_loaded, workflow)
-    results = engine.run(runtime_parameters={"image": [s.image for s in stills], "classes": ["square"]})
+    results = engine.run(
+        runtime_parameters={"image": [s.image for s in stills], "classes": ["square"]}
+    )
     assert len(results) == 3
-    for still, result in zip(stills, results):
+    for _still, result in zip(stills, results):
         out = result["predictions"]
         assert out["model_id"] == "coral/coral-demo" and out["inference_id"]
         assert set(out["predictions"].data["class_name"].tolist()) <= {"square"}

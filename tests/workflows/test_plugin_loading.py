@@ -29,9 +29,13 @@ print(json.dumps({"compiled": type(engine).__name__, "implicit_init": ctx.init_s
 
 def test_execution_engine_compiles_a_workflow_with_the_plugin_loaded_from_env(require_inference):
     env = {**os.environ, "WORKFLOWS_PLUGINS": "coral_workflows", "DISABLE_VERSION_CHECK": "True"}
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["compiled"] == "ExecutionEngine"
     # Nobody called coral_inference.init(): the plugin's initializer did it once, from the environment.
-    assert result["implicit_init"] == "implicit init by coral_workflows (CORAL_CONFIG / environment)"
+    assert (
+        result["implicit_init"] == "implicit init by coral_workflows (CORAL_CONFIG / environment)"
+    )

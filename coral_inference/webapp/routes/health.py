@@ -20,14 +20,19 @@ async def healthz(health: HealthService = Depends(health_service)) -> dict[str, 
     return health.live()
 
 
-@router.get("/readyz", response_model=Readiness, summary="Readiness: every configured check passes",
-            responses={503: {"model": Readiness, "description": "A check failed; 'failing' names it"}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: every configured check passes",
+    responses={503: {"model": Readiness, "description": "A check failed; 'failing' names it"}},
+)
 async def readyz(request: Request, health: HealthService = Depends(health_service)) -> JSONResponse:
     """Open to probes; where reads need a key, only key holders see which check fails and why."""
     ready, body = await health.ready()
     auth = request.app.state.auth
-    if auth.reads_need_key and not auth.is_key_holder(request.headers.get(auth.header),
-                                                        request.cookies.get(SESSION_COOKIE)):
+    if auth.reads_need_key and not auth.is_key_holder(
+        request.headers.get(auth.header), request.cookies.get(SESSION_COOKIE)
+    ):
         body = {"status": body["status"], "failing": [], "checks": {}}
     return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -35,8 +40,12 @@ async def readyz(request: Request, health: HealthService = Depends(health_servic
 metrics_router = APIRouter(tags=["health"])
 
 
-@metrics_router.get("/metrics", response_class=Response, summary="Prometheus exposition",
-                    responses={200: {"content": {"text/plain": {}}}})
+@metrics_router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus exposition",
+    responses={200: {"content": {"text/plain": {}}}},
+)
 async def metrics(health: HealthService = Depends(health_service)) -> Response:
     body, content_type = health.metrics()
     return Response(body, media_type=content_type)

@@ -23,7 +23,14 @@ from coral_inference.webapp.services.streams import StreamService
 if TYPE_CHECKING:
     from coral_inference.runtime.context import RuntimeContext
 
-__all__ = ["HealthService", "MonitorService", "PipelineService", "PipelineSpec", "StreamService", "WebServices"]
+__all__ = [
+    "HealthService",
+    "MonitorService",
+    "PipelineService",
+    "PipelineSpec",
+    "StreamService",
+    "WebServices",
+]
 
 logger = logging.getLogger("coral_inference.webapp")
 
@@ -39,15 +46,28 @@ class WebServices:
         downloader = overrides.get("downloader") or VideoDownloader.from_config(cfg.pipelines)
         self.streams = StreamService(context, hub=overrides.get("hub"))
         self.pipelines = PipelineService(
-            context, self.store, downloader,
-            publish=self.streams.publish, frames=self.streams,
-            **({"runner_factory": overrides["runner_factory"]} if "runner_factory" in overrides else {}),
+            context,
+            self.store,
+            downloader,
+            publish=self.streams.publish,
+            frames=self.streams,
+            **(
+                {"runner_factory": overrides["runner_factory"]}
+                if "runner_factory" in overrides
+                else {}
+            ),
         )
-        self.monitor = MonitorService(context, self.pipelines.statuses, metrics_hub=overrides.get("metrics_hub"))
+        self.monitor = MonitorService(
+            context, self.pipelines.statuses, metrics_hub=overrides.get("metrics_hub")
+        )
         self.health = HealthService(
-            {"database": self._check_database, "pipelines": self._check_pipelines,
-             "monitor": self._check_monitor, "streams": self._check_streams,
-             "inference": self._check_inference},
+            {
+                "database": self._check_database,
+                "pipelines": self._check_pipelines,
+                "monitor": self._check_monitor,
+                "streams": self._check_streams,
+                "inference": self._check_inference,
+            },
             list(cfg.health.readiness_checks),
             registry=lambda: self.monitor.metrics_hub.prometheus_registry,
         )
@@ -59,7 +79,9 @@ class WebServices:
         await self.store.open()
         await self.pipelines.load()
         registry = self.monitor.metrics_hub.prometheus_registry
-        self._collector = WebCollector(self.pipelines.statuses, lambda: self.streams.hub.peer_count, time.time())
+        self._collector = WebCollector(
+            self.pipelines.statuses, lambda: self.streams.hub.peer_count, time.time()
+        )
         registry.register(self._collector)
         self._spawn("warmup", self.pipelines.warm_up())
         self._spawn("restore", self.pipelines.restore())
@@ -69,7 +91,7 @@ class WebServices:
         self.started = True
 
     async def stop(self) -> None:
-        for name, task in self._tasks.items():
+        for task in self._tasks.values():
             task.cancel()
         for name, task in self._tasks.items():
             try:
@@ -93,8 +115,16 @@ class WebServices:
         self._tasks[name] = asyncio.create_task(coro, name=f"coral-web-{name}")
 
     def task_states(self) -> dict[str, str]:
-        return {name: ("running" if not t.done() else "failed" if not t.cancelled() and t.exception() else "done")
-                for name, t in self._tasks.items()}
+        return {
+            name: (
+                "running"
+                if not t.done()
+                else "failed"
+                if not t.cancelled() and t.exception()
+                else "done"
+            )
+            for name, t in self._tasks.items()
+        }
 
     # ------------------------------------------------------------------ readiness checks
 
@@ -148,4 +178,3 @@ class WebServices:
         if getattr(hub, "_closed", False):
             return False, "stream hub is closed"
         return True, f"{hub.peer_count} viewer(s), {len(hub.channels())} channel(s)"
-

@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Union
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-Check = Callable[[], Awaitable[Union[tuple[bool, str], tuple[bool, str, bool]]]]
+Check = Callable[[], Awaitable[tuple[bool, str] | tuple[bool, str, bool]]]
 
 
 class HealthService:
-    def __init__(self, checks: dict[str, Check], wanted: list[str], *, registry: Callable[[], CollectorRegistry]):
+    def __init__(
+        self,
+        checks: dict[str, Check],
+        wanted: list[str],
+        *,
+        registry: Callable[[], CollectorRegistry],
+    ):
         unknown = [name for name in wanted if name not in checks]
         if unknown:
             raise ValueError(
@@ -60,8 +66,12 @@ class HealthService:
 class WebCollector:
     """Web-plane gauges at /metrics: pipelines by state, stream viewers, uptime."""
 
-    def __init__(self, pipeline_statuses: Callable[[], list[dict[str, Any]]], peers: Callable[[], int],
-                 started_at: float):
+    def __init__(
+        self,
+        pipeline_statuses: Callable[[], list[dict[str, Any]]],
+        peers: Callable[[], int],
+        started_at: float,
+    ):
         self._statuses = pipeline_statuses
         self._peers = peers
         self._started_at = started_at
@@ -84,18 +94,41 @@ class WebCollector:
 
     def _per_pipeline(self) -> list[Any]:
         """Figures of every pipeline's worker, by ``pipeline_id`` (present while it runs)."""
-        families = {key: GaugeMetricFamily(name, text, labels=["pipeline_id"]) for key, name, text in (
-            ("fps", "coral_pipeline_status_fps", "Frames per second delivered"),
-            ("frames", "coral_pipeline_status_frames", "Frames delivered since the worker started"),
-            ("restarts", "coral_pipeline_restarts", "Worker restarts by the supervisor"),
-            ("rss_bytes", "coral_pipeline_rss_bytes", "Resident memory of the pipeline's worker"),
-            ("cpu_percent", "coral_pipeline_cpu_percent", "CPU of the pipeline's worker (100 = one core)"),
-            ("threads", "coral_pipeline_threads", "Threads of the pipeline's worker"),
-            ("open_files", "coral_pipeline_open_files", "Open file descriptors of the pipeline's worker"),
-        )}
+        families = {
+            key: GaugeMetricFamily(name, text, labels=["pipeline_id"])
+            for key, name, text in (
+                ("fps", "coral_pipeline_status_fps", "Frames per second delivered"),
+                (
+                    "frames",
+                    "coral_pipeline_status_frames",
+                    "Frames delivered since the worker started",
+                ),
+                ("restarts", "coral_pipeline_restarts", "Worker restarts by the supervisor"),
+                (
+                    "rss_bytes",
+                    "coral_pipeline_rss_bytes",
+                    "Resident memory of the pipeline's worker",
+                ),
+                (
+                    "cpu_percent",
+                    "coral_pipeline_cpu_percent",
+                    "CPU of the pipeline's worker (100 = one core)",
+                ),
+                ("threads", "coral_pipeline_threads", "Threads of the pipeline's worker"),
+                (
+                    "open_files",
+                    "coral_pipeline_open_files",
+                    "Open file descriptors of the pipeline's worker",
+                ),
+            )
+        }
         for status in self._statuses():
             labels = [str(status.get("id"))]
-            figures = {"fps": status.get("fps"), "frames": status.get("frames"), "restarts": status.get("restarts")}
+            figures = {
+                "fps": status.get("fps"),
+                "frames": status.get("frames"),
+                "restarts": status.get("restarts"),
+            }
             figures.update(status.get("resources") or {})
             for key, family in families.items():
                 value = figures.get(key)

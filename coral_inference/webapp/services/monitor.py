@@ -160,9 +160,16 @@ class MonitorService:
             pid = status["id"]
             live.add(pid)
             series = self.pipeline_history.setdefault(pid, deque(maxlen=HISTORY))
-            series.append({"time": now, "state": status["state"], "fps": status["fps"],
-                           "latency_ms": status["latency_ms"], "detections": status.get("detections", 0),
-                           "frames": status["frames"]})
+            series.append(
+                {
+                    "time": now,
+                    "state": status["state"],
+                    "fps": status["fps"],
+                    "latency_ms": status["latency_ms"],
+                    "detections": status.get("detections", 0),
+                    "frames": status["frames"],
+                }
+            )
         for pid in [p for p in self.pipeline_history if p not in live]:
             del self.pipeline_history[pid]
         self._forget_series_of_gone_pipelines(live)
@@ -182,11 +189,22 @@ class MonitorService:
     def _emit(self, host: dict[str, Any]) -> None:
         if not self.sinks:
             return
-        fields = {k: host[k] for k in ("cpu_percent", "memory_percent", "memory_used_bytes",
-                                       "disk_free_bytes", "disk_used_bytes", "load_average_1m")}
+        fields = {
+            k: host[k]
+            for k in (
+                "cpu_percent",
+                "memory_percent",
+                "memory_used_bytes",
+                "disk_free_bytes",
+                "disk_used_bytes",
+                "load_average_1m",
+            )
+        }
         if host["disk_percent"] is not None:
             fields["disk_percent"] = host["disk_percent"]
-        fields.update({f"{name}_load_percent": value for name, value in host["accelerators"].items()})
+        fields.update(
+            {f"{name}_load_percent": value for name, value in host["accelerators"].items()}
+        )
         try:
             self.metrics_hub.emit(HOST_MEASUREMENT, fields, {}, self.sinks)
         except Exception as exc:  # a misconfigured sink must not stop monitoring
@@ -195,9 +213,14 @@ class MonitorService:
 
     def history(self, pipeline_id: str | None = None, limit: int = HISTORY) -> dict[str, Any]:
         if pipeline_id is not None:
-            return {"pipeline_id": pipeline_id, "samples": list(self.pipeline_history.get(pipeline_id, ()))[-limit:]}
-        return {"host": list(self.host_history)[-limit:],
-                "pipelines": {pid: list(s)[-limit:] for pid, s in self.pipeline_history.items()}}
+            return {
+                "pipeline_id": pipeline_id,
+                "samples": list(self.pipeline_history.get(pipeline_id, ()))[-limit:],
+            }
+        return {
+            "host": list(self.host_history)[-limit:],
+            "pipelines": {pid: list(s)[-limit:] for pid, s in self.pipeline_history.items()},
+        }
 
     def sink_stats(self) -> dict[str, Any]:
         return {"sinks": self.metrics_hub.stats(), "host_emit_errors": self.emit_errors}

@@ -20,11 +20,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from coral_inference.pipelines.process_runner import WorkerRunner
 from coral_inference.pipelines.runner import (
     PipelineRunner,
     PipelineStartError,
@@ -33,9 +34,8 @@ from coral_inference.pipelines.runner import (
     parse_source,
     redact_source,
 )
-from coral_inference.pipelines.process_runner import WorkerRunner
 from coral_inference.pipelines.sources_policy import SourcePolicy, SourceRefusedError
-from coral_inference.pipelines.status import PipelineStatus, SourceKind
+from coral_inference.pipelines.status import PipelineStatus
 from coral_inference.pipelines.supervisor import Supervisor, SupervisorSettings
 from coral_inference.results import to_jsonable
 from coral_inference.webapp.errors import ApiError, ConflictError, InvalidInputError, NotFoundError
@@ -59,42 +59,72 @@ STOP_JOIN_S = 15.0
 class PipelineSpec(BaseModel):
     """What a client asks to run."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"name": "gate camera", "workflow_file": "workflows/detect_and_count.json",
-         "source": "rtsp://192.168.1.64:554/stream1", "max_fps": 15},
-        {"workflow": {"version": "1.0", "inputs": [{"type": "WorkflowImage", "name": "image"}],
-                      "steps": [], "outputs": []}, "source": "0"},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "gate camera",
+                    "workflow_file": "workflows/detect_and_count.json",
+                    "source": "rtsp://192.168.1.64:554/stream1",
+                    "max_fps": 15,
+                },
+                {
+                    "workflow": {
+                        "version": "1.0",
+                        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+                        "steps": [],
+                        "outputs": [],
+                    },
+                    "source": "0",
+                },
+            ]
+        },
+    )
 
-    name: Optional[str] = Field(None, max_length=120, description="A label for people.", examples=["gate camera"])
-    workflow: Optional[dict[str, Any]] = Field(
+    name: str | None = Field(
+        None, max_length=120, description="A label for people.", examples=["gate camera"]
+    )
+    workflow: dict[str, Any] | None = Field(
         None, description="Workflow definition inline (give this or workflow_file)."
     )
-    workflow_file: Optional[str] = Field(
-        None, max_length=500,
+    workflow_file: str | None = Field(
+        None,
+        max_length=500,
         description="Workflow JSON file, relative to services.pipelines.workflows_root.",
         examples=["workflows/detect_and_count.json"],
     )
-    source: Union[str, int] = Field(
-        ..., description="Video file path, http(s) URL (downloaded first), RTSP/RTMP URL or camera index.",
+    source: str | int = Field(
+        ...,
+        description="Video file path, http(s) URL (downloaded first), RTSP/RTMP URL or camera index.",
         examples=["videos/entrance.mp4", "rtsp://192.168.1.64:554/stream1", 0],
     )
-    download: bool = Field(True, description="Download http(s) sources before reading (false: read as a live stream).")
-    max_fps: Optional[float] = Field(None, gt=0, le=240, description="Frame rate cap.", examples=[15])
-    parameters: dict[str, Any] = Field(
-        default_factory=dict, description="Values of the workflow's parameters.", examples=[{"confidence": 0.4}]
+    download: bool = Field(
+        True, description="Download http(s) sources before reading (false: read as a live stream)."
     )
-    preview_output: Optional[str] = Field(
-        None, max_length=200,
+    max_fps: float | None = Field(None, gt=0, le=240, description="Frame rate cap.", examples=[15])
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values of the workflow's parameters.",
+        examples=[{"confidence": 0.4}],
+    )
+    preview_output: str | None = Field(
+        None,
+        max_length=200,
         description="Workflow output shown in the live preview (default: its first image output, else the input).",
         examples=["annotated"],
     )
-    npu_core_mask: Optional[Literal["0", "1", "2", "0_1", "0_1_2"]] = Field(
-        None, description="RKNN NPU cores of this pipeline's worker (default: spread over services.pipelines."
-                          "npu_core_masks).", examples=["1"],
+    npu_core_mask: Literal["0", "1", "2", "0_1", "0_1_2"] | None = Field(
+        None,
+        description="RKNN NPU cores of this pipeline's worker (default: spread over services.pipelines."
+        "npu_core_masks).",
+        examples=["1"],
     )
-    cpu_affinity: Optional[list[Annotated[int, Field(ge=0, le=1023)]]] = Field(
-        None, min_length=1, max_length=1024, description="CPU cores this pipeline's worker may run on.",
+    cpu_affinity: list[Annotated[int, Field(ge=0, le=1023)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="CPU cores this pipeline's worker may run on.",
         examples=[[2, 3]],
     )
 
@@ -131,7 +161,9 @@ class PipelineService:
         # (tests) or services.pipelines.isolation is "thread".
         self.supervisor: Supervisor | None = None
         if runner_factory is None and cfg.isolation == "process":
-            settings = SupervisorSettings.from_config(cfg, Path(context.config.storage.root) / "pipelines")
+            settings = SupervisorSettings.from_config(
+                cfg, Path(context.config.storage.root) / "pipelines"
+            )
             self.supervisor = Supervisor(settings)
         self._runner_factory = runner_factory or PipelineRunner
         self._publish = publish
@@ -154,7 +186,9 @@ class PipelineService:
     async def load(self) -> None:
         """Read every persisted pipeline; call once, before serving requests and before ``restore``."""
         self._records = {record.id: record for record in await self.store.all()}
-        self._to_restore = [r for r in self._records.values() if r.desired_state in ("running", "paused")]
+        self._to_restore = [
+            r for r in self._records.values() if r.desired_state in ("running", "paused")
+        ]
 
     async def restore(self) -> list[str]:
         """Start again every pipeline the operator left running or paused; returns their ids.
@@ -199,7 +233,10 @@ class PipelineService:
             if self._seen_states.get(pipeline_id) == status["state"]:
                 continue
             self._seen_states[pipeline_id] = status["state"]
-            values: dict[str, Any] = {"last_state": status["state"], "last_error": status.get("error")}
+            values: dict[str, Any] = {
+                "last_state": status["state"],
+                "last_error": status.get("error"),
+            }
             if status["state"] == PipelineState.finished.value:
                 values["desired_state"] = "finished"  # a file that ended is not restarted
             try:
@@ -244,8 +281,11 @@ class PipelineService:
         self._check_capacity()  # before a download, which may take long
         source, kind = await self._resolve_source(spec)
         self._check_capacity()  # no await between this check and the reservation below
-        placement = {k: v for k, v in (("npu_core_mask", spec.npu_core_mask),
-                                       ("cpu_affinity", spec.cpu_affinity)) if v is not None}
+        placement = {
+            k: v
+            for k, v in (("npu_core_mask", spec.npu_core_mask), ("cpu_affinity", spec.cpu_affinity))
+            if v is not None
+        }
         record = PipelineRecord(
             id=uuid.uuid4().hex[:12],
             name=spec.name or (workflow_file or "inline workflow"),
@@ -263,26 +303,39 @@ class PipelineService:
             try:
                 await self.store.save(record)
             except Exception as exc:
-                logger.error("pipeline %s not created: the database write failed: %s", record.id, exc)
-                raise ApiError("the pipeline could not be saved, so it was not started (database write failed)",
-                               code="database_write_failed", status=503) from None
-            self._records[record.id] = record  # before it runs, so the watcher persists even a short run
+                logger.error(
+                    "pipeline %s not created: the database write failed: %s", record.id, exc
+                )
+                raise ApiError(
+                    "the pipeline could not be saved, so it was not started (database write failed)",
+                    code="database_write_failed",
+                    status=503,
+                ) from None
+            self._records[record.id] = (
+                record  # before it runs, so the watcher persists even a short run
+            )
             try:
                 await self._launch(record)
             except PipelineStartError as exc:
                 deleted = record.id not in self._records
                 await self._forget(record.id)
                 if deleted:
-                    raise ConflictError(f"pipeline {record.id} was deleted while it started",
-                                        code="pipeline_deleted") from None
-                raise InvalidInputError(str(exc.__cause__ or exc), code="pipeline_start_failed") from None
+                    raise ConflictError(
+                        f"pipeline {record.id} was deleted while it started",
+                        code="pipeline_deleted",
+                    ) from None
+                raise InvalidInputError(
+                    str(exc.__cause__ or exc), code="pipeline_start_failed"
+                ) from None
             except BaseException:
                 await self._forget(record.id)
                 raise
         finally:
             self._starting.discard(record.id)
         if record.id not in self._records:  # deleted while starting: its worker is gone too
-            raise ConflictError(f"pipeline {record.id} was deleted while it started", code="pipeline_deleted")
+            raise ConflictError(
+                f"pipeline {record.id} was deleted while it started", code="pipeline_deleted"
+            )
         return await self.get(record.id)
 
     async def _forget(self, pipeline_id: str) -> None:
@@ -301,7 +354,8 @@ class PipelineService:
         if self.active_count() >= self.max_pipelines:
             raise ConflictError(
                 f"{self.max_pipelines} pipelines are running already (services.pipelines.max_pipelines); "
-                "terminate one first", code="too_many_pipelines",
+                "terminate one first",
+                code="too_many_pipelines",
             )
 
     async def pause(self, pipeline_id: str) -> dict[str, Any]:
@@ -323,14 +377,18 @@ class PipelineService:
 
     async def delete(self, pipeline_id: str) -> None:
         record = await self._record(pipeline_id)
-        self._records.pop(pipeline_id, None)  # gone for the API at once, even while its worker stops
+        self._records.pop(
+            pipeline_id, None
+        )  # gone for the API at once, even while its worker stops
         runner = self._runners.pop(pipeline_id, None)
         self._seen_states.pop(pipeline_id, None)
         if runner is not None:
             await asyncio.to_thread(_stop, runner)
             self._release(pipeline_id, runner)
         await self.store.delete(pipeline_id)
-        if record.source_kind == "download":  # issue 13.8 (helper F): the video goes with its pipeline
+        if (
+            record.source_kind == "download"
+        ):  # issue 13.8 (helper F): the video goes with its pipeline
             self.downloader.release(record.source)
 
     # ------------------------------------------------------------------ queries
@@ -347,7 +405,9 @@ class PipelineService:
         runner = self._runners.get(pipeline_id)
         result = runner.latest_result() if runner is not None else None
         if result is None:
-            raise NotFoundError(f"pipeline {pipeline_id} has produced no result yet", code="no_result_yet")
+            raise NotFoundError(
+                f"pipeline {pipeline_id} has produced no result yet", code="no_result_yet"
+            )
         return {
             "pipeline_id": pipeline_id,
             "frame_id": result.frame_id,
@@ -362,11 +422,15 @@ class PipelineService:
         if frames is not None:
             latest = frames.read()
             if latest is None:
-                raise NotFoundError(f"pipeline {pipeline_id} has produced no frame yet", code="no_frame_yet")
+                raise NotFoundError(
+                    f"pipeline {pipeline_id} has produced no frame yet", code="no_frame_yet"
+                )
             return latest[0]
         result = runner.latest_result() if runner is not None else None
         if result is None:
-            raise NotFoundError(f"pipeline {pipeline_id} has produced no frame yet", code="no_frame_yet")
+            raise NotFoundError(
+                f"pipeline {pipeline_id} has produced no frame yet", code="no_frame_yet"
+            )
         return _preview_image(result, record.preview_output)
 
     def exists(self, pipeline_id: str) -> bool:
@@ -400,8 +464,17 @@ class PipelineService:
                 continue
             definition = unwrap_specification(data)
             if isinstance(definition, dict) and "steps" in definition:
-                found.append({"path": relative.as_posix(), "steps": len(definition["steps"]),
-                              "inputs": [i.get("name") for i in definition.get("inputs", []) if isinstance(i, dict)]})
+                found.append(
+                    {
+                        "path": relative.as_posix(),
+                        "steps": len(definition["steps"]),
+                        "inputs": [
+                            i.get("name")
+                            for i in definition.get("inputs", [])
+                            if isinstance(i, dict)
+                        ],
+                    }
+                )
         return found
 
     # ------------------------------------------------------------------ internals
@@ -409,20 +482,30 @@ class PipelineService:
     async def _launch(self, record: PipelineRecord) -> None:
         source = record.source if record.source_kind != "camera" else parse_source(record.source)
         kwargs: dict[str, Any] = {
-            "pipeline_id": record.id, "max_fps": record.max_fps, "workflows_parameters": record.parameters,
+            "pipeline_id": record.id,
+            "max_fps": record.max_fps,
+            "workflows_parameters": record.parameters,
         }
         if self.supervisor is not None:
             runner = WorkerRunner(
-                self.context, record.workflow, source, supervisor=self.supervisor, name=record.name,
+                self.context,
+                record.workflow,
+                source,
+                supervisor=self.supervisor,
+                name=record.name,
                 preview_output=record.preview_output,
                 npu_core_mask=record.placement.get("npu_core_mask"),
                 cpu_affinity=record.placement.get("cpu_affinity"),
-                start_paused=record.desired_state == "paused", **kwargs,
+                start_paused=record.desired_state == "paused",
+                **kwargs,
             )
         else:
             runner = self._runner_factory(
-                self.context, record.workflow, source,
-                on_result=self._preview_publisher(record.id, record.preview_output), **kwargs,
+                self.context,
+                record.workflow,
+                source,
+                on_result=self._preview_publisher(record.id, record.preview_output),
+                **kwargs,
             )
         self._runners[record.id] = runner
         try:
@@ -431,7 +514,11 @@ class PipelineService:
             if self._runners.get(record.id) is runner:
                 self._runners.pop(record.id, None)
             raise
-        if self.supervisor is not None and self._frames is not None and self._runners.get(record.id) is runner:
+        if (
+            self.supervisor is not None
+            and self._frames is not None
+            and self._runners.get(record.id) is runner
+        ):
             frames = runner.frames()
             if frames is not None:
                 self._frames.attach_preview(record.id, frames)
@@ -444,7 +531,9 @@ class PipelineService:
         if forget is not None:
             forget()
 
-    def _preview_publisher(self, pipeline_id: str, output: str | None) -> Callable[[Any], None] | None:
+    def _preview_publisher(
+        self, pipeline_id: str, output: str | None
+    ) -> Callable[[Any], None] | None:
         if self._publish is None:
             return None
         publish = self._publish
@@ -458,7 +547,10 @@ class PipelineService:
         await self._record(pipeline_id)
         runner = self._runners.get(pipeline_id)
         if runner is None:
-            raise ConflictError(f"pipeline {pipeline_id} is not running; start a new one", code="pipeline_not_running")
+            raise ConflictError(
+                f"pipeline {pipeline_id} is not running; start a new one",
+                code="pipeline_not_running",
+            )
         try:
             await asyncio.to_thread(getattr(runner, action))  # a worker answers over its pipe
         except PipelineStateError as exc:
@@ -485,9 +577,19 @@ class PipelineService:
             status = runner.status()
         else:
             # Without a runner only an ending state is still true; anything else stopped with the server.
-            state = record.last_state if record.last_state in ("finished", "failed", "terminated") else "stopped"
-            status = {"id": record.id, "state": state, "frames": 0, "fps": 0.0,
-                      "latency_ms": None, "error": record.last_error or self.restore_errors.get(record.id)}
+            state = (
+                record.last_state
+                if record.last_state in ("finished", "failed", "terminated")
+                else "stopped"
+            )
+            status = {
+                "id": record.id,
+                "state": state,
+                "frames": 0,
+                "fps": 0.0,
+                "latency_ms": None,
+                "error": record.last_error or self.restore_errors.get(record.id),
+            }
         status = {
             **status,
             "name": record.name,
@@ -504,12 +606,16 @@ class PipelineService:
     def _resolve_workflow(self, spec: PipelineSpec) -> tuple[dict[str, Any], str | None]:
         if spec.workflow is not None:
             return _definition(spec.workflow, "the inline workflow"), None
-        path = existing_file_under(self.workflows_root, spec.workflow_file or "", what="workflow file")
+        path = existing_file_under(
+            self.workflows_root, spec.workflow_file or "", what="workflow file"
+        )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInputError(f"workflow file {spec.workflow_file}: not valid JSON: {exc}",
-                                    code="invalid_workflow") from None
+            raise InvalidInputError(
+                f"workflow file {spec.workflow_file}: not valid JSON: {exc}",
+                code="invalid_workflow",
+            ) from None
         return _definition(data, f"workflow file {spec.workflow_file}"), spec.workflow_file
 
     async def _resolve_source(self, spec: PipelineSpec) -> tuple[str | int, str]:
@@ -525,9 +631,15 @@ class PipelineService:
 
 def _definition(data: Any, what: str) -> dict[str, Any]:
     data = unwrap_specification(data)
-    if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not isinstance(data.get("outputs"), list):
-        raise InvalidInputError(f"{what} is not a workflow definition (needs 'steps' and 'outputs' lists)",
-                                code="invalid_workflow")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("steps"), list)
+        or not isinstance(data.get("outputs"), list)
+    ):
+        raise InvalidInputError(
+            f"{what} is not a workflow definition (needs 'steps' and 'outputs' lists)",
+            code="invalid_workflow",
+        )
     return data
 
 

@@ -88,7 +88,9 @@ class PipelineRecord:
 
 
 _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
-    "source_kind": SourceKind, "desired_state": DesiredState, "last_state": PipelineState,
+    "source_kind": SourceKind,
+    "desired_state": DesiredState,
+    "last_state": PipelineState,
 }
 
 
@@ -138,18 +140,24 @@ class PipelineStore:
         row = record.to_row()
         columns = ", ".join(row)
         placeholders = ", ".join(f":{k}" for k in row)
-        await self.db.execute(f"INSERT OR REPLACE INTO pipelines ({columns}) VALUES ({placeholders})", row)
+        await self.db.execute(
+            f"INSERT OR REPLACE INTO pipelines ({columns}) VALUES ({placeholders})", row
+        )
         await self.db.commit()
 
     async def update(self, pipeline_id: str, **values: Any) -> None:
         values["updated_at"] = time.time()
         values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in values.items()}
         assignments = ", ".join(f"{k} = :{k}" for k in values)
-        await self.db.execute(f"UPDATE pipelines SET {assignments} WHERE id = :id", {**values, "id": pipeline_id})
+        await self.db.execute(
+            f"UPDATE pipelines SET {assignments} WHERE id = :id", {**values, "id": pipeline_id}
+        )
         await self.db.commit()
 
     async def get(self, pipeline_id: str) -> PipelineRecord | None:
-        async with self.db.execute("SELECT * FROM pipelines WHERE id = ?", (pipeline_id,)) as cursor:
+        async with self.db.execute(
+            "SELECT * FROM pipelines WHERE id = ?", (pipeline_id,)
+        ) as cursor:
             row = await cursor.fetchone()
         return PipelineRecord.from_row(row) if row is not None else None
 

@@ -92,23 +92,32 @@ class StreamService:
     def channel_snapshot(self, channel: str) -> bytes:
         frame = self.hub.latest_frame(channel)
         if frame is None:
-            raise NotFoundError(f"channel {channel!r} has no frame (nothing published to it yet)",
-                                code="channel_not_found")
+            raise NotFoundError(
+                f"channel {channel!r} has no frame (nothing published to it yet)",
+                code="channel_not_found",
+            )
         return encode_jpeg(frame)
 
     async def camera_snapshot(self, index: int) -> bytes:
         """One frame from camera ``index``, within ``services.streams.snapshot_timeout_s``."""
         if not 0 <= index <= MAX_CAMERA_INDEX:
-            raise InvalidInputError(f"camera index {index} is out of range 0..{MAX_CAMERA_INDEX}", code="invalid_camera")
+            raise InvalidInputError(
+                f"camera index {index} is out of range 0..{MAX_CAMERA_INDEX}", code="invalid_camera"
+            )
         try:
-            frame = await asyncio.wait_for(asyncio.to_thread(self._grab_camera, index), self.snapshot_timeout_s)
+            frame = await asyncio.wait_for(
+                asyncio.to_thread(self._grab_camera, index), self.snapshot_timeout_s
+            )
         except asyncio.TimeoutError:
             raise TimeoutApiError(
                 f"camera {index} gave no frame within {self.snapshot_timeout_s:g} s "
-                "(services.streams.snapshot_timeout_s)", code="camera_timeout",
+                "(services.streams.snapshot_timeout_s)",
+                code="camera_timeout",
             ) from None
         if frame is None:
-            raise NotFoundError(f"camera {index} cannot be opened or gave no frame", code="camera_unavailable")
+            raise NotFoundError(
+                f"camera {index} cannot be opened or gave no frame", code="camera_unavailable"
+            )
         return encode_jpeg(frame)
 
     def _grab_camera(self, index: int) -> np.ndarray | None:
@@ -144,14 +153,16 @@ class StreamService:
                 continue
             if not resolved.is_file():
                 continue
-            rows.append({
-                "path": relative.as_posix(),
-                "source": relative.parts[0] if len(relative.parts) > 1 else None,
-                "size_bytes": stat.st_size,
-                "modified_at": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
-                "duration_s": self._duration(resolved, stat.st_size, stat.st_mtime),
-                "_mtime": stat.st_mtime,
-            })
+            rows.append(
+                {
+                    "path": relative.as_posix(),
+                    "source": relative.parts[0] if len(relative.parts) > 1 else None,
+                    "size_bytes": stat.st_size,
+                    "modified_at": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
+                    "duration_s": self._duration(resolved, stat.st_size, stat.st_mtime),
+                    "_mtime": stat.st_mtime,
+                }
+            )
         rows.sort(key=lambda r: r["_mtime"], reverse=True)
         for row in rows:
             del row["_mtime"]

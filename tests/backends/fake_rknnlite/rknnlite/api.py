@@ -36,7 +36,9 @@ class FakeBoard:
         self.root = Path(root) if root is not None else None
         self.inference_delay_s = 0.0
         self.fail_inference = False
-        self.rendezvous: threading.Barrier | None = None  # inferences wait here: proves they overlap
+        self.rendezvous: threading.Barrier | None = (
+            None  # inferences wait here: proves they overlap
+        )
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
@@ -50,11 +52,14 @@ class FakeBoard:
     # facts, read from the fake filesystem like the real runtime's loader and driver would
     def has_library(self) -> bool:
         return self.root is not None and any(
-            (self.root / d / "librknnrt.so").exists() for d in ("usr/lib", "usr/lib64", "usr/local/lib")
+            (self.root / d / "librknnrt.so").exists()
+            for d in ("usr/lib", "usr/lib64", "usr/local/lib")
         )
 
     def has_device(self) -> bool:
-        return self.root is not None and any((self.root / n).exists() for n in ("dev/rknpu", "dev/dri/renderD129"))
+        return self.root is not None and any(
+            (self.root / n).exists() for n in ("dev/rknpu", "dev/dri/renderD129")
+        )
 
     def soc(self) -> str | None:
         if self.root is None:
@@ -103,17 +108,19 @@ class RKNNLite:
         if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
             _log("E", "load_rknn: invalid RKNN model file")
             return -1
-        (length,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
+        (length,) = struct.unpack("<I", data[len(MAGIC) : len(MAGIC) + 4])
         start = len(MAGIC) + 4
         try:
-            self._header = json.loads(data[start:start + length])
+            self._header = json.loads(data[start : start + length])
         except ValueError:
             _log("E", "load_rknn: invalid RKNN model header")
             return -1
-        self._onnx = data[start + length:]
+        self._onnx = data[start + length :]
         return 0
 
-    def init_runtime(self, target=None, device_id=None, async_mode: bool = False, core_mask: int = NPU_CORE_AUTO) -> int:
+    def init_runtime(
+        self, target=None, device_id=None, async_mode: bool = False, core_mask: int = NPU_CORE_AUTO
+    ) -> int:
         if self._header is None:
             _log("E", "init_runtime: model is not loaded yet, call load_rknn first")
             return -1
@@ -128,27 +135,44 @@ class RKNNLite:
         if built_for and soc and built_for != soc:
             _log("E", f"The model is built for {built_for}, but the current platform is {soc}")
             return -1
-        valid = {0, 1, 2, 4, 3, 7, 0xFFFF} if soc == "rk3588" else {0, 1, 2, 3, 0xFFFF} if soc == "rk3576" else {0}
+        valid = (
+            {0, 1, 2, 4, 3, 7, 0xFFFF}
+            if soc == "rk3588"
+            else {0, 1, 2, 3, 0xFFFF}
+            if soc == "rk3576"
+            else {0}
+        )
         if core_mask not in valid:
             _log("E", f"invalid core mask {core_mask} for {soc}")
             return -1
         import onnxruntime
 
         try:
-            self._session = onnxruntime.InferenceSession(self._onnx, providers=["CPUExecutionProvider"])
+            self._session = onnxruntime.InferenceSession(
+                self._onnx, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # the real runtime logs and returns -1 on a broken model
             _log("E", f"init_runtime: {exc}")
             return -1
         self._core_mask = core_mask
         return 0
 
-    def inference(self, inputs, data_type=None, data_format=None, inputs_pass_through=None,
-                  get_frame_id: bool = False, reuse_outputs: bool = False):
+    def inference(
+        self,
+        inputs,
+        data_type=None,
+        data_format=None,
+        inputs_pass_through=None,
+        get_frame_id: bool = False,
+        reuse_outputs: bool = False,
+    ):
         if self._session is None or self.released:
             _log("E", "inference: runtime environment is not inited")
             return None
         if self._busy:
-            BOARD.violations.append(f"instance {id(self)} (core mask {self._core_mask}) used by two threads at once")
+            BOARD.violations.append(
+                f"instance {id(self)} (core mask {self._core_mask}) used by two threads at once"
+            )
         self._busy = True
         with BOARD.lock:
             BOARD.active += 1
@@ -178,14 +202,19 @@ class RKNNLite:
             return None
         x = np.asarray(inputs[0])
         BOARD.input_dtypes.add(str(x.dtype))
-        layout = (data_format[0] if isinstance(data_format, (list, tuple)) else data_format) or "nhwc"
+        layout = (
+            data_format[0] if isinstance(data_format, (list, tuple)) else data_format
+        ) or "nhwc"
         if x.ndim == 3:
             x = x[None]
         if layout == "nhwc":
             x = x.transpose(0, 3, 1, 2)
         expected = self._session.get_inputs()[0].shape
         if list(x.shape) != list(expected):
-            _log("E", f"inference: input shape {list(x.shape)} ({layout}) does not match the model {expected}")
+            _log(
+                "E",
+                f"inference: input shape {list(x.shape)} ({layout}) does not match the model {expected}",
+            )
             return None
         mean = np.asarray(self._header["mean_values"][0], np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self._header["std_values"][0], np.float32).reshape(1, -1, 1, 1)
@@ -207,14 +236,24 @@ class RKNNLite:
         return [], []
 
 
-def build_fake_rknn(onnx_path: Path, out_path: Path, *, target_platform: str = "rk3588",
-                    mean_values=((0, 0, 0),), std_values=((255, 255, 255),)) -> Path:
+def build_fake_rknn(
+    onnx_path: Path,
+    out_path: Path,
+    *,
+    target_platform: str = "rk3588",
+    mean_values=((0, 0, 0),),
+    std_values=((255, 255, 255),),
+) -> Path:
     """Write a fake ``.rknn``: what ``rknn.config(...)`` + ``rknn.build()`` would bake in, plus the ONNX."""
-    header = json.dumps({
-        "target_platform": target_platform,
-        "mean_values": [list(v) for v in mean_values],
-        "std_values": [list(v) for v in std_values],
-    }).encode()
+    header = json.dumps(
+        {
+            "target_platform": target_platform,
+            "mean_values": [list(v) for v in mean_values],
+            "std_values": [list(v) for v in std_values],
+        }
+    ).encode()
     out_path = Path(out_path)
-    out_path.write_bytes(MAGIC + struct.pack("<I", len(header)) + header + Path(onnx_path).read_bytes())
+    out_path.write_bytes(
+        MAGIC + struct.pack("<I", len(header)) + header + Path(onnx_path).read_bytes()
+    )
     return out_path
