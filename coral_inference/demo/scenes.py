@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import cv2
 import numpy as np
@@ -514,9 +514,13 @@ def write_demo_video(
         crossings_by_class=by_class,
     )
     with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream = cast(
+            av.VideoStream,
+            container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001)),
+        )
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # what Stream.__setattr__ does for ``stream.options`` (absent from the stubs)
+        stream.codec_context.options = {"crf": str(crf), "preset": "veryfast"}
         for index in range(frame_count):
             frame = scene.render(index)
             truth.frames.append(frame._replace(image=None))

@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import cv2
 import numpy as np
@@ -97,8 +97,10 @@ def label_image(
             polygon = centres[k] + scene.half_sizes[k] * transform.scale * _UNIT_CIRCLE
         else:
             polygon = vertices[k, : _VERTEX_COUNT[class_id]]
+        # OpenCV takes a plain number as a Scalar; the stubs only allow a sequence
+        color = cast("cv2.typing.Scalar", k + 1)
         cv2.fillPoly(
-            labels, [np.round(polygon * scale).astype(np.int32)], k + 1, cv2.LINE_8, _SUBPIXEL_BITS
+            labels, [np.round(polygon * scale).astype(np.int32)], color, cv2.LINE_8, _SUBPIXEL_BITS
         )
     # nothing outside the frame itself (a letterbox's padding shows no shape)
     x0, y0 = transform.offset_x, transform.offset_y
@@ -275,7 +277,7 @@ def write_video(
 
     count = 0
     with av.open(str(path), "w", format="mp4") as container:
-        stream = None
+        stream: av.VideoStream | None = None
         for image in images:
             if stream is None:
                 height, width = image.shape[:2]
@@ -283,9 +285,13 @@ def write_video(
                     raise ValueError(
                         f"write_video: frames need an even size for yuv420p, got {width}x{height}"
                     )
-                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream = cast(
+                    av.VideoStream,
+                    container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001)),
+                )
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
+                # what Stream.__setattr__ does for ``stream.options`` (absent from the stubs)
+                stream.codec_context.options = {"crf": str(crf), "preset": "veryfast"}
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
             count += 1
         if stream is not None:

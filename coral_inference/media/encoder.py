@@ -15,9 +15,11 @@ import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 logger = logging.getLogger("coral_inference.media.encoder")
 
@@ -93,8 +95,11 @@ class PacketEncoder:
         # output streams from a template stream, and the MP4 muxer flags make the
         # encoder put SPS/PPS in extradata (needed for the moov of each file).
         self._holder = av.open(io.BytesIO(), "w", format="mp4")
-        stream = self._holder.add_stream(
-            CODEC_LIBRARIES[self.codec], rate=Fraction(self.fps).limit_denominator(1001)
+        stream = cast(
+            av.VideoStream,
+            self._holder.add_stream(
+                CODEC_LIBRARIES[self.codec], rate=Fraction(self.fps).limit_denominator(1001)
+            ),
         )
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
         ctx = stream.codec_context
@@ -127,7 +132,7 @@ class PacketEncoder:
         frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
         frame.pts, frame.time_base = pts, self.time_base
         if keyframe:
-            frame.pict_type = av.video.frame.PictureType.I
+            frame.pict_type = PictureType.I
         return self._wrap(self.stream.encode(frame))
 
     @property

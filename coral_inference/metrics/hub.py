@@ -68,6 +68,7 @@ class MetricSink(Protocol):
 
     def offer(self, point: MetricPoint) -> bool:
         """Take the point without blocking; False when it was dropped."""
+        ...
 
     def close(self) -> None: ...
 

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from coral_inference.config.schema import InfluxSinkConfig
 from coral_inference.metrics.hub import MetricPoint
@@ -53,8 +54,9 @@ def influx_writer(
     url: str, token: str, org: str, bucket: str, timeout_s: float
 ) -> tuple[WriteFn, Callable[[], None]]:
     """A synchronous ``write(lines)`` over influxdb-client and its ``close``."""
-    from influxdb_client import InfluxDBClient, WritePrecision
+    from influxdb_client.client.influxdb_client import InfluxDBClient
     from influxdb_client.client.write_api import SYNCHRONOUS
+    from influxdb_client.domain.write_precision import WritePrecision
     from influxdb_client.rest import ApiException
 
     client = InfluxDBClient(
@@ -64,7 +66,9 @@ def influx_writer(
 
     def write(lines: list[str]) -> None:
         try:
-            api.write(bucket=bucket, org=org, record=lines, write_precision=WritePrecision.NS)
+            # influxdb-client annotates the parameter as its class; its constants are str
+            precision = cast(WritePrecision, WritePrecision.NS)
+            api.write(bucket=bucket, org=org, record=lines, write_precision=precision)
         except ApiException as exc:
             if (
                 exc.status is not None
