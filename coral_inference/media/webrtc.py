@@ -19,6 +19,7 @@ ICE: servers come from config (none by default, so nothing leaves the LAN);
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import logging
 import threading
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import av
 import cv2
@@ -155,7 +156,8 @@ def _install_host_address_filter() -> None:
     """Let a context variable choose aioice's host candidates (no effect when unset)."""
     import aioice.ice
 
-    current = aioice.ice.get_host_addresses
+    # Function attributes are set dynamically below; type as Any to allow them.
+    current: Any = aioice.ice.get_host_addresses
     if getattr(current, "_coral_filter", False):
         current._coral_users += 1
         return
@@ -164,16 +166,17 @@ def _install_host_address_filter() -> None:
         pinned = _host_addresses.get()
         return list(pinned) if pinned else current(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
 
-    get_host_addresses._coral_filter = True
-    get_host_addresses._coral_users = 1
-    get_host_addresses.__wrapped__ = current
-    aioice.ice.get_host_addresses = get_host_addresses
+    wrapper: Any = get_host_addresses
+    wrapper._coral_filter = True
+    wrapper._coral_users = 1
+    wrapper.__wrapped__ = current
+    aioice.ice.get_host_addresses = wrapper
 
 
 def _uninstall_host_address_filter() -> None:
     import aioice.ice
 
-    current = aioice.ice.get_host_addresses
+    current: Any = aioice.ice.get_host_addresses
     if getattr(current, "_coral_filter", False):
         current._coral_users -= 1
         if current._coral_users <= 0:
@@ -216,7 +219,7 @@ class StreamHub:
         self._peer_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._watchdog: asyncio.Future | None = None
+        self._watchdog: concurrent.futures.Future[None] | None = None
         self._closed = False
         self.peers_closed = 0
 
@@ -343,11 +346,12 @@ class StreamHub:
             ):
                 return ch.frame, ch.version
             shape = PLACEHOLDER_SIZE if ch is None or ch.frame is None else ch.frame.shape[:2]
-            key = (channel, tuple(shape))
+            size = cast("tuple[int, int]", tuple(shape))
+            key = (channel, size)
             if key not in self._placeholders:
                 if len(self._placeholders) > 64:
                     self._placeholders.clear()
-                self._placeholders[key] = placeholder_frame(channel, tuple(shape))
+                self._placeholders[key] = placeholder_frame(channel, size)
             return self._placeholders[key], -1
 
     # ------------------------------------------------------------------ signalling

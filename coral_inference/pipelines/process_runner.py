@@ -64,7 +64,7 @@ class WorkerRunner:
 
     def __init__(
         self,
-        context: RuntimeContext | None,
+        context: RuntimeContext,  # its config is copied into the worker spec
         workflow: dict[str, Any],
         source: str | int,
         *,

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -351,7 +351,8 @@ class PipelineRunner:
             extra["model_manager"] = coral_model_manager(self.context)
         return pipeline_class.init_with_workflow(
             video_reference=self.source,
-            watchdog=self._clock,
+            # _InferenceClock duck-types inference's PipelineWatchDog (not imported here).
+            watchdog=cast(Any, self._clock),
             workflow_specification=self.workflow,
             image_input_name=self.image_input_name,
             video_metadata_input_name=self.video_metadata_input_name,

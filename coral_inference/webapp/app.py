@@ -55,7 +55,9 @@ HTTP_CODES = {
     416: "range_not_satisfiable",
     429: "too_many_requests",
 }
-ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 409, 413, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 404, 409, 413, 422)
+}
 
 
 def create_web_app(

@@ -12,7 +12,9 @@ from coral_inference.webapp.services import PipelineService, PipelineSpec, Strea
 from coral_inference.webapp.services.streams import encode_jpeg
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
-JPEG = {200: {"content": {"image/jpeg": {}}, "description": "The latest preview frame as JPEG."}}
+JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "The latest preview frame as JPEG."}
+}
 
 
 @router.get("", response_model=list[PipelineStatus], summary="List pipelines")

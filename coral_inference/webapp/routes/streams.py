@@ -15,7 +15,9 @@ from coral_inference.webapp.schemas import Channel, Recording, SessionDescriptio
 from coral_inference.webapp.services import StreamService
 
 router = APIRouter()
-JPEG = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG frame."}}
+JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "A JPEG frame."}
+}
 NO_STORE = {"Cache-Control": "no-store"}
 
 

@@ -132,7 +132,7 @@ class WebServices:
         await self.store.ping()
         return True, f"{self.store.path} ({await self.store.journal_mode()})"
 
-    async def _check_pipelines(self) -> tuple[bool, str, bool]:
+    async def _check_pipelines(self) -> tuple[bool, str] | tuple[bool, str, bool]:
         if not self.pipelines.restored.is_set():
             return False, "restoring persisted pipelines"
         warmup = self._tasks.get("warmup")

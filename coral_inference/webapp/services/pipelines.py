@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -35,7 +35,7 @@ from coral_inference.pipelines.runner import (
     redact_source,
 )
 from coral_inference.pipelines.sources_policy import SourcePolicy, SourceRefusedError
-from coral_inference.pipelines.status import PipelineStatus
+from coral_inference.pipelines.status import PipelineStatus, SourceKind
 from coral_inference.pipelines.supervisor import Supervisor, SupervisorSettings
 from coral_inference.results import to_jsonable
 from coral_inference.webapp.errors import ApiError, ConflictError, InvalidInputError, NotFoundError
@@ -165,7 +165,7 @@ class PipelineService:
                 cfg, Path(context.config.storage.root) / "pipelines"
             )
             self.supervisor = Supervisor(settings)
-        self._runner_factory = runner_factory or PipelineRunner
+        self._runner_factory: Callable[..., Any] = runner_factory or PipelineRunner
         self._publish = publish
         self._frames = frames  # StreamService: attach_preview / detach_preview
         self._runners: dict[str, Any] = {}
@@ -292,7 +292,8 @@ class PipelineService:
             workflow=workflow,
             workflow_file=workflow_file,
             source=str(source),
-            source_kind=kind,
+            # Kept as the plain string the policy gave (SourceKind is a str enum).
+            source_kind=cast(SourceKind, kind),
             max_fps=spec.max_fps,
             parameters=spec.parameters,
             preview_output=spec.preview_output,

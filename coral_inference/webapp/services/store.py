@@ -133,6 +133,7 @@ class PipelineStore:
     async def journal_mode(self) -> str:
         async with self.db.execute("PRAGMA journal_mode") as cursor:
             row = await cursor.fetchone()
+        assert row is not None  # PRAGMA journal_mode always answers one row
         return str(row[0])
 
     async def save(self, record: PipelineRecord) -> None:

@@ -200,7 +200,9 @@ def probe_duration(path: Path) -> float | None:
             for packet in container.demux(stream):
                 if packet.pts is not None:
                     last = packet.pts
-            return round(float(last * stream.time_base), 3) if last is not None else None
+            if last is None or stream.time_base is None:
+                return None  # no time base: no duration (as before, via the except below)
+            return round(float(last * stream.time_base), 3)
     except Exception:  # a file being written or a corrupt file has no duration yet
         return None
 

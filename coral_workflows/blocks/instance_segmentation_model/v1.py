@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import ConfigDict
 
@@ -123,4 +123,4 @@ class CoralInstanceSegmentationModelBlockV1(WorkflowBlock):
             max_detections=max_detections,
             class_agnostic_nms=class_agnostic_nms,
         )
-        return detection_outputs(batch, images, loaded, "instance-segmentation")
+        return cast(BlockResult, detection_outputs(batch, images, loaded, "instance-segmentation"))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import supervision as sv
@@ -175,4 +175,4 @@ class CoralKeypointDetectionModelBlockV1(WorkflowBlock):
             class_agnostic_nms=class_agnostic_nms,
         )
         batch = [roboflow_keypoints(detections, names, keypoint_confidence) for detections in batch]
-        return detection_outputs(batch, images, loaded, "keypoint-detection")
+        return cast(BlockResult, detection_outputs(batch, images, loaded, "keypoint-detection"))
