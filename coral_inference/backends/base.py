@@ -51,9 +51,11 @@ class ModelSession(Protocol):
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Run one preprocessed input; returns the raw output tensors."""
+        ...
 
     def close(self) -> None:
         """Free the runtime's resources; idempotent."""
+        ...
 
 
 @runtime_checkable
@@ -64,17 +66,22 @@ class BackendAdapter(Protocol):
 
     def probe(self) -> ProbeResult:
         """Whether this backend can run here and, if not, why."""
+        ...
 
     def list_artifacts(self, package: ModelPackage) -> list[Any]:
         """The package artifacts this backend can load."""
+        ...
 
     def download_artifacts(self, package: ModelPackage, dest: Path) -> list[Path]:
         """Fetch this backend's artifacts (URL or path) into ``dest``, sha256 verified."""
+        ...
 
     def prepare_session(
         self, package: ModelPackage, options: dict[str, Any] | None = None
     ) -> ModelSession:
         """Load the package's artifact for this backend."""
+        ...
 
     def preprocess(self, image: np.ndarray, package: ModelPackage) -> Any:
         """Turn a BGR HWC uint8 frame into this runtime's input (layout, dtype, normalisation)."""
+        ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class OnnxRuntimeSession:
         input_spec: Any = None,
         head: Any = None,
     ):
-        self._session = session
+        self._session: Any = session
         self.model = model
         self.path = path
         self.requested_providers = requested
@@ -215,7 +216,7 @@ class OnnxRuntimeBackend:
         return result
 
     def _providers(
-        self, available: list[str], requested: list[str] | None = None
+        self, available: list[str], requested: Sequence[str] | None = None
     ) -> tuple[list[str], list[str]]:
         """(providers to ask for, requested ones this build lacks); CPU always ends the list."""
         wanted = [PROVIDER_NAMES[p] for p in (requested or self.options.providers)]

@@ -96,7 +96,7 @@ def _h264() -> Check:
     import av
 
     try:
-        av.codec.Codec("libx264", "w")
+        av.Codec("libx264", "w")
         return Check("video encoder", "ok", f"PyAV {av.__version__} with libx264")
     except Exception:
         return Check(

@@ -23,34 +23,36 @@ class Section(BaseModel):
 
 
 class OnnxRuntimeOptions(Section):
-    enabled: bool = Field(True, description="Offer ONNX Runtime as a backend.")
+    enabled: bool = Field(default=True, description="Offer ONNX Runtime as a backend.")
     providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
         default_factory=lambda: ["cpu"],
         description="Execution providers in order of preference; CPU is always the last resort.",
         examples=[["cuda", "cpu"]],
     )
     intra_op_num_threads: int = Field(
-        0, ge=0, description="Threads inside one operator (0: ONNX Runtime's default)."
+        default=0, ge=0, description="Threads inside one operator (0: ONNX Runtime's default)."
     )
     inter_op_num_threads: int = Field(
-        0, ge=0, description="Threads across operators (0: ONNX Runtime's default)."
+        default=0, ge=0, description="Threads across operators (0: ONNX Runtime's default)."
     )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
-        "all", description="Graph optimisation level."
+        default="all", description="Graph optimisation level."
     )
     tensorrt_cache_dir: Path | None = Field(
-        None, description="Where TensorRT engines are cached (TensorRT provider only)."
+        default=None, description="Where TensorRT engines are cached (TensorRT provider only)."
     )
 
 
 class RknnOptions(Section):
-    enabled: bool = Field(True, description="Offer the Rockchip NPU (RKNN Lite) as a backend.")
+    enabled: bool = Field(
+        default=True, description="Offer the Rockchip NPU (RKNN Lite) as a backend."
+    )
     core_mask: Literal["auto", "0", "1", "2", "0_1", "0_1_2", "all"] = Field(
-        "auto",
+        default="auto",
         description="NPU cores for a single session; the pool below spreads sessions over cores.",
     )
     pool_size: int = Field(
-        3, ge=1, le=16, description="Sessions per model (RK3588 has three NPU cores)."
+        default=3, ge=1, le=16, description="Sessions per model (RK3588 has three NPU cores)."
     )
     pool_cores: list[Literal["0", "1", "2"]] = Field(
         default_factory=lambda: ["0", "1", "2"],
@@ -96,9 +98,9 @@ class BackendsConfig(Section):
 
 class ModelEntry(Section):
     package: Path = Field(
-        ..., description="Directory of a Coral model package (holds coral-model.yaml)."
+        default=..., description="Directory of a Coral model package (holds coral-model.yaml)."
     )
-    backend: str = Field("auto", description="Backend name or 'auto'.")
+    backend: str = Field(default="auto", description="Backend name or 'auto'.")
 
 
 # --------------------------------------------------------------------------- plugins
@@ -106,7 +108,7 @@ class ModelEntry(Section):
 
 class PluginsConfig(Section):
     entry_points: bool = Field(
-        True, description="Discover third-party backends, patches and web plugins."
+        default=True, description="Discover third-party backends, patches and web plugins."
     )
     disabled: list[str] = Field(
         default_factory=list,
@@ -122,83 +124,115 @@ class PluginsConfig(Section):
 
 
 class StorageConfig(Section):
-    root: Path = Field(Path("var/coral"), description="Base directory for Coral's own data.")
+    root: Path = Field(
+        default=Path("var/coral"), description="Base directory for Coral's own data."
+    )
     recordings: Path = Field(
-        Path("var/coral/recordings"),
+        default=Path("var/coral/recordings"),
         description="Recordings root: every recorder writes inside it.",
     )
-    results: Path = Field(Path("var/coral/results"), description="Pipeline results directory.")
+    results: Path = Field(
+        default=Path("var/coral/results"), description="Pipeline results directory."
+    )
 
 
 class RetentionConfig(Section):
     max_age_hours: float | None = Field(
-        168.0, gt=0, description="Delete recordings older than this (None: keep regardless of age)."
+        default=168.0,
+        gt=0,
+        description="Delete recordings older than this (None: keep regardless of age).",
     )
     max_gb: float | None = Field(
-        None, gt=0, description="Keep a recordings folder under this size, oldest deleted first."
+        default=None,
+        gt=0,
+        description="Keep a recordings folder under this size, oldest deleted first.",
     )
     min_free_gb: float | None = Field(
-        1.0, ge=0, description="Delete the oldest recordings while the disk has less free space."
+        default=1.0,
+        ge=0,
+        description="Delete the oldest recordings while the disk has less free space.",
     )
-    interval_s: float = Field(30.0, gt=0, description="How often the retention thread checks.")
+    interval_s: float = Field(
+        default=30.0, gt=0, description="How often the retention thread checks."
+    )
 
 
 class RecordingConfig(Section):
     """Defaults of the video recorder block; each block may override them."""
 
-    segment_seconds: float = Field(60.0, gt=0, description="Length of continuous segments.")
+    segment_seconds: float = Field(default=60.0, gt=0, description="Length of continuous segments.")
     codec: Literal["h264", "mpeg4"] = Field(
-        "h264",
+        default="h264",
         description="h264 (libx264, browser-playable) or mpeg4 (fallback, not for browsers).",
     )
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
-        "veryfast", description="libx264 speed preset: faster presets cost less CPU and more disk."
+        default="veryfast",
+        description="libx264 speed preset: faster presets cost less CPU and more disk.",
     )
-    crf: int = Field(23, ge=0, le=51, description="Constant rate factor: lower is better quality.")
+    crf: int = Field(
+        default=23, ge=0, le=51, description="Constant rate factor: lower is better quality."
+    )
     keyframe_interval_s: float = Field(
-        1.0, gt=0, description="Seconds between keyframes: the most a killed process can lose."
+        default=1.0,
+        gt=0,
+        description="Seconds between keyframes: the most a killed process can lose.",
     )
-    threads: int = Field(0, ge=0, description="Encoder threads (0: libx264 decides).")
+    threads: int = Field(default=0, ge=0, description="Encoder threads (0: libx264 decides).")
     queue_frames: int = Field(
-        64,
+        default=64,
         ge=1,
         description="Frames waiting for the encoder; beyond it frames are dropped and counted.",
     )
     idle_close_s: float = Field(
-        5.0, gt=0, description="Finish the open files of a source that sent no frame for this long."
+        default=5.0,
+        gt=0,
+        description="Finish the open files of a source that sent no frame for this long.",
     )
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
 class InfluxSinkConfig(Section):
     type: Literal["influxdb"] = "influxdb"
-    url: str = Field(..., description="InfluxDB v2 base URL.", examples=["http://127.0.0.1:8086"])
-    org: str = Field("coral", description="Organisation.")
-    bucket: str = Field("coral", description="Bucket.")
-    token: str = Field("", description="API token (empty for servers without auth).")
-    batch_size: int = Field(500, ge=1, description="Points per write.")
-    flush_interval_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch.")
-    max_queue: int = Field(10000, ge=1, description="Points held in memory before spooling.")
-    spool_dir: Path | None = Field(
-        None, description="Disk spool kept while the server is down (default under storage.root)."
+    url: str = Field(
+        default=..., description="InfluxDB v2 base URL.", examples=["http://127.0.0.1:8086"]
     )
-    max_spool_bytes: int = Field(64 * 1024 * 1024, ge=0, description="Spool size limit.")
-    timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one write.")
-    retry_initial_s: float = Field(1.0, gt=0, description="First wait after a failed write.")
-    retry_max_s: float = Field(30.0, gt=0, description="Longest wait between retries (doubling).")
+    org: str = Field(default="coral", description="Organisation.")
+    bucket: str = Field(default="coral", description="Bucket.")
+    token: str = Field(default="", description="API token (empty for servers without auth).")
+    batch_size: int = Field(default=500, ge=1, description="Points per write.")
+    flush_interval_s: float = Field(
+        default=1.0, gt=0, description="Longest wait before a partial batch."
+    )
+    max_queue: int = Field(
+        default=10000, ge=1, description="Points held in memory before spooling."
+    )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="Disk spool kept while the server is down (default under storage.root).",
+    )
+    max_spool_bytes: int = Field(default=64 * 1024 * 1024, ge=0, description="Spool size limit.")
+    timeout_s: float = Field(default=5.0, gt=0, description="HTTP timeout of one write.")
+    retry_initial_s: float = Field(
+        default=1.0, gt=0, description="First wait after a failed write."
+    )
+    retry_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between retries (doubling)."
+    )
 
 
 class PrometheusSinkConfig(Section):
     type: Literal["prometheus"] = "prometheus"
     port: int | None = Field(
-        None, description="Serve /metrics on this port (None: only through the web app)."
+        default=None, description="Serve /metrics on this port (None: only through the web app)."
     )
-    host: str = Field("127.0.0.1", description="Bind address of the standalone exporter.")
+    host: str = Field(default="127.0.0.1", description="Bind address of the standalone exporter.")
 
 
 class JsonLinesSinkConfig(Section):
     type: Literal["jsonl"] = "jsonl"
-    path: Path | None = Field(None, description="File to append to (None: standard output).")
+    path: Path | None = Field(
+        default=None, description="File to append to (None: standard output)."
+    )
 
 
 SinkConfig = Annotated[
@@ -212,7 +246,7 @@ class MetricsConfig(Section):
         description="Named metric sinks; blocks and services address them by name.",
     )
     pipeline_metrics: bool = Field(
-        True, description="Report fps, latency, drops and detections of every pipeline."
+        default=True, description="Report fps, latency, drops and detections of every pipeline."
     )
 
 
@@ -220,12 +254,12 @@ class MetricsConfig(Section):
 
 
 class HttpConfig(Section):
-    host: str = Field("127.0.0.1", description="Bind address of the web control plane.")
-    port: int = Field(9100, ge=1, le=65535, description="Port of the web control plane.")
+    host: str = Field(default="127.0.0.1", description="Bind address of the web control plane.")
+    port: int = Field(default=9100, ge=1, le=65535, description="Port of the web control plane.")
     cors_origins: list[str] = Field(
         default_factory=list, description="Allowed CORS origins ('*' is refused with credentials)."
     )
-    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest request body.")
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description=(
@@ -239,18 +273,24 @@ class HttpConfig(Section):
 
 class PipelinesConfig(Section):
     database: Path = Field(
-        Path("var/coral/pipelines.sqlite3"), description="SQLite file holding pipeline state."
+        default=Path("var/coral/pipelines.sqlite3"),
+        description="SQLite file holding pipeline state.",
     )
     workflows_root: Path = Field(
-        Path("examples"), description="Workflow files are loaded from inside this directory only."
+        default=Path("examples"),
+        description="Workflow files are loaded from inside this directory only.",
     )
-    videos_dir: Path = Field(Path("var/coral/videos"), description="Downloaded videos.")
-    restore_on_start: bool = Field(True, description="Restart persisted pipelines at start.")
-    max_pipelines: int = Field(8, ge=1, description="Pipelines running at once.")
+    videos_dir: Path = Field(default=Path("var/coral/videos"), description="Downloaded videos.")
+    restore_on_start: bool = Field(
+        default=True, description="Restart persisted pipelines at start."
+    )
+    max_pipelines: int = Field(default=8, ge=1, description="Pipelines running at once.")
     download_timeout_s: float = Field(
-        60.0, gt=0, description="Deadline for one whole download attempt of a remote video."
+        default=60.0, gt=0, description="Deadline for one whole download attempt of a remote video."
     )
-    max_concurrent_downloads: int = Field(2, ge=1, description="Remote videos downloaded at once.")
+    max_concurrent_downloads: int = Field(
+        default=2, ge=1, description="Remote videos downloaded at once."
+    )
     sources_roots: list[Path] = Field(
         default_factory=list,
         description=(
@@ -276,51 +316,61 @@ class PipelinesConfig(Section):
         description="Hosts an http(s) source may redirect to (empty: redirects are not followed).",
         examples=[["cdn.example.org"]],
     )
-    download_retries: int = Field(3, ge=0, description="Retries for a remote video.")
-    download_max_bytes: int = Field(2 * 1024**3, ge=1, description="Largest remote video accepted.")
+    download_retries: int = Field(default=3, ge=0, description="Retries for a remote video.")
+    download_max_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest remote video accepted."
+    )
     # Pipeline workers (issue 11): one supervised process per pipeline of the web app.
     isolation: Literal["process", "thread"] = Field(
-        "process",
+        default="process",
         description=(
             "'process': every pipeline of the web app runs in its own supervised worker process "
             "(crash isolation, all CPU cores); 'thread': inside the web process (no isolation)."
         ),
     )
     restart: Literal["never", "on-failure", "always"] = Field(
-        "on-failure",
+        default="on-failure",
         description=(
             "What the supervisor does when a worker ends without being asked to: 'on-failure' "
             "restarts crashed or hung workers, 'always' also workers whose source ended."
         ),
     )
     restart_backoff_s: float = Field(
-        1.0, gt=0, description="Wait before the first restart; doubled per restart in a row."
+        default=1.0,
+        gt=0,
+        description="Wait before the first restart; doubled per restart in a row.",
     )
-    restart_backoff_max_s: float = Field(60.0, gt=0, description="Longest wait between restarts.")
+    restart_backoff_max_s: float = Field(
+        default=60.0, gt=0, description="Longest wait between restarts."
+    )
     restart_max_per_hour: int = Field(
-        10,
+        default=10,
         ge=0,
         description="Restarts of one pipeline per hour; past it the pipeline stays failed.",
     )
     heartbeat_timeout_s: float = Field(
-        15.0, gt=0, description="A worker that reports nothing for this long is hung."
+        default=15.0, gt=0, description="A worker that reports nothing for this long is hung."
     )
     stall_timeout_s: float = Field(
-        60.0,
+        default=60.0,
         ge=0,
         description="A running worker that delivers no frame for this long is hung (0: never).",
     )
     start_timeout_s: float = Field(
-        180.0, gt=0, description="Longest wait for a worker to compile and start its workflow."
+        default=180.0,
+        gt=0,
+        description="Longest wait for a worker to compile and start its workflow.",
     )
     stop_timeout_s: float = Field(
-        10.0, gt=0, description="Longest wait for a worker to stop before it is killed."
+        default=10.0, gt=0, description="Longest wait for a worker to stop before it is killed."
     )
     reconnect_backoff_max_s: float = Field(
-        30.0, gt=0, description="Longest wait between attempts to open a source that is down."
+        default=30.0,
+        gt=0,
+        description="Longest wait between attempts to open a source that is down.",
     )
     preview_max_bytes: int = Field(
-        1920 * 1080 * 3,
+        default=1920 * 1080 * 3,
         ge=3,
         description="Shared-memory preview slot per pipeline; larger frames are scaled down.",
     )
@@ -334,7 +384,7 @@ class PipelinesConfig(Section):
 
 
 class IceServer(Section):
-    urls: list[str] = Field(..., examples=[["stun:stun.example.org:3478"]])
+    urls: list[str] = Field(default=..., examples=[["stun:stun.example.org:3478"]])
     username: str | None = None
     credential: str | None = None
 
@@ -344,11 +394,13 @@ class StreamsConfig(Section):
         default_factory=list,
         description="STUN/TURN servers offered to viewers (none by default: nothing leaves the LAN).",
     )
-    max_peers: int = Field(16, ge=1, description="Viewers across all channels.")
-    offer_timeout_s: float = Field(10.0, gt=0, description="Time to answer a WebRTC offer.")
-    snapshot_timeout_s: float = Field(5.0, gt=0, description="Time to grab a camera snapshot.")
+    max_peers: int = Field(default=16, ge=1, description="Viewers across all channels.")
+    offer_timeout_s: float = Field(default=10.0, gt=0, description="Time to answer a WebRTC offer.")
+    snapshot_timeout_s: float = Field(
+        default=5.0, gt=0, description="Time to grab a camera snapshot."
+    )
     peer_timeout_s: float = Field(
-        10.0,
+        default=10.0,
         gt=0,
         description="A viewer that sends no RTCP receiver report for this long is closed and freed.",
     )
@@ -363,13 +415,13 @@ class StreamsConfig(Section):
 
 
 class MonitoringConfig(Section):
-    enabled: bool = Field(True, description="Collect host and pipeline metrics.")
-    poll_interval_s: float = Field(5.0, gt=0, description="Host metrics period.")
+    enabled: bool = Field(default=True, description="Collect host and pipeline metrics.")
+    poll_interval_s: float = Field(default=5.0, gt=0, description="Host metrics period.")
     disk_quota_bytes: int | None = Field(
-        None, ge=0, description="Cleanup keeps recordings and results under this size."
+        default=None, ge=0, description="Cleanup keeps recordings and results under this size."
     )
     min_free_bytes: int = Field(
-        1024**3, ge=0, description="Cleanup keeps at least this much disk free."
+        default=1024**3, ge=0, description="Cleanup keeps at least this much disk free."
     )
     sinks: list[str] = Field(
         default_factory=lambda: ["prometheus"],
@@ -386,26 +438,30 @@ class HealthConfig(Section):
 
 class UiConfig(Section):
     mode: Literal["default", "none", "plugin"] = Field(
-        "default", description="Dashboard served by the web app."
+        default="default", description="Dashboard served by the web app."
     )
-    plugin: str | None = Field(None, description="Web plugin serving the UI when mode=plugin.")
+    plugin: str | None = Field(
+        default=None, description="Web plugin serving the UI when mode=plugin."
+    )
 
 
 class AuthConfig(Section):
     enabled: Literal["auto", "on", "off"] = Field(
-        "auto",
+        default="auto",
         description="auto: keys for mutating routes, and for all routes when bound beyond loopback.",
     )
     api_key_hashes: list[str] = Field(
         default_factory=list,
         description="sha256 hex digests of accepted API keys (keys are never stored in clear).",
     )
-    header: str = Field("X-API-Key", description="Header carrying the key.")
+    header: str = Field(default="X-API-Key", description="Header carrying the key.")
     session_ttl_s: float = Field(
-        12 * 3600.0, gt=0, description="A browser session ends this long after it was opened."
+        default=12 * 3600.0,
+        gt=0,
+        description="A browser session ends this long after it was opened.",
     )
     max_failed_logins: int = Field(
-        10, ge=1, description="Wrong keys accepted from one client per minute; then 429."
+        default=10, ge=1, description="Wrong keys accepted from one client per minute; then 429."
     )
 
     @field_validator("api_key_hashes")
@@ -437,7 +493,7 @@ class RuntimeDescriptor(Section):
     """Everything Coral's runtime, blocks, CLI and web app read."""
 
     platform: Literal["auto", "rockchip", "jetson", "cpu"] = Field(
-        "auto", description="Hardware platform; 'auto' detects it from /proc and /etc."
+        default="auto", description="Hardware platform; 'auto' detects it from /proc and /etc."
     )
     backends: BackendsConfig = Field(default_factory=BackendsConfig)
     models: dict[str, ModelEntry] = Field(

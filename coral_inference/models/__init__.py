@@ -8,7 +8,7 @@ frames into ``supervision.Detections``. Nothing here imports Roboflow
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral_inference.models.errors import (
     ArtifactDownloadError,
@@ -26,6 +26,10 @@ from coral_inference.models.package import (
     bundled_packages,
     load_package,
 )
+
+if TYPE_CHECKING:  # imported lazily by __getattr__ at run time
+    from coral_inference.models.detector import Detector
+    from coral_inference.models.loaded import LoadedModel, load_model
 
 __all__ = [
     "ArtifactDownloadError",

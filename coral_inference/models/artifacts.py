@@ -14,6 +14,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 from coral_inference.models.errors import (
     ArtifactDownloadError,
@@ -44,7 +45,8 @@ def ensure_artifact(
     spec = package.artifact(backend)
     field = f"artifacts.{backend}"
     if spec.file is not None:
-        path = package.local_artifact_path(backend)
+        # spec.file is set, so this is the in-package path, never None
+        path = cast(Path, package.local_artifact_path(backend))
         if not path.is_file():
             raise ArtifactNotFoundError(
                 f"{path}: artifact file named by {field}.file in {package.manifest_path} does not exist; "
@@ -54,11 +56,13 @@ def ensure_artifact(
             verify_sha256(path, spec.sha256, f"{field}.sha256 in {package.manifest_path}")
         companion_paths(package, backend)  # each one present and verified
         return path
-    dest = (cache_dir or artifact_cache_dir()) / spec.sha256[:16] / spec.filename
-    if dest.is_file() and sha256_of(dest) == spec.sha256:
+    # ArtifactSpec's validator guarantees a url artifact has both url and sha256
+    url, sha256 = cast(str, spec.url), cast(str, spec.sha256)
+    dest = (cache_dir or artifact_cache_dir()) / sha256[:16] / spec.filename
+    if dest.is_file() and sha256_of(dest) == sha256:
         return dest
     return download(
-        spec.url, dest, spec.sha256, f"{field}.sha256 in {package.manifest_path}", progress=progress
+        url, dest, sha256, f"{field}.sha256 in {package.manifest_path}", progress=progress
     )
 
 

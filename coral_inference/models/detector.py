@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import supervision as sv
@@ -186,7 +187,8 @@ class Detector:
         workers = min(int(getattr(self.session, "concurrency", 1) or 1), len(frames))
         if workers <= 1:
             return [self.detect(frame, **options) for frame in frames]
-        pool = self._executor(int(self.session.concurrency))
+        # concurrency is optional on ModelSession; workers > 1 means this session declares it
+        pool = self._executor(int(cast(Any, self.session).concurrency))
         return list(pool.map(lambda frame: self.detect(frame, **options), frames))
 
     def classify(self, frame_bgr: np.ndarray) -> ClassificationResult:

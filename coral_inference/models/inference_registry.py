@@ -99,7 +99,8 @@ def coral_model_registry(context: CoralModelHost, fallback: Any = "roboflow") ->
             super().__init__({"coral/object-detection": model_class})
             self.fallback = fallback
 
-        def get_model(self, model_id: str, api_key: str | None = None, **kwargs: Any) -> Any:
+        # inference's RoboflowModelRegistry overrides ModelRegistry.get_model with these names too
+        def get_model(self, model_id: str, api_key: str | None = None, **kwargs: Any) -> Any:  # pyright: ignore[reportIncompatibleMethodOverride]
             if is_coral_model_id(context, model_id):
                 return model_class
             if self.fallback is None:
@@ -242,7 +243,10 @@ def build_model_class(context: CoralModelHost) -> type:
                 return responses.segmentation_response(detections, size, **common)
             if kind == "KeypointsDetectionInferenceRequest":
                 threshold = getattr(request, "keypoint_confidence", None)
-                names = list(self.loaded.package.manifest.keypoints.names)
+                keypoints = self.loaded.package.manifest.keypoints
+                # _check_task let only keypoint-detection packages through; their manifest has keypoints
+                assert keypoints is not None
+                names = list(keypoints.names)
                 return responses.keypoints_response(
                     detections,
                     size,

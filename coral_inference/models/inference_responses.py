@@ -27,7 +27,7 @@ Roboflow ``inference`` is imported inside the functions, through Coral's adapter
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
@@ -85,7 +85,7 @@ def _box_fields(xyxy: np.ndarray) -> list[dict[str, float]]:
 
 
 def _prediction_fields(detections: sv.Detections) -> list[dict[str, Any]]:
-    names = detections.data["class_name"].tolist()
+    names = cast(np.ndarray, detections.data["class_name"]).tolist()
     assert detections.confidence is not None and detections.class_id is not None
     return [
         {

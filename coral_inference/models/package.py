@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -38,7 +38,7 @@ MANIFEST_NAMES = (MANIFEST_NAME, "coral-model.yml", "coral-model.json")
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 
 # Ultralytics YOLOv5 COCO anchors (pixels), one row per stride 8/16/32.
-YOLOV5_DEFAULT_ANCHORS = [
+YOLOV5_DEFAULT_ANCHORS: list[list[float]] = [
     [10, 13, 16, 30, 33, 23],
     [30, 61, 62, 45, 59, 119],
     [116, 90, 156, 198, 373, 326],
@@ -52,29 +52,33 @@ class _Strict(BaseModel):
 class InputSpec(_Strict):
     """What the network's input tensor looks like and how a frame becomes one."""
 
-    width: int = Field(..., gt=0, description="Input width in pixels.")
-    height: int = Field(..., gt=0, description="Input height in pixels.")
-    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Tensor layout.")
-    color: Literal["RGB", "BGR"] = Field("RGB", description="Channel order the model expects.")
+    width: int = Field(default=..., gt=0, description="Input width in pixels.")
+    height: int = Field(default=..., gt=0, description="Input height in pixels.")
+    layout: Literal["NCHW", "NHWC"] = Field(default="NCHW", description="Tensor layout.")
+    color: Literal["RGB", "BGR"] = Field(
+        default="RGB", description="Channel order the model expects."
+    )
     dtype: Literal["float32", "float16", "uint8"] = Field(
-        "float32",
+        default="float32",
         description="Tensor dtype; uint8 inputs are fed raw (normalisation is inside the model).",
     )
-    scale: float = Field(1 / 255, gt=0, description="Pixel values are multiplied by this first.")
+    scale: float = Field(
+        default=1 / 255, gt=0, description="Pixel values are multiplied by this first."
+    )
     mean: tuple[float, float, float] = Field(
-        (0.0, 0.0, 0.0), description="Subtracted after scaling, per channel."
+        default=(0.0, 0.0, 0.0), description="Subtracted after scaling, per channel."
     )
     std: tuple[float, float, float] = Field(
-        (1.0, 1.0, 1.0), description="Divided by after the mean, per channel."
+        default=(1.0, 1.0, 1.0), description="Divided by after the mean, per channel."
     )
     resize: Literal["letterbox", "stretch", "center-crop"] = Field(
-        "letterbox",
+        default="letterbox",
         description=(
             "Keep aspect ratio (pad), stretch, or center-crop (shortest side to the input size, then the "
             "centre: Ultralytics classification)."
         ),
     )
-    pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
+    pad_value: int = Field(default=114, ge=0, le=255, description="Letterbox padding grey level.")
 
     @field_validator("std")
     @classmethod
@@ -90,7 +94,7 @@ class InputOverride(_Strict):
     layout: Literal["NCHW", "NHWC"] | None = None
     color: Literal["RGB", "BGR"] | None = None
     dtype: Literal["float32", "float16", "uint8"] | None = None
-    pad_value: int | None = Field(None, ge=0, le=255)
+    pad_value: int | None = Field(default=None, ge=0, le=255)
 
 
 class HeadSpec(_Strict):
@@ -111,7 +115,7 @@ class HeadSpec(_Strict):
         "rfdetr",
         "rfdetr_seg",
     ] = Field(
-        ...,
+        default=...,
         description=(
             "yolov8: one [1, 4+nc, N] output (Ultralytics YOLOv5u/8/11/26, cx cy w h in input pixels); "
             "yolov8_dfl: nine outputs, per stride box DFL [1, 4*reg_max, H, W] (reg_max 1: raw distances, "
@@ -131,17 +135,18 @@ class HeadSpec(_Strict):
         ),
     )
     activation: Literal["none", "softmax", "sigmoid"] = Field(
-        "none",
+        default="none",
         description=(
             "Classification (yolov8_cls) only: what Coral applies to the scores. Ultralytics cls exports "
             "already end in a softmax (none); raw logits take softmax (single-label) or sigmoid (multi-label)."
         ),
     )
     keypoint_dims: Literal[2, 3] = Field(
-        3, description="Values per keypoint in pose outputs: x, y (2) or x, y, confidence (3)."
+        default=3,
+        description="Values per keypoint in pose outputs: x, y (2) or x, y, confidence (3).",
     )
     box_units: Literal["pixels", "normalized"] = Field(
-        "pixels",
+        default="pixels",
         description=(
             "Units of decoded box coordinates: input pixels, or 0-1 fractions of the input size "
             "(Ultralytics int8 RKNN builds)."
@@ -150,12 +155,13 @@ class HeadSpec(_Strict):
     strides: list[int] = Field(
         default_factory=lambda: [8, 16, 32], description="Strides of the output grids."
     )
-    reg_max: int = Field(16, ge=1, description="DFL bins per box side (yolov8_dfl).")
+    reg_max: int = Field(default=16, ge=1, description="DFL bins per box side (yolov8_dfl).")
     anchors: list[list[float]] | None = Field(
-        None, description="Anchor (w, h) pairs in pixels per stride (yolov5); default COCO anchors."
+        default=None,
+        description="Anchor (w, h) pairs in pixels per stride (yolov5); default COCO anchors.",
     )
     sigmoid_in_model: bool = Field(
-        True,
+        default=True,
         description="Scores (and yolov5 box terms) already went through a sigmoid inside the model.",
     )
 
@@ -197,8 +203,8 @@ def _sha256_hex(value: str | None) -> str | None:
 class CompanionFile(_Strict):
     """A file an artifact needs beside it (the weights of a two-file format, ONNX external data)."""
 
-    file: str = Field(..., description="Path relative to the package directory.")
-    sha256: str | None = Field(None, description="Hex digest, checked whenever present.")
+    file: str = Field(default=..., description="Path relative to the package directory.")
+    sha256: str | None = Field(default=None, description="Hex digest, checked whenever present.")
 
     @field_validator("sha256")
     @classmethod
@@ -227,7 +233,7 @@ class KeypointsSpec(_Strict):
     """Keypoint names (model order) and the skeleton's edges as index pairs."""
 
     names: list[str] = Field(
-        ..., min_length=1, description="One name per keypoint, in the model's order."
+        default=..., min_length=1, description="One name per keypoint, in the model's order."
     )
     skeleton: list[tuple[int, int]] = Field(
         default_factory=list, description="Edges between keypoints, 0-based indices into names."
@@ -248,24 +254,26 @@ class KeypointsSpec(_Strict):
 class ArtifactSpec(_Strict):
     """One runtime's model file: a path inside the package or a URL, with its sha256."""
 
-    file: str | None = Field(None, description="Path relative to the package directory.")
+    file: str | None = Field(default=None, description="Path relative to the package directory.")
     url: str | None = Field(
-        None, description="http(s):// or file:// URL, fetched into the artifact cache."
+        default=None, description="http(s):// or file:// URL, fetched into the artifact cache."
     )
     sha256: str | None = Field(
-        None, description="Hex digest; required with url, checked whenever present."
+        default=None, description="Hex digest; required with url, checked whenever present."
     )
     target_platform: str | None = Field(
-        None, description="SoC an RKNN artifact was built for, e.g. rk3588."
+        default=None, description="SoC an RKNN artifact was built for, e.g. rk3588."
     )
-    input: InputOverride | None = Field(None, description="Input changes for this artifact only.")
+    input: InputOverride | None = Field(
+        default=None, description="Input changes for this artifact only."
+    )
     head: HeadSpec | None = Field(
-        None,
+        default=None,
         description="Head of this artifact when it differs (e.g. an RKNN build of the nine-output export).",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific settings.")
     format: str | None = Field(
-        None,
+        default=None,
         description=(
             "File format, so every backend that reads it can use it (onnx, rknn, or a runtime's own "
             "format name); default: the file's suffix."
@@ -303,7 +311,8 @@ class ArtifactSpec(_Strict):
         return (
             Path(self.file).name
             if self.file
-            else Path(self.url.split("?", 1)[0]).name or "artifact"
+            # ArtifactSpec's validator: without a file there is a url
+            else Path(cast(str, self.url).split("?", 1)[0]).name or "artifact"
         )
 
 
@@ -311,14 +320,16 @@ class RknnConversion(_Strict):
     """How ``coral-runtime models convert`` builds this package's ``.rknn``."""
 
     onnx: str = Field(
-        ...,
+        default=...,
         description="ONNX file inside the package to convert (the nine-output export for YOLOv8).",
     )
     head: HeadSpec | None = Field(
-        None, description="Head of that ONNX file when it differs from 'head'."
+        default=None, description="Head of that ONNX file when it differs from 'head'."
     )
-    target_platform: str = Field("rk3588", description="SoC to build for.")
-    quantize: bool = Field(False, description="int8 quantisation (needs a calibration image list).")
+    target_platform: str = Field(default="rk3588", description="SoC to build for.")
+    quantize: bool = Field(
+        default=False, description="int8 quantisation (needs a calibration image list)."
+    )
 
 
 class ConvertSpec(_Strict):
@@ -329,24 +340,25 @@ class ModelManifest(_Strict):
     """The content of ``coral-model.yaml``."""
 
     name: str = Field(
-        ..., min_length=1, description="Package name (how blocks and the CLI refer to it)."
+        default=..., min_length=1, description="Package name (how blocks and the CLI refer to it)."
     )
     task: Literal[
         "object-detection", "instance-segmentation", "keypoint-detection", "classification", "obb"
-    ] = Field("object-detection", description="What the model does.")
+    ] = Field(default="object-detection", description="What the model does.")
     multi_label: bool = Field(
-        False,
+        default=False,
         description="classification: independent (sigmoid) labels instead of one class per image.",
     )
     keypoints: KeypointsSpec | None = Field(
-        None, description="keypoint-detection: keypoint names (in model order) and skeleton edges."
+        default=None,
+        description="keypoint-detection: keypoint names (in model order) and skeleton edges.",
     )
-    description: str = Field("", description="One line for humans.")
-    classes: list[str] = Field(..., min_length=1, description="Class names by class id.")
+    description: str = Field(default="", description="One line for humans.")
+    classes: list[str] = Field(default=..., min_length=1, description="Class names by class id.")
     input: InputSpec
     head: HeadSpec
     artifacts: dict[str, ArtifactSpec] = Field(
-        ..., min_length=1, description="Artifacts by backend name."
+        default=..., min_length=1, description="Artifacts by backend name."
     )
     convert: ConvertSpec = Field(
         default_factory=ConvertSpec, description="Sources for artifacts built on demand."

@@ -21,7 +21,7 @@ response types, so ``roboflow_instance_segmentation_model``,
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from coral_inference.patches.base import Patch
 
@@ -42,7 +42,7 @@ def _replace_get_model(original: Any, context: RuntimeContext | None) -> Any:
             return coral_model_class(context)
         return original(self, model_id, api_key, *args, **kwargs)
 
-    get_model.__coral_patch__ = "coral_model_registry"
+    cast(Any, get_model).__coral_patch__ = "coral_model_registry"  # a marker attribute
     return get_model
 
 
