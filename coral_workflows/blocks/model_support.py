@@ -19,6 +19,7 @@ from pydantic import Field, PositiveInt
 from coral_inference.inference_adapter.workflows import (
     Batch,
     Selector,
+    WorkflowBlock,
     WorkflowBlockManifest,
     WorkflowImageData,
     attach_parents_coordinates_to_batch_of_sv_detections,
@@ -27,6 +28,18 @@ from coral_inference.inference_adapter.workflows import (
 )
 from coral_inference.models.loaded import CORAL_MODEL_ID_PREFIX
 from coral_inference.runtime.context import RuntimeContext
+
+
+class CoralModelBlock(WorkflowBlock):
+    """Base of the four model blocks: they all take the Coral runtime context, nothing else."""
+
+    def __init__(self, coral_context: RuntimeContext):
+        self._context = coral_context
+
+    @classmethod
+    def get_init_parameters(cls) -> list[str]:
+        return ["coral_context"]
+
 
 BACKEND_HELP = (
     "**Backend**: `auto` takes the configured backend of the model, else the first "

@@ -14,15 +14,14 @@ from coral_inference.inference_adapter.workflows import (
     BlockResult,
     OutputDefinition,
     Selector,
-    WorkflowBlock,
     WorkflowImageData,
     kinds,
 )
 from coral_inference.models.inference_responses import classification_response
-from coral_inference.runtime.context import RuntimeContext
 from coral_workflows.blocks.model_support import (
     BACKEND_HELP,
     SESSION_HELP,
+    CoralModelBlock,
     CoralModelManifest,
     load_for_task,
     model_id_of,
@@ -84,15 +83,8 @@ class BlockManifest(CoralModelManifest):
         ]
 
 
-class CoralClassificationModelBlockV1(WorkflowBlock):
+class CoralClassificationModelBlockV1(CoralModelBlock):
     """Runs a classification package through the Coral runtime; emits Roboflow's classification dicts."""
-
-    def __init__(self, coral_context: RuntimeContext):
-        self._context = coral_context
-
-    @classmethod
-    def get_init_parameters(cls) -> list[str]:
-        return ["coral_context"]
 
     @classmethod
     def get_manifest(cls) -> type:

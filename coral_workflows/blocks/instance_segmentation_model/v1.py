@@ -11,15 +11,14 @@ from coral_inference.inference_adapter.workflows import (
     Batch,
     BlockResult,
     OutputDefinition,
-    WorkflowBlock,
     WorkflowImageData,
     kinds,
 )
-from coral_inference.runtime.context import RuntimeContext
 from coral_workflows.blocks.model_support import (
     BACKEND_HELP,
     SESSION_HELP,
     CoralDetectionManifest,
+    CoralModelBlock,
     detect,
     detection_outputs,
     load_for_task,
@@ -86,15 +85,8 @@ class BlockManifest(CoralDetectionManifest):
         ]
 
 
-class CoralInstanceSegmentationModelBlockV1(WorkflowBlock):
+class CoralInstanceSegmentationModelBlockV1(CoralModelBlock):
     """Runs a segmentation package through the Coral runtime; emits sv.Detections with masks."""
-
-    def __init__(self, coral_context: RuntimeContext):
-        self._context = coral_context
-
-    @classmethod
-    def get_init_parameters(cls) -> list[str]:
-        return ["coral_context"]
 
     @classmethod
     def get_manifest(cls) -> type:

@@ -14,16 +14,15 @@ from coral_inference.inference_adapter.workflows import (
     BlockResult,
     OutputDefinition,
     Selector,
-    WorkflowBlock,
     WorkflowImageData,
     kinds,
 )
 from coral_inference.models.tasks.results import KEYPOINTS_CONFIDENCE, KEYPOINTS_XY
-from coral_inference.runtime.context import RuntimeContext
 from coral_workflows.blocks.model_support import (
     BACKEND_HELP,
     SESSION_HELP,
     CoralDetectionManifest,
+    CoralModelBlock,
     detect,
     detection_outputs,
     load_for_task,
@@ -135,15 +134,8 @@ def roboflow_keypoints(
     return detections
 
 
-class CoralKeypointDetectionModelBlockV1(WorkflowBlock):
+class CoralKeypointDetectionModelBlockV1(CoralModelBlock):
     """Runs a keypoint package through the Coral runtime; emits Roboflow's keypoint predictions."""
-
-    def __init__(self, coral_context: RuntimeContext):
-        self._context = coral_context
-
-    @classmethod
-    def get_init_parameters(cls) -> list[str]:
-        return ["coral_context"]
 
     @classmethod
     def get_manifest(cls) -> type:
