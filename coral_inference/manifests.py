@@ -109,7 +109,12 @@ def render_block_page(stem: str, m: dict[str, Any], example: Path | None, root: 
         "| input | required | description | examples |",
         "|---|---|---|---|",
     ]
-    for field, spec in schema["properties"].items():
+    # Required inputs first, then by name: the same page from the live schema (declaration
+    # order) and from manifests/*.json (written with sorted keys).
+    ordered = sorted(
+        schema["properties"].items(), key=lambda item: (item[0] not in required, item[0])
+    )
+    for field, spec in ordered:
         if field in {"type", "name"}:
             continue
         desc = (spec.get("description") or "").replace("|", "\\|").replace("\n", " ")
