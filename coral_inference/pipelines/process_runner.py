@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from coral_inference.pipelines.frames import FrameHeader
+from coral_inference.media.frame_slot import FrameHeader
 from coral_inference.pipelines.runner import PipelineStartError, PipelineStateError, parse_source
 from coral_inference.pipelines.status import PipelineState
 from coral_inference.pipelines.supervisor import Supervisor, WorkerCommandError, WorkerHandle

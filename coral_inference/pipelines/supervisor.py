@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from coral_inference.pipelines.frames import FrameHeader, FrameSlot
+from coral_inference.media.frame_slot import FrameHeader, FrameSlot
 from coral_inference.pipelines.status import (
     ExitInfo,
     PipelineState,

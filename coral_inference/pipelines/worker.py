@@ -155,7 +155,7 @@ class _Worker:
 
     def run(self) -> int:
         self._send(("hello", os.getpid()))
-        from coral_inference.pipelines.frames import FrameSlot
+        from coral_inference.media.frame_slot import FrameSlot
         from coral_inference.runtime import init
 
         context = init(worker_config(self.spec), source=f"pipeline worker {self.spec.pipeline_id}")

@@ -3,7 +3,7 @@
 A ``coral/webrtc_preview@v1`` step publishes into its process's stream hub; in a
 stream-manager worker nobody can reach that process, so the step also hands each
 frame to :class:`WorkerPreview`: one shared-memory latest-frame slot per channel
-(``coral_inference.pipelines.frames.FrameSlot``, the same handover Coral's own
+(``coral_inference.media.frame_slot.FrameSlot``, the same handover Coral's own
 workers use) announced by a small JSON file in ``$CORAL_PREVIEW_DIR``. The server
 process (routes mounted by ``coral-runtime server start``) attaches to the slot
 when a viewer asks for the channel, relays its frames into its own stream hub and
@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel
 
+from coral_inference.media.frame_slot import FrameSlot
 from coral_inference.runtime.context import ContextKey, RuntimeContext
 from coral_inference.runtime.process import current_pipeline_identity, safe_key
 
 if TYPE_CHECKING:
     from coral_inference.media.webrtc import StreamHub
-    from coral_inference.pipelines.frames import FrameSlot
 
 logger = logging.getLogger("coral_inference.server.preview")
 
@@ -72,8 +72,6 @@ class WorkerPreview:
         directory.mkdir(parents=True, exist_ok=True)
 
     def publish(self, channel: str, frame: np.ndarray) -> None:
-        from coral_inference.pipelines.frames import FrameSlot
-
         with self._lock:
             entry = self._slots.get(channel)
             if entry is None:
@@ -148,8 +146,6 @@ class PreviewRelay:
         entry = live_channels(self.directory).get(channel)
         if entry is None:
             return False
-        from coral_inference.pipelines.frames import FrameSlot
-
         with self._lock:
             current = self._attached.get(channel)
             if current is None or current[0] != entry["shm"]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coral_inference.pipelines.frames import FrameSlot
+from coral_inference.media.frame_slot import FrameSlot
 from coral_inference.pipelines.supervisor import Supervisor, SupervisorSettings
 from coral_inference.pipelines.worker import EXIT_START_FAILED, WorkerSpec
 
