@@ -116,10 +116,13 @@ def inspect_cmd(
             )
             continue
         forced = " (added with --force)" if report.get("forced") else ""
+        gates = report.get("gates") or {"box_map50": report.get("gate")}
+        metrics = report.get("metrics") or {"box_map50": report.get("agreement")}
+        measured = ", ".join(f"{m} {metrics.get(m)} vs gate {g}" for m, g in gates.items())
         console.print(
             f"parity of {backend} ({report.get('target_platform')}, {'int8' if report.get('quantize') else 'fp16'}): "
-            f"mAP@0.5 agreement {report.get('agreement')} vs gate {report.get('gate')} on {report.get('frames')} "
-            f"frames, cosine {report.get('cosine')}, {len(report.get('differences', []))} differing detections"
+            f"{measured} on {report.get('frames')} "
+            f"frames, cosine {report.get('cosine')}, {len(report.get('differences', []))} differences"
             f"{forced}",
             soft_wrap=True,
             highlight=False,
@@ -348,12 +351,15 @@ def convert_cmd(
         "--dataset",
         help="A ready calibration list (one image path per line); skips the parity check unless --calibration is given too.",
     ),
-    gate: float = typer.Option(
-        0.95,
+    gate: list[str] | None = typer.Option(
+        None,
         "--gate",
-        min=0.0,
-        max=1.0,
-        help="Minimum mAP@0.5 agreement with the ONNX model for the .rknn to join the package.",
+        help="What the .rknn must reach against the ONNX model to join the package: a number sets "
+        "every gated metric of the task, METRIC=VALUE one of them (repeatable). Defaults: "
+        "detection box_map50 0.95; segmentation mask_map50 0.90 and box_map50 0.95; keypoints "
+        "keypoint_pck 0.90 (PCK@0.05) and box_map50 0.95; OBB obb_map50 0.95; classification "
+        "top1_agreement 0.95 and top5_overlap 0.90 (multi-label: label_agreement 0.95 and "
+        "top5_overlap 0.90).",
     ),
     force: bool = typer.Option(
         False,
@@ -387,6 +393,11 @@ def convert_cmd(
     from coral_inference.models.package import sha256_of
     from coral_inference.runtime import shutdown
 
+    try:
+        gates = _parse_gates(gate)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     context = _context(config, set_, no_env)
     try:
         pkg = _package(context, package)
@@ -472,7 +483,7 @@ def convert_cmd(
                 pkg,
                 plan,
                 frames=frames,
-                gate=gate,
+                gate=gates,
                 force=force,
                 converter=converter_from_env(),
                 confidence=confidence,
@@ -539,20 +550,52 @@ def convert_cmd(
     )
 
 
+def _parse_gates(values: list[str] | None) -> float | dict[str, float] | None:
+    """``--gate 0.9`` (every gated metric) or ``--gate mask_map50=0.85`` (repeatable)."""
+    if not values:
+        return None
+    named: dict[str, float] = {}
+    for value in values:
+        metric, sep, number = value.partition("=")
+        try:
+            threshold = float(number if sep else metric)
+        except ValueError:
+            raise ValueError(
+                f"--gate {value}: give a number (every gated metric) or METRIC=NUMBER"
+            ) from None
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"--gate {value}: a threshold lies between 0 and 1")
+        if not sep:
+            if len(values) > 1:
+                raise ValueError(
+                    f"--gate {value}: a bare number sets every metric; name the metric "
+                    f"(METRIC=NUMBER) when giving several"
+                )
+            return threshold
+        named[metric.strip()] = threshold
+    return named
+
+
 def _print_report(report: Any) -> None:
+    from coral_inference.models.parity import difference_text
+
     state = "pass" if report.passed else "FAIL"
+    counts = (
+        ""
+        if report.task.startswith("classification")
+        else f"; detections ONNX {report.reference_detections}, converted {report.candidate_detections}"
+    )
     console.print(
-        f"parity on {report.frames} held-out frames: mAP@0.5 agreement {report.agreement:.3f} "
-        f"(gate {report.gate}) {state}; detections ONNX {report.reference_detections}, "
-        f"converted {report.candidate_detections}",
+        f"parity of the {report.task} model on {report.frames} held-out frames: "
+        f"{report.summary()} {state}{counts}",
         soft_wrap=True,
+        highlight=False,
     )
     if report.cosine:
         console.print("output cosine similarity: " + ", ".join(f"{c:.4f}" for c in report.cosine))
     for difference in report.differences[:10]:
         console.print(
-            f"  frame {difference['frame']}: {difference['kind']}: {difference['class']} "
-            f"{difference['score']:.2f} at {difference['xyxy']}",
+            "  " + difference_text(difference),
             markup=False,
             highlight=False,
         )

@@ -12,6 +12,8 @@ Coral has no HTTP code of its own for Roboflow.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
                 f"trained on Roboflow with ONNX export can be imported"
             )
         environment = roboflow_api.get_from_url(ort["environment"])
-        with _spinner(f"downloading the weights of {endpoint}", progress):
+        with _byte_bar(f"downloading the weights of {endpoint}", progress):
             weights = roboflow_api.get_from_url(ort["model"], json_response=False)
         if progress:
             _say(f"downloaded {len(weights.content) / 1e6:.1f} MB of weights")
@@ -126,10 +128,79 @@ def _say(line: str) -> None:
     Console(stderr=True).print(line, markup=False, highlight=False)
 
 
-def _spinner(what: str, enabled: bool) -> Any:
-    """A live spinner while inference downloads (its request has no byte-level progress hook)."""
-    from contextlib import nullcontext
+@contextmanager
+def observe_downloads(on_bytes: Callable[[int, int | None], None]) -> Iterator[None]:
+    """Call ``on_bytes(received, total)`` as the bodies of HTTP responses fetched with ``requests``
+    inside this block arrive (``total`` from Content-Length, None when the server sends none).
 
+    inference downloads with a plain ``requests.get`` (no ``stream``, no hooks), so there is no
+    progress argument to pass. But ``requests`` dispatches a session's ``response`` hooks *before*
+    it reads a non-streamed body, and every ``requests.get`` builds its session's hooks with
+    ``requests.sessions.default_hooks()``: for the length of this block that function adds a hook
+    that counts the bytes urllib3 hands over. inference's download code runs unchanged. The swap is
+    process-wide while the block lasts, so it is for the CLI (one download at a time), not servers.
+    """
+    import requests.sessions
+
+    sessions: Any = requests.sessions  # default_hooks is requests' own, not re-exported
+    original = sessions.default_hooks
+
+    def count(response: Any, *args: Any, **kwargs: Any) -> Any:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        raw = response.raw
+        received = 0
+
+        def seen(data: bytes) -> bytes:
+            nonlocal received
+            received += len(data)
+            on_bytes(received, total)
+            return data
+
+        read, read_chunked = raw.read, getattr(raw, "read_chunked", None)
+        raw.read = lambda *a, **k: seen(read(*a, **k))
+        if read_chunked is not None:  # chunked bodies bypass read() in urllib3 2
+            raw.read_chunked = lambda *a, **k: (seen(chunk) for chunk in read_chunked(*a, **k))
+        on_bytes(0, total)
+        return response
+
+    def hooks() -> dict[str, list[Any]]:
+        table = original()
+        table["response"].append(count)
+        return table
+
+    sessions.default_hooks = hooks
+    try:
+        yield
+    finally:
+        sessions.default_hooks = original
+
+
+@contextmanager
+def _byte_bar(what: str, enabled: bool) -> Iterator[None]:
+    """A byte progress bar (size, speed, time left) while inference downloads."""
+    if not enabled:
+        yield
+        return
     from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    return Console(stderr=True).status(what) if enabled else nullcontext()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(what, total=None)
+        with observe_downloads(lambda done, total: bar.update(task, completed=done, total=total)):
+            yield

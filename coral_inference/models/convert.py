@@ -11,10 +11,13 @@ environment (``scripts/rknn-toolkit-env``), not in the one running Coral.
 
 ``convert_with_gate`` is the checked path (``coral-runtime models convert``): int8
 calibration from the user's own frames, then a parity report — the ONNX model on
-onnxruntime against the RKNN build on the toolkit's simulator over held-out frames
-(mAP@0.5 agreement with the ONNX predictions as ground truth, output cosine
-similarity, the detections that differ). The ``.rknn`` joins the package only when
-the agreement reaches the gate (``force`` overrides, and says so in the manifest).
+onnxruntime against the RKNN build on the toolkit's simulator over held-out frames,
+both decoded by the blocks' own path, with the ONNX results as ground truth: box mAP@0.5
+for detection, mask mAP@0.5 for segmentation, keypoint PCK for pose, rotated-box mAP for
+OBB, top-1/top-5 agreement for classification (``models/parity.py``), plus the cosine
+similarity of every raw output and the results that differ. The ``.rknn`` joins the
+package only when every gated metric of its task reaches its threshold (``force``
+overrides, and says so in the manifest).
 The converter is pluggable (``CORAL_RKNN_CONVERTER=module:factory``): the toolkit by
 default, a stand-in in tests.
 """
@@ -26,7 +29,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -404,7 +407,7 @@ def convert_with_gate(
     plan: RknnBuildPlan,
     *,
     frames: list[Any],
-    gate: float = 0.95,
+    gate: float | Mapping[str, float] | None = None,
     force: bool = False,
     converter: Converter | None = None,
     confidence: float = 0.25,
@@ -412,16 +415,24 @@ def convert_with_gate(
     verbose: bool = False,
     notes: list[str] | None = None,
 ) -> GateResult:
-    """Calibrate (int8), build, compare with the ONNX model on held-out frames, add the artifact if it passes."""
+    """Calibrate (int8), build, compare with the ONNX model on held-out frames, add the artifact if it
+    passes. ``gate``: None for the task's default thresholds (``parity.DEFAULT_GATES``), a number for
+    every gated metric, or ``{metric: threshold}`` for some."""
     import cv2
-    import numpy as np
 
     from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
     from coral_inference.models.detector import Detector
-    from coral_inference.models.package import InputOverride
-    from coral_inference.models.parity import FrameDetections, parity_report
+    from coral_inference.models.package import InputOverride, head_task
+    from coral_inference.models.parity import FrameDetections, gates_for, parity_report
     from coral_inference.models.preprocess import preprocess_image
+    from coral_inference.models.tasks.postprocess import classify_outputs
 
+    task = head_task(plan.head.type)
+    multi_label = bool(package.manifest.multi_label)
+    try:
+        gates = gates_for(task, gate, multi_label=multi_label)
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from None
     converter = converter or converter_from_env()
     calibration, held_out = split_frames(frames, held_out_every)
     if not held_out:
@@ -467,13 +478,28 @@ def convert_with_gate(
         head=plan.head,
     )
     try:
+        # The blocks' decoding path on both sides: Detector.postprocess, classify_outputs.
         reference_detector = Detector(package, session, input_spec=package.input, head=plan.head)
         candidate_detector = Detector(package, session, input_spec=rknn_input, head=plan.head)
-        reference, candidate, ref_outputs = [], [], []
+        reference, candidate, ref_outputs, cand_outputs = [], [], [], []
         for frame, (_, geometry), outputs in zip(held_out, prepared, built.outputs):
             tensor, ref_geometry = reference_detector.prepare(frame)
             ref_raw = reference_detector.infer(tensor)
             ref_outputs.append(ref_raw)
+            cand_raw = _shaped_like(outputs, ref_raw)
+            cand_outputs.append(cand_raw)
+            if task == "classification":
+                reference.append(
+                    FrameDetections.of_classification(
+                        classify_outputs(package, plan.head, package.input, ref_raw)
+                    )
+                )
+                candidate.append(
+                    FrameDetections.of_classification(
+                        classify_outputs(package, plan.head, rknn_input, cand_raw)
+                    )
+                )
+                continue
             reference.append(
                 FrameDetections.of(
                     reference_detector.postprocess(ref_raw, ref_geometry, confidence=confidence)
@@ -481,21 +507,26 @@ def convert_with_gate(
             )
             candidate.append(
                 FrameDetections.of(
-                    candidate_detector.postprocess(
-                        [np.asarray(o) for o in outputs], geometry, confidence=confidence
-                    )
+                    candidate_detector.postprocess(cand_raw, geometry, confidence=confidence)
                 )
             )
     finally:
         session.close()
-    report = parity_report(reference, candidate, package.classes, ref_outputs, built.outputs)
-    report.gate = gate
-    report.passed = report.agreement >= gate
+    report = parity_report(
+        reference,
+        candidate,
+        package.classes,
+        ref_outputs,
+        cand_outputs,
+        task=task,
+        multi_label=multi_label,
+    )
+    report.apply_gate(gates)
     report.forced = bool(force and not report.passed)
     report.notes = [
         f"converter: {converter.name}",
         f"{len(calibration)} calibration frames" if plan.quantize else "no quantisation (fp16)",
-        f"confidence {confidence}",
+        *([] if task == "classification" else [f"confidence {confidence}"]),
         *(notes or []),
     ]
     report_path = plan.output.with_name(plan.output.name + ".parity.json")
@@ -511,17 +542,56 @@ def convert_with_gate(
         rejected = built.rknn.with_name(built.rknn.name + ".rejected")
         built.rknn.replace(rejected)
         raise GateRefusedError(
-            f"the {plan.target_platform} build agrees with the ONNX model at mAP@0.5 {report.agreement:.3f}, under "
-            f"the gate {gate}: not added to the package (kept as {rejected.name}; report {report_path}). "
-            f"Calibrate with more frames from the target cameras, convert without --int8, or add --force "
-            f"to use it anyway",
-            report,
-            report_path,
+            refusal_message(report, plan, rejected, report_path), report, report_path
         )
     added = can_add_to(package, built.rknn)
     if added:
         add_rknn_artifact(package, plan, built.rknn, report_path, summary)
     return GateResult(report, report_path, built.rknn, added)
+
+
+def _shaped_like(outputs: list[Any], reference: list[Any]) -> list[Any]:
+    """The converted model's outputs in the reference's shapes where only the shape differs (the
+    runtime may drop or add unit dimensions); anything else is left for the decoder to refuse."""
+    import numpy as np
+
+    shaped = []
+    for k, out in enumerate(outputs):
+        out = np.asarray(out)
+        if k < len(reference) and out.shape != reference[k].shape and out.size == reference[k].size:
+            out = out.reshape(reference[k].shape)
+        shaped.append(out)
+    return shaped
+
+
+def refusal_message(report: Any, plan: RknnBuildPlan, rejected: Path, report_path: Path) -> str:
+    """Which gated metrics fell short, by how much, and what to do about it."""
+    from coral_inference.models.parity import METRIC_LABELS
+
+    shortfalls = "; ".join(
+        f"{METRIC_LABELS.get(m, m)} ({m}) {report.metrics.get(m, 0.0):.3f} is under its gate "
+        f"{report.gates[m]:g}"
+        for m in report.failed
+    )
+    first = report.failed[0] if report.failed else report.metric
+    if plan.quantize:
+        fix = (
+            "calibrate with more frames from the target cameras (--calibration with more images, "
+            "--frames), or convert without --int8 (fp16); Coral cannot keep the sensitive layers in "
+            "fp16 (rknn-toolkit2 hybrid quantisation) yet"
+        )
+    else:
+        fix = (
+            "this is an fp16 build, so a gap this large points at the export rather than the "
+            "quantisation: compare the per-output cosine in the report and check the package's "
+            "head and input normalisation"
+        )
+    return (
+        f"the {plan.target_platform} {'int8' if plan.quantize else 'fp16'} build ({report.task}) "
+        f"does not match the ONNX model on {report.frames} held-out frames: "
+        f"{shortfalls}. Not added to the package (kept as {rejected.name}; report {report_path}). "
+        f"Fix: {fix}; or lower the gate (--gate {first}=VALUE), or add --force to use it anyway"
+    )
 
 
 def can_add_to(package: ModelPackage, rknn: Path) -> bool:
@@ -550,7 +620,11 @@ def add_rknn_artifact(
     conversions = data.setdefault("metadata", {}).setdefault("conversions", {})
     conversions["rknn"] = {
         "report": report_path.name if report_path.parent == package.root else str(report_path),
-        "agreement_map50": summary["agreement"],
+        "task": summary["task"],
+        "metric": summary["metric"],
+        "agreement": summary["agreement"],
+        "metrics": summary["metrics"],
+        "gates": summary["gates"],
         "gate": summary["gate"],
         "passed": summary["passed"],
         "forced": summary["forced"],

@@ -60,7 +60,8 @@ def test_faithful_build_passes_and_joins_the_package_with_its_report(package):
 def test_degraded_build_is_refused_with_the_report(package):
     plan = plan_rknn_build(package)
     with pytest.raises(
-        GateRefusedError, match=r"mAP@0.5 0\.\d+, under the gate 0.95.*--force"
+        GateRefusedError,
+        match=r"box mAP@0.5 \(box_map50\) 0\.\d+ is under its gate 0.95.*--gate box_map50=VALUE.*--force",
     ) as info:
         convert_with_gate(
             package,
@@ -96,7 +97,7 @@ def test_force_adds_a_degraded_build_and_records_it(package):
     )
     assert result.report.forced and not result.report.passed
     conversion = load_package(package.root).manifest.metadata["conversions"]["rknn"]
-    assert conversion["forced"] is True and conversion["agreement_map50"] < 0.95
+    assert conversion["forced"] is True and conversion["metrics"]["box_map50"] < 0.95
 
 
 def test_int8_of_the_single_output_head_points_to_split_head(package, tmp_path):
@@ -151,8 +152,8 @@ def test_cli_refuses_under_the_gate_and_inspect_shows_a_passing_report(package, 
         env={"CORAL_RKNN_CONVERTER": stand_in + "faithful"},
     )
     assert accepted.returncode == 0, accepted.stderr
-    assert "mAP@0.5 agreement 1.000" in accepted.stdout and "added" in accepted.stdout
+    assert "box mAP@0.5 1.000 (gate 0.95) pass" in accepted.stdout and "added" in accepted.stdout
     inspected = _coral("inspect", str(package.root), env={})
-    assert "parity of rknn (rk3588, fp16): mAP@0.5 agreement 1.0 vs gate 0.95" in inspected.stdout
+    assert "parity of rknn (rk3588, fp16): box_map50 1.0 vs gate 0.95" in inspected.stdout
     manifest = yaml.safe_load((package.root / "coral-model.yaml").read_text())
     assert manifest["artifacts"]["rknn"]["input"] == {"layout": "NHWC", "dtype": "uint8"}

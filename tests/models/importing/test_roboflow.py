@@ -19,7 +19,11 @@ import pytest
 import yaml
 
 from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
-from coral_inference.cli.roboflow_fetch import RoboflowFetchError, fetch_roboflow_model
+from coral_inference.cli.roboflow_fetch import (
+    RoboflowFetchError,
+    fetch_roboflow_model,
+    observe_downloads,
+)
 from coral_inference.models.detector import Detector
 from coral_inference.models.importing import import_model
 from coral_inference.models.package import load_package, sha256_of
@@ -167,6 +171,24 @@ def test_roboflow_id_is_fetched_through_inference_and_imported(tmp_path, roboflo
     assert unknown.returncode == 2
     error = json.loads(unknown.stdout)["error"]
     assert "does not know this model" in error and "project id and version" in error
+
+
+def test_download_progress_counts_the_bytes_of_a_plain_requests_get(roboflow_api, monkeypatch):
+    """inference fetches weights with a bare requests.get; the byte bar sees its body arrive."""
+    import requests
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    base, _ = roboflow_api
+    seen: list[tuple[int, int | None]] = []
+    with observe_downloads(lambda done, total: seen.append((done, total))):
+        body = requests.get(f"{base}/files/weights.onnx", timeout=30).content
+    assert seen[0] == (0, len(body)) and seen[-1] == (len(body), len(body))
+    received = [done for done, _ in seen]
+    assert len(received) > 3 and received == sorted(received)  # read piece by piece, as it came
+    seen.clear()
+    requests.get(f"{base}/files/env.json", timeout=30)  # after the block: no counting hook left
+    assert not seen
 
 
 def test_roboflow_id_without_api_key_names_the_variable(tmp_path, monkeypatch):
