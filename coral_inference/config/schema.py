@@ -348,6 +348,14 @@ class PipelinesConfig(Section):
         ge=0,
         description="Restarts of one pipeline per hour; past it the pipeline stays failed.",
     )
+    restart_backoff_reset_s: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "A worker that ran healthy this long before it failed is restarted after "
+            "restart_backoff_s again, not after the grown backoff."
+        ),
+    )
     heartbeat_timeout_s: float = Field(
         default=15.0, gt=0, description="A worker that reports nothing for this long is hung."
     )

@@ -12,9 +12,14 @@ and process sentinel:
   source ended, else ``failed``);
 * the restart policy (``services.pipelines.restart``) brings a failed worker back
   with the same id after an exponential backoff, at most ``restart_max_per_hour``;
+  a worker that ran healthy for ``restart_backoff_reset_s`` before it failed comes
+  back after the initial backoff again (``RestartBackoff``);
 * a worker that stops reporting (no heartbeat) or stops delivering frames while
   running (a hung block or decoder) is killed and handled by the same policy;
-* resource figures (RSS, CPU %, threads, open files) are sampled per worker.
+* resource figures (RSS, CPU %, threads, open files) are sampled per worker;
+* preview channels that blocks publish inside a worker are announced with their
+  shared-memory slots (``WorkerHandle.channels``); the web process attaches to them,
+  and the slots of a worker that died without removing them are unlinked here.
 
 Control calls (pause, resume, terminate) go over the pipe and wait for the reply
 with a timeout; terminate escalates to SIGTERM and SIGKILL, so it always completes.
@@ -89,6 +94,7 @@ class SupervisorSettings:
     restart_backoff_s: float = 1.0
     restart_backoff_max_s: float = 60.0
     restart_max_per_hour: int = 10
+    restart_backoff_reset_s: float = 300.0
     heartbeat_timeout_s: float = 15.0
     stall_timeout_s: float = 60.0
     start_timeout_s: float = 180.0
@@ -107,6 +113,7 @@ class SupervisorSettings:
             restart_backoff_s=pipelines.restart_backoff_s,
             restart_backoff_max_s=pipelines.restart_backoff_max_s,
             restart_max_per_hour=pipelines.restart_max_per_hour,
+            restart_backoff_reset_s=pipelines.restart_backoff_reset_s,
             heartbeat_timeout_s=pipelines.heartbeat_timeout_s,
             stall_timeout_s=pipelines.stall_timeout_s,
             start_timeout_s=pipelines.start_timeout_s,
@@ -116,6 +123,41 @@ class SupervisorSettings:
             npu_core_masks=list(pipelines.npu_core_masks),
             log_dir=Path(log_dir),
         )
+
+
+class RestartBackoff:
+    """When a failed worker comes back: exponential backoff, reset by a long healthy run, hourly cap.
+
+    The wait doubles with every restart in a row (``initial_s``, ``2·initial_s`` …
+    ``max_s``). A worker that ran healthy for at least ``reset_after_s`` before it
+    failed starts the series again at ``initial_s``: one crash after a day of good
+    work is not "in a row" with the crashes of the morning. Independently, at most
+    ``max_per_hour`` restarts happen in any hour (a sliding window); past that the
+    pipeline stays failed.
+    """
+
+    def __init__(self, initial_s: float, max_s: float, max_per_hour: int, reset_after_s: float):
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.max_per_hour = max_per_hour
+        self.reset_after_s = reset_after_s
+        self.step = 0  # restarts in a row since the last healthy run
+        self.times: deque[float] = deque()  # when restarts happened, the last hour's
+
+    def delay(self, now: float, healthy_for: float) -> float | None:
+        """The wait before the next restart, or None when the hourly maximum is reached."""
+        while self.times and now - self.times[0] > HOUR_S:
+            self.times.popleft()
+        if len(self.times) >= self.max_per_hour:
+            return None
+        if healthy_for >= self.reset_after_s:
+            self.step = 0
+        delay = min(self.initial_s * 2**self.step, self.max_s)
+        self.step += 1
+        return delay
+
+    def restarted(self, now: float) -> None:
+        self.times.append(now)
 
 
 class WorkerHandle:
@@ -138,8 +180,18 @@ class WorkerHandle:
             id=spec.pipeline_id, state=PipelineState.starting
         ).model_dump(mode="json")
         self.result: dict[str, Any] | None = None
+        self.channels: dict[str, str] = {}  # block preview channel -> shared-memory slot name
         self.restarts = 0
-        self.restart_times: deque[float] = deque()
+        settings = supervisor.settings
+        self.backoff = RestartBackoff(
+            settings.restart_backoff_s,
+            settings.restart_backoff_max_s,
+            settings.restart_max_per_hour,
+            settings.restart_backoff_reset_s,
+        )
+        # The current worker's healthy run: from "started" to its last sign of work.
+        self.healthy_since: float | None = None
+        self.healthy_until: float | None = None
         self.last_exit: ExitInfo | None = None
         self.error: str | None = None
         self.next_restart_at: float | None = None
@@ -266,8 +318,10 @@ class Supervisor:
         *,
         mp_context: BaseContext | None = None,
         target: Callable[..., None] = worker_main,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
+        self.clock = clock  # monotonic seconds; tests drive the policy with their own
         self.lock = threading.RLock()
         self.request_ids = itertools.count(1)
         self._mp = mp_context
@@ -404,12 +458,13 @@ class Supervisor:
             process.start()
         finally:
             child.close()
-        now = time.monotonic()
+        now = self.clock()
         handle.process, handle.conn, handle.pid = process, parent, process.pid
         handle.state = PipelineState.starting
         handle.status = {**handle.status, "state": "starting"}
         handle.spawned_at = handle.last_message_at = handle.progress_at = now
         handle.progress_frames = -1
+        handle.healthy_since = handle.healthy_until = None
         handle.kill_reason = handle.kill_deadline = None
         handle.stop_requested = False
         handle.next_restart_at = None
@@ -452,7 +507,7 @@ class Supervisor:
                 except Exception:  # noqa: BLE001 - one worker's trouble must not stop the watching
                     logger.exception("pipeline %s: supervisor", handle.pipeline_id)
             try:
-                self._check(time.monotonic())
+                self._check(self.clock())
             except Exception:  # noqa: BLE001 - the supervisor must keep watching
                 logger.exception("pipeline supervisor check failed")
 
@@ -468,7 +523,7 @@ class Supervisor:
 
     def _on_message(self, handle: WorkerHandle, message: Any) -> None:
         kind = message[0]
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
             handle.last_message_at = now
             if kind == "status":
@@ -482,6 +537,8 @@ class Supervisor:
                     handle.progress_frames, handle.progress_at = frames, now
             elif kind == "result":
                 handle.result = message[1]
+            elif kind == "channels":
+                handle.channels = {str(c): str(name) for c, name in dict(message[1]).items()}
             elif kind == "reply":
                 handle.reply(message[1], message[2])
             elif kind in ("started", "reconnecting"):
@@ -493,10 +550,12 @@ class Supervisor:
                 if kind == "started":
                     handle.status = message[1]
                     handle.progress_at = now
+                    handle.healthy_since = now
                     if handle.desired == "paused":
                         handle.state = PipelineState.paused
                 else:
                     handle.status = {**handle.status, "state": "reconnecting", "error": message[1]}
+                    handle.healthy_since = None  # a source that is down is no healthy run
                 self._outcome(handle, kind, "" if kind == "started" else message[1])
             elif kind == "start_failed":
                 handle.error = message[1]
@@ -521,6 +580,9 @@ class Supervisor:
                 handle.conn.close()
                 handle.conn = None
             handle.resources = None
+            # A worker removes its channels' slots when it stops; one that crashed cannot.
+            _unlink_slots(handle.channels.values())
+            handle.channels = {}
             exit_info = _exit_info(
                 code, handle, self.settings.log_dir / f"{handle.pipeline_id}.log"
             )
@@ -557,10 +619,9 @@ class Supervisor:
         return policy == "always" and handle.state is PipelineState.finished
 
     def _schedule_restart(self, handle: WorkerHandle) -> None:
-        now = time.monotonic()
-        while handle.restart_times and now - handle.restart_times[0] > HOUR_S:
-            handle.restart_times.popleft()
-        if len(handle.restart_times) >= self.settings.restart_max_per_hour:
+        now = self.clock()
+        delay = handle.backoff.delay(now, _healthy_for(handle))
+        if delay is None:
             handle.error = (
                 f"{handle.error or 'worker ended'}; not restarted: "
                 f"{self.settings.restart_max_per_hour} restarts in the last hour "
@@ -569,10 +630,6 @@ class Supervisor:
             handle.state = PipelineState.failed
             self._finish(handle)
             return
-        delay = min(
-            self.settings.restart_backoff_s * 2 ** len(handle.restart_times),
-            self.settings.restart_backoff_max_s,
-        )
         handle.next_restart_at = now + delay
         handle.state = PipelineState.restarting
         logger.warning(
@@ -607,7 +664,7 @@ class Supervisor:
             with self.lock:
                 if handle.next_restart_at is not None and now >= handle.next_restart_at:
                     handle.restarts += 1
-                    handle.restart_times.append(now)
+                    handle.backoff.restarted(now)
                     try:
                         self._spawn(handle)
                     except Exception as exc:  # noqa: BLE001
@@ -625,6 +682,7 @@ class Supervisor:
                 reason = None
                 if now - handle.last_message_at > settings.heartbeat_timeout_s:
                     reason = f"hung: no heartbeat for {now - handle.last_message_at:.0f} s"
+                    handle.healthy_until = handle.last_message_at
                 elif (
                     handle.state is PipelineState.starting
                     and not handle.ever_started
@@ -638,6 +696,7 @@ class Supervisor:
                     and now - handle.progress_at > settings.stall_timeout_s
                 ):
                     reason = f"hung: no frame for {now - handle.progress_at:.0f} s"
+                    handle.healthy_until = handle.progress_at
                 if reason is not None:
                     logger.error("pipeline %s: %s; stopping its worker", handle.pipeline_id, reason)
                     handle.kill_reason = reason
@@ -671,6 +730,31 @@ class Supervisor:
             return
         with self.lock:
             handle.resources = usage
+
+
+def _healthy_for(handle: WorkerHandle) -> float:
+    """How long the worker that just ended ran healthy: from "started" to its last sign of work.
+
+    A crash ends a healthy run at the last message; a hang at the last frame (stall)
+    or the last message (heartbeat), not when it was noticed.
+    """
+    if handle.healthy_since is None:
+        return 0.0
+    until = handle.healthy_until if handle.healthy_until is not None else handle.last_message_at
+    return max(0.0, until - handle.healthy_since)
+
+
+def _unlink_slots(names: Any) -> None:
+    from multiprocessing import shared_memory
+
+    for name in list(names):
+        try:
+            shm = shared_memory.SharedMemory(name=name)
+        except (FileNotFoundError, OSError, ValueError):
+            continue  # removed by the worker itself
+        shm.close()
+        with contextlib.suppress(FileNotFoundError):
+            shm.unlink()
 
 
 def _with(spec: WorkerSpec, **changes: Any) -> WorkerSpec:

@@ -4,7 +4,8 @@ The stand-in speaks the worker protocol (``hello``, ``started``, ``status``,
 ``reply``) and misbehaves as its ``source`` says: ``segv`` dies of SIGSEGV,
 ``stall`` keeps its heartbeat but stops counting frames, ``mute`` stops talking,
 ``deaf`` ignores ``terminate`` and SIGTERM, ``end`` finishes its source, ``broken``
-cannot start its workflow. The real worker and real crashes are in test_workers.py.
+cannot start its workflow, ``channels`` publishes a block channel of its own; any of them dies of SIGSEGV when sent ``crash``. The real
+worker and real crashes are in test_workers.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from coral_inference.media.frame_slot import FrameSlot
-from coral_inference.pipelines.supervisor import Supervisor, SupervisorSettings
+from coral_inference.pipelines.supervisor import RestartBackoff, Supervisor, SupervisorSettings
 from coral_inference.pipelines.worker import EXIT_START_FAILED, WorkerSpec
 
 
@@ -33,12 +34,18 @@ def stand_in(conn, spec: WorkerSpec) -> None:
         os._exit(EXIT_START_FAILED)
     slot = FrameSlot.attach(spec.frame_slot) if spec.frame_slot else None
     conn.send(("started", {"id": spec.pipeline_id, "state": "running", "frames": 0, "error": None}))
+    channel = FrameSlot.create(16 * 12 * 3) if behaviour == "channels" else None
+    if channel is not None:  # what a preview block's WorkerPreview does in a real worker
+        channel.write(np.full((12, 16, 3), 7, np.uint8))
+        conn.send(("channels", {"blocks.gate": channel.name}))
     frames, paused, began = 0, False, time.monotonic()
     while True:
         if conn.poll(0.05):
             command, request_id = conn.recv()
             if command == "terminate" and behaviour != "deaf":
                 os._exit(0)
+            if command == "crash":
+                os.kill(os.getpid(), signal.SIGSEGV)
             paused = command == "pause" if command in ("pause", "resume") else paused
             conn.send(("reply", request_id, None))
         elapsed = time.monotonic() - began
@@ -69,7 +76,7 @@ def stand_in(conn, spec: WorkerSpec) -> None:
 def make_supervisor(tmp_path):
     made: list[Supervisor] = []
 
-    def _make(**settings) -> Supervisor:
+    def _make(clock=time.monotonic, **settings) -> Supervisor:
         defaults = dict(
             restart="on-failure",
             restart_backoff_s=0.2,
@@ -84,6 +91,7 @@ def make_supervisor(tmp_path):
             SupervisorSettings(**{**defaults, **settings}),
             mp_context=multiprocessing.get_context("fork"),
             target=stand_in,
+            clock=clock,
         )
         made.append(supervisor)
         return supervisor
@@ -218,3 +226,85 @@ def test_close_stops_every_worker_and_leaves_no_process(make_supervisor):
             not Path(f"/proc/{pid}").exists()
             or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
         )
+
+
+def test_backoff_doubles_in_a_row_resets_after_a_long_healthy_run_and_keeps_the_hourly_cap():
+    backoff = RestartBackoff(initial_s=1.0, max_s=8.0, max_per_hour=6, reset_after_s=300.0)
+    now, delays = 0.0, []
+    for _ in range(5):  # crashes straight after each start
+        delay = backoff.delay(now, healthy_for=2.0)
+        assert delay is not None
+        delays.append(delay)
+        now += delay
+        backoff.restarted(now)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]  # doubled, capped at max_s
+    assert backoff.delay(now, healthy_for=299.0) == 8.0  # not long enough to count as healthy
+    backoff.restarted(now)
+    now += 600.0  # 10 minutes of good work, still inside the hour of six restarts
+    assert backoff.delay(now, healthy_for=600.0) is None  # the hourly cap is not reset by it
+    now += 3600.0  # an hour later the window is free again, and the run was healthy
+    assert backoff.delay(now, healthy_for=3600.0) == 1.0
+    backoff.restarted(now)
+    assert backoff.delay(now, healthy_for=0.5) == 2.0  # and in a row again from there
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_crash_after_a_long_healthy_run_restarts_after_the_initial_backoff(make_supervisor):
+    # The supervisor's own clock is a fake one: backoffs of minutes pass without sleeping.
+    clock = FakeClock()
+    supervisor = make_supervisor(
+        clock=clock,
+        restart_backoff_s=1.0,
+        restart_backoff_max_s=60.0,
+        restart_backoff_reset_s=300.0,
+        restart_max_per_hour=100,
+        heartbeat_timeout_s=1e9,  # the fake clock jumps; only crashes end workers here
+        stall_timeout_s=0,
+    )
+    handle = supervisor.launch(spec("ok"))
+    assert handle.wait_started(10) == ("started", "")
+
+    def crash_and_wait() -> float:
+        pid, restarts = handle.pid, handle.restarts
+        handle.send(handle.conn, ("crash", 0))
+        wait_for(lambda: handle.state.value == "restarting" and handle.next_restart_at)
+        assert handle.last_exit.signal == "SIGSEGV" and handle.pid == pid
+        delay = handle.next_restart_at - clock.now
+        clock.now = handle.next_restart_at  # the backoff passes
+        wait_for(lambda: handle.restarts == restarts + 1 and handle.state.value == "running")
+        return delay
+
+    # Crashes in a row: the wait doubles.
+    assert [crash_and_wait() for _ in range(3)] == [1.0, 2.0, 4.0]
+    # Now it runs healthy for ten minutes (its heartbeats keep coming), then crashes.
+    clock.now += 600.0
+    wait_for(lambda: handle.last_message_at >= clock.now)
+    assert crash_and_wait() == 1.0
+    # And a crash straight after that restart is "in a row" again.
+    assert crash_and_wait() == 2.0
+    assert handle.describe()["restarts"] == 5
+
+
+def test_block_channels_are_announced_and_a_crashed_workers_slots_are_removed(make_supervisor):
+    supervisor = make_supervisor(restart="never")
+    handle = supervisor.launch(spec("channels"))
+    handle.wait_started(10)
+    announced = wait_for(lambda: dict(handle.channels))
+    assert list(announced) == ["blocks.gate"]
+    slot_name = announced["blocks.gate"]
+    reader = FrameSlot.attach(slot_name)  # what the web process does, read-only
+    frame, _ = reader.read()
+    assert frame.shape == (12, 16, 3) and int(frame[0, 0, 0]) == 7
+    handle.send(handle.conn, ("crash", 0))
+    wait_for(lambda: handle.ended.is_set())
+    assert handle.channels == {}
+    # The worker died without removing its slot; the supervisor did, so nothing leaks.
+    assert not Path("/dev/shm", slot_name.lstrip("/")).exists()
+    reader.close()
