@@ -189,6 +189,13 @@ class PipelineService:
         self._to_restore = [
             r for r in self._records.values() if r.desired_state in ("running", "paused")
         ]
+        if self.downloader is not None:
+            # Issue 13.8 (helper A): downloads no pipeline refers to (a crash between download
+            # and save, a delete the server did not live to finish) go at start.
+            keep = [r.source for r in self._records.values() if r.source_kind == "download"]
+            removed = await asyncio.to_thread(self.downloader.prune, keep)
+            if removed:
+                logger.info("removed %d downloaded video(s) no pipeline refers to", len(removed))
 
     async def restore(self) -> list[str]:
         """Start again every pipeline the operator left running or paused; returns their ids.
@@ -280,6 +287,22 @@ class PipelineService:
         workflow, workflow_file = self._resolve_workflow(spec)
         self._check_capacity()  # before a download, which may take long
         source, kind = await self._resolve_source(spec)
+        try:
+            return await self._create_resolved(spec, workflow, workflow_file, source, kind)
+        except BaseException:
+            if kind == "download" and self.downloader is not None:
+                # Issue 13.8 (helper A): a create that fails keeps no downloaded video.
+                self.downloader.release(str(source))
+            raise
+
+    async def _create_resolved(
+        self,
+        spec: PipelineSpec,
+        workflow: dict[str, Any],
+        workflow_file: str | None,
+        source: str | int,
+        kind: str,
+    ) -> dict[str, Any]:
         self._check_capacity()  # no await between this check and the reservation below
         placement = {
             k: v
