@@ -13,9 +13,9 @@ each sampled frame is classified by camera; a file holding frames of both camera
 fails the run.
 
 Cameras (``--cameras``):
-* ``rtsp`` — two GStreamer RTSP servers on loopback (Debian's
-  ``gir1.2-gst-rtsp-server-1.0`` with the system ``python3``), a red and a blue
-  ``videotestsrc``: live sources, the real thing.
+* ``rtsp`` — two GStreamer RTSP servers on loopback (``tests/reliability/rtsp_camera.py``,
+  run by the system ``python3`` with Debian's ``gir1.2-gst-rtsp-server-1.0``): a ball
+  moving over a red and over a blue background, live H.264 — the real thing.
 * ``files`` — a red and a blue generated clip, replayed at their frame rate; the
   pipelines use ``services.pipelines.restart=always``, so a clip that ends starts again.
 * ``auto`` (default) — ``rtsp`` when GStreamer's RTSP server is importable, else ``files``.
@@ -47,34 +47,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import free_port  # noqa: E402
+from tests.reliability.rtsp_camera import (  # noqa: E402
+    COLOURS_BGR,
+    RtspCamera,
+    colour_of,
+    unavailable_reason,
+)
 from tests.webapp.server import HEADERS, WebServer  # noqa: E402
 
-CAMERAS = {"cam-a": (0, 0, 255), "cam-b": (255, 0, 0)}  # BGR: red and blue backgrounds
+COLOURS = {"cam-a": "red", "cam-b": "blue"}  # each camera's background colour
+CAMERAS = {name: COLOURS_BGR[colour] for name, colour in COLOURS.items()}  # as BGR
 FPS = 10
 SIZE = (640, 480)
-RTSP_SERVER = r"""
-import sys
-import gi
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import Gst, GstRtspServer, GLib
-Gst.init(None)
-port, pattern = sys.argv[1], sys.argv[2]
-server = GstRtspServer.RTSPServer()
-server.set_address("127.0.0.1")
-server.set_service(port)
-factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch(
-    f"( videotestsrc is-live=true pattern={pattern} "
-    "! video/x-raw,width=640,height=480,framerate=10/1 "
-    "! timeoverlay ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 "
-    "! rtph264pay name=pay0 pt=96 config-interval=1 )")
-factory.set_shared(True)
-server.get_mount_points().add_factory("/cam", factory)
-server.attach(None)
-print("serving", flush=True)
-GLib.MainLoop().run()
-"""
 
 
 def recording_workflow() -> dict:
@@ -117,41 +101,20 @@ def write_clip(path: Path, bgr: tuple[int, int, int], seconds: float) -> None:
             container.mux(packet)
 
 
-def gstreamer_rtsp_available() -> bool:
-    probe = (
-        'import gi; gi.require_version("GstRtspServer", "1.0"); '
-        "from gi.repository import GstRtspServer"
-    )
-    return subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode == 0
-
-
 class RtspCameras:
+    """The two cameras as GStreamer RTSP servers (``tests/reliability/rtsp_camera.py``)."""
+
     def __init__(self) -> None:
-        self.processes: list[subprocess.Popen] = []
-        self.urls: dict[str, str] = {}
+        self.cameras = {name: RtspCamera(colour, free_port()) for name, colour in COLOURS.items()}
 
     def start(self) -> dict[str, str]:
-        for name, pattern in (("cam-a", "red"), ("cam-b", "blue")):
-            port = free_port()
-            process = subprocess.Popen(
-                ["/usr/bin/python3", "-c", RTSP_SERVER, str(port), pattern],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            if process.stdout is None or process.stdout.readline().strip() != "serving":
-                raise RuntimeError("the GStreamer RTSP server did not start")
-            self.processes.append(process)
-            self.urls[name] = f"rtsp://127.0.0.1:{port}/cam"
-        return self.urls
+        for camera in self.cameras.values():
+            camera.start()
+        return {name: camera.url for name, camera in self.cameras.items()}
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for camera in self.cameras.values():
+            camera.kill()
 
 
 # ---------------------------------------------------------------------------- load
@@ -255,6 +218,7 @@ class Sample:
     files: int
     bytes_mb: float
     states: dict[str, str] = field(default_factory=dict)
+    load1: float = 0.0  # the machine's 1-minute load average (it is shared with other work)
 
 
 def process_tree(pid: int) -> tuple[float, float, int, int, int]:
@@ -291,25 +255,28 @@ def classify_recordings(root: Path, every: int = 5) -> dict:
 
     report: dict[str, dict[str, int]] = {}
     unreadable = []
+    by_colour = {colour: name for name, colour in COLOURS.items()}
     for path in sorted(root.rglob("*.mp4")):
-        counts = {name: 0 for name in CAMERAS}
+        counts = {name: 0 for name in CAMERAS} | {"unknown": 0}
         try:
             with av.open(str(path)) as container:
                 for i, frame in enumerate(container.decode(video=0)):
                     if i % every:
                         continue
-                    image = frame.to_ndarray(format="bgr24").astype(np.float32)
-                    mean = image[:150].reshape(-1, 3).mean(axis=0)  # the top rows: background only
-                    name = min(
-                        CAMERAS, key=lambda n: float(np.abs(mean - np.array(CAMERAS[n])).sum())
-                    )
-                    counts[name] += 1
+                    colour = colour_of(frame.to_ndarray(format="bgr24")[:150])  # background rows
+                    counts[by_colour.get(colour, "unknown")] += 1
         except Exception as exc:  # a segment cut by the stop, a file being written
             unreadable.append(f"{path.name}: {type(exc).__name__}")
             continue
         report[str(path.relative_to(root))] = counts
-    mixed = {p: c for p, c in report.items() if sum(1 for v in c.values() if v) > 1}
-    return {"files": len(report), "mixed": mixed, "unreadable": unreadable}
+    mixed = {p: c for p, c in report.items() if sum(1 for n in CAMERAS if c[n]) > 1}
+    unknown = sum(c["unknown"] for c in report.values())
+    return {
+        "files": len(report),
+        "mixed": mixed,
+        "unreadable": unreadable,
+        "unknown_frames": unknown,
+    }
 
 
 def quartile_drift(samples: list[Sample], key: str) -> dict[str, float]:
@@ -334,7 +301,7 @@ def run(args: argparse.Namespace) -> dict:
     media.mkdir(parents=True, exist_ok=True)
     kind = args.cameras
     if kind == "auto":
-        kind = "rtsp" if gstreamer_rtsp_available() else "files"
+        kind = "rtsp" if unavailable_reason() is None else "files"
     cameras = RtspCameras() if kind == "rtsp" else None
     if cameras is not None:
         sources = cameras.start()
@@ -418,6 +385,7 @@ def run(args: argparse.Namespace) -> dict:
                     files,
                     round(size, 1),
                     states,
+                    round(os.getloadavg()[0], 2),
                 )
                 samples.append(sample)
                 print(json.dumps(asdict(sample)), flush=True)
@@ -476,8 +444,8 @@ def markdown(result: dict) -> str:
         f"(errors {result['viewer_errors']}).",
         "Server and all its child processes (workers, forkserver) together.",
         "",
-        "| t (s) | RSS MB | PSS MB | threads | fds | processes | files | MB | states |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| t (s) | RSS MB | PSS MB | threads | fds | processes | files | MB | load | states |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     samples = result["samples"]
     step = max(1, len(samples) // 20)
@@ -488,7 +456,7 @@ def markdown(result: dict) -> str:
         states = ", ".join(f"{k}={v}" for k, v in s["states"].items())
         lines.append(
             f"| {s['t_s']} | {s['rss_mb']} | {s['pss_mb']} | {s['threads']} | {s['fds']} | "
-            f"{s['processes']} | {s['files']} | {s['bytes_mb']} | {states} |"
+            f"{s['processes']} | {s['files']} | {s['bytes_mb']} | {s.get('load1', '')} | {states} |"
         )
     lines += ["", "Drift, median of the last quarter minus median of the first quarter:", ""]
     for key, d in result["drift"].items():
@@ -500,7 +468,8 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"Recordings decoded: {rec['files']}; files mixing the two cameras: "
-        f"{len(rec['mixed'])}{mixed}; unreadable: {len(rec['unreadable'])}.",
+        f"{len(rec['mixed'])}{mixed}; unreadable: {len(rec['unreadable'])}; "
+        f"sampled frames of no camera's colour: {rec.get('unknown_frames', 0)}.",
         f"Poll answers: {json.dumps(result['poll_answers'])}; "
         f"slowest poll {result['slowest_poll_s']} s.",
     ]
