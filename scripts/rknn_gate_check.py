@@ -9,7 +9,7 @@ segmentation scenes, pose-safe scenes, classification stills) into a folder, run
     coral-runtime models convert PACKAGE --int8 --calibration FOLDER -o OUT/PACKAGE-int8.rknn --json
 
 (every 5th still held out for the parity check, the rest calibrate), and when the int8 build is
-refused by the gate, the fp16 build the refusal suggests (``--no-int8``). Bundled packages are
+refused by the gate (or cannot be built), the fp16 build the refusal suggests (``--no-int8``). Bundled packages are
 never modified: the builds and their ``*.parity.json`` reports go to ``--out``.
 
     python scripts/rknn_gate_check.py [--stills 100] [--out DIR] [--json FILE] [PACKAGE ...]
@@ -108,7 +108,7 @@ def row(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("packages", nargs="*", default=list(DEMOS))
     parser.add_argument("--stills", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7000)
@@ -124,7 +124,7 @@ def main() -> None:
         result = convert(package, stills, args.out, int8=True)
         results.append(result)
         print(row(result), flush=True)
-        if result.get("refused"):  # the gate's own advice: the fp16 build
+        if not result.get("converted"):  # refused (the gate's own advice) or failed: fp16
             result = convert(package, stills, args.out, int8=False)
             results.append(result)
             print(row(result), flush=True)

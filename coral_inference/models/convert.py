@@ -157,17 +157,58 @@ def plan_rknn_build(
     )
 
 
+# Runs in the toolkit's environment (its pinned ``onnx``), before ``load_onnx``. rknn-toolkit2 2.3.2's
+# constant folding runs ``ReduceMean(axes=[2, 3], keepdims=0)`` of a 4-D tensor with the wrong rank
+# and the build dies ("Invalid rank for input ... Got: 4 Expected: 2"; airockchip/rknn-toolkit2
+# issues 411 and 527). ``GlobalAveragePool`` + ``Flatten(axis=1)`` computes the same numbers and
+# converts; the parity check still compares the build with the unmodified ONNX.
+_RKNN_REWRITE = """
+def rewrite_for_rknn(model):
+    from onnx import helper, shape_inference
+    graph = shape_inference.infer_shapes(model).graph
+    ranks = {v.name: len(v.type.tensor_type.shape.dim)
+             for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
+    nodes, count = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axes = attrs.get("axes")
+        if (node.op_type == "ReduceMean" and len(node.input) == 1 and attrs.get("keepdims", 1) == 0
+                and axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3]
+                and ranks.get(node.input[0]) == 4):
+            pooled = node.output[0] + "_coral_pool"
+            nodes.append(helper.make_node("GlobalAveragePool", [node.input[0]], [pooled],
+                                          name=node.name + "_coral_pool"))
+            nodes.append(helper.make_node("Flatten", [pooled], [node.output[0]],
+                                          name=node.name + "_coral_flatten", axis=1))
+            count += 1
+        else:
+            nodes.append(node)
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count
+"""
+
 # Runs inside the toolkit's own environment, which has rknn-toolkit2 but none of Coral's
 # dependencies: plain Python, a JSON plan in, a JSON result out.
-_BUILD_SCRIPT = """
-import json, sys
+_BUILD_SCRIPT = (
+    _RKNN_REWRITE
+    + """
+import json, os, sys, tempfile
 from rknn.api import RKNN
 plan = json.loads(sys.argv[1])
+source, rewrites = plan["onnx"], 0
+import onnx
+model = onnx.load(source)
+rewrites = rewrite_for_rknn(model)
+if rewrites:
+    source = os.path.join(tempfile.mkdtemp(prefix="coral-rknn-onnx-"), "model.onnx")
+    onnx.save(model, source)
 rknn = RKNN(verbose=plan["verbose"])
 steps = [
     ("config", lambda: rknn.config(mean_values=plan["mean_values"], std_values=plan["std_values"],
                                    target_platform=plan["target_platform"])),
-    ("load_onnx", lambda: rknn.load_onnx(model=plan["onnx"])),
+    ("load_onnx", lambda: rknn.load_onnx(model=source)),
     ("build", lambda: rknn.build(do_quantization=plan["quantize"], dataset=plan["dataset"])),
     ("export_rknn", lambda: rknn.export_rknn(plan["output"])),
 ]
@@ -191,8 +232,9 @@ try:
                 np.save(f"{plan['eval_dir']}/out_{i}_{k}.npy", np.asarray(out))
 finally:
     rknn.release()
-print(json.dumps({"failed": None}))
+print(json.dumps({"failed": None, "rewrites": rewrites}))
 """
+)
 
 
 def toolkit_python() -> Path | None:
@@ -222,8 +264,10 @@ def build_rknn(
     verbose: bool = False,
     eval_inputs: list[str] | None = None,
     eval_dir: str | None = None,
+    info: dict[str, Any] | None = None,
 ) -> Path:
-    """Run ``config -> load_onnx -> build -> export_rknn`` (then the simulator on ``eval_inputs``)."""
+    """Run ``config -> load_onnx -> build -> export_rknn`` (then the simulator on ``eval_inputs``);
+    ``info`` receives the child's result (``rewrites``: graph rewrites made for the toolkit)."""
     request = {
         "verbose": verbose,
         "mean_values": plan.mean_values,
@@ -253,6 +297,8 @@ def build_rknn(
             f"rknn-toolkit2 {step} returned {ret} converting {plan.onnx} for {plan.target_platform}"
             f"{': ' + detail[0] if detail else ''}; rerun with --verbose for the toolkit's log"
         )
+    if info is not None:
+        info.update(result)
     return plan.output
 
 
@@ -300,6 +346,9 @@ class ToolkitConverter:
 
     name = "rknn-toolkit2 simulator"
 
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
     def build(
         self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False
     ) -> BuildResult:
@@ -313,7 +362,13 @@ class ToolkitConverter:
                 path = Path(tmp) / f"in_{i}.npy"
                 np.save(path, tensor)
                 paths.append(str(path))
-            build_rknn(plan, verbose=verbose, eval_inputs=paths, eval_dir=tmp)
+            info: dict[str, Any] = {}
+            build_rknn(plan, verbose=verbose, eval_inputs=paths, eval_dir=tmp, info=info)
+            if info.get("rewrites"):
+                self.notes.append(
+                    f"{info['rewrites']} ReduceMean(H, W) rewritten as GlobalAveragePool + Flatten "
+                    f"for rknn-toolkit2 (same numbers; its constant folding fails on the former)"
+                )
             outputs = []
             for i in range(len(paths)):
                 files = sorted(
@@ -527,6 +582,7 @@ def convert_with_gate(
         f"converter: {converter.name}",
         f"{len(calibration)} calibration frames" if plan.quantize else "no quantisation (fp16)",
         *([] if task == "classification" else [f"confidence {confidence}"]),
+        *getattr(converter, "notes", []),
         *(notes or []),
     ]
     report_path = plan.output.with_name(plan.output.name + ".parity.json")

@@ -172,3 +172,29 @@ def test_oriented_boxes_are_compared_by_rotated_overlap():
     report.apply_gate(gates_for("obb"))
     assert report.metrics["obb_map50"] == 0.5 and report.failed == ["obb_map50"]
     assert {d["matched_by"] for d in report.differences} == {"obb"}
+
+
+def test_the_toolkit_rewrite_of_spatial_reduce_mean_keeps_the_numbers():
+    """rknn-toolkit2 2.3.2 cannot fold ReduceMean(H, W, keepdims=0) (the demo classifiers' pooling);
+    the build script's rewrite to GlobalAveragePool + Flatten must compute the same scores."""
+    import onnx
+    import onnxruntime
+
+    from coral_inference.models.convert import _RKNN_REWRITE
+
+    namespace: dict = {}
+    exec(_RKNN_REWRITE, namespace)  # the exact source the toolkit's child process runs
+    path = ZOO_DIR / "coral-demo-cls" / "model_cls.onnx"
+    model = onnx.load(str(path))
+    assert namespace["rewrite_for_rknn"](model) == 2
+    assert "ReduceMean" not in {n.op_type for n in model.graph.node}
+    onnx.checker.check_model(model)
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    before = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    after = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    name = before.get_inputs()[0].name
+    np.testing.assert_allclose(
+        after.run(None, {name: x})[0], before.run(None, {name: x})[0], atol=1e-6
+    )
