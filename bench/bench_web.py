@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -110,6 +112,17 @@ def main() -> int:
         default="process",
         help="services.pipelines.isolation of the server (--workers).",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A configuration override for the server (--workers), e.g. "
+        "services.pipelines.worker_session=false for a before/after run.",
+    )
+    parser.add_argument(
+        "--video", type=Path, help="Demo clip to use, written there first if missing (--workers)."
+    )
     args = parser.parse_args()
     if args.idle:
         return idle(args)
@@ -169,6 +182,44 @@ def main() -> int:
     return 0 if not loaded.get("errors") and state == "running" else 1
 
 
+class CpuMeter:
+    """CPU cores used per party between ``start`` and ``stop``: the web process, its children
+    (forkserver and pipeline workers) and this process (the load generator's clients)."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.web = psutil.Process(pid)
+        self.me = psutil.Process()
+        self.began: tuple[float, dict[str, float]] | None = None
+
+    def _sample(self) -> dict[str, float]:
+        import psutil
+
+        def used(proc) -> float:
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                return 0.0
+            return t.user + t.system
+
+        children = 0.0
+        for child in self.web.children(recursive=True):
+            children += used(child)
+        return {"web": used(self.web), "workers": children, "load_generator": used(self.me)}
+
+    def start(self) -> None:
+        self.began = (time.monotonic(), self._sample())
+
+    def stop(self) -> dict[str, float]:
+        assert self.began is not None
+        t0, before = self.began
+        after, wall = self._sample(), time.monotonic() - t0
+        cores = {k: round((after[k] - before[k]) / wall, 2) for k in after}
+        cores["total"] = round(sum(cores.values()), 2)
+        return cores
+
+
 def memory(pid: int) -> dict:
     """RSS and PSS (pages shared with the forkserver and siblings split) of a process tree."""
     import psutil
@@ -206,8 +257,18 @@ def workers(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="coral-bench-web-") as tmp:
         root = Path(tmp)
         video = root / "demo.mp4"
-        write_demo_video(video, seconds=300, fps=15)
-        web = WebServer(root / "web", free_port(), f"services.pipelines.isolation={args.isolation}")
+        if args.video is not None:  # the same clip for a before/after pair (it takes minutes)
+            if not args.video.exists():
+                write_demo_video(args.video, seconds=300, fps=15)
+            shutil.copyfile(args.video, video)
+        else:
+            write_demo_video(video, seconds=300, fps=15)
+        web = WebServer(
+            root / "web",
+            free_port(),
+            f"services.pipelines.isolation={args.isolation}",
+            *args.set,
+        )
         web.write_workflow("detect.json", detect_and_record_workflow())
         web.start(timeout=900)
         body = {"workflow_file": "detect.json", "source": str(video)}
@@ -218,29 +279,39 @@ def workers(args: argparse.Namespace) -> int:
                     lambda: http.get("/readyz").status_code == 200, timeout=900, what="ready"
                 )
                 time.sleep(5)
-                memory_idle = memory(web.process.pid)
+                assert web.process is not None
+                server_pid = web.process.pid
+                memory_idle = memory(server_pid)
+                meter = CpuMeter(server_pid)
+                meter.start()
                 idle_load = load(web, "/api/v1/pipelines")
+                cores_idle_load = meter.stop()
                 first, first_s = first_frame(http, body)
                 web.wait_for(
                     lambda: http.get(f"/api/v1/pipelines/{first}").json()["frames"] > 30,
                     what="warm",
                 )
-                memory_one = memory(web.process.pid)
+                memory_one = memory(server_pid)
+                meter.start()
                 fps_alone = pipeline_fps(http, first, args.baseline_seconds)
+                cores_alone = meter.stop()
                 loaded: dict = {}
                 thread = threading.Thread(
                     target=lambda: loaded.update(load(web, f"/api/v1/pipelines/{first}"))
                 )
                 thread.start()
                 time.sleep(1.0)
+                meter.start()
                 fps_loaded = pipeline_fps(http, first, args.seconds - 2.0)
+                cores_loaded = meter.stop()
                 thread.join()
                 second, second_s = first_frame(http, body)
                 web.wait_for(
                     lambda: http.get(f"/api/v1/pipelines/{second}").json()["frames"] > 30,
                     what="warm 2",
                 )
-                memory_two = memory(web.process.pid)
+                memory_two = memory(server_pid)
+                meter.start()
                 t0 = time.monotonic()
                 a0 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
                 b0 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
@@ -248,6 +319,7 @@ def workers(args: argparse.Namespace) -> int:
                 a1 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
                 b1 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
                 combined = ((a1 - a0) + (b1 - b0)) / (time.monotonic() - t0)
+                cores_two = meter.stop()
                 states = [
                     http.get(f"/api/v1/pipelines/{p}").json()["state"] for p in (first, second)
                 ]
@@ -255,10 +327,15 @@ def workers(args: argparse.Namespace) -> int:
             web.stop()
     result = {
         "isolation": args.isolation,
+        "overrides": args.set,
         "clients": args.clients,
         "seconds": args.seconds,
         "idle_p99_ms": round(idle_load["p99_ms"], 1),
         "one_pipeline_p99_ms": round(loaded["p99_ms"], 1),
+        "idle_p50_ms": round(idle_load["p50_ms"], 1),
+        "one_pipeline_p50_ms": round(loaded["p50_ms"], 1),
+        "idle_rps": round(idle_load["rps"], 1),
+        "one_pipeline_rps": round(loaded["rps"], 1),
         "p99_ratio": round(loaded["p99_ms"] / idle_load["p99_ms"], 2),
         "errors": {**idle_load["errors"], **loaded["errors"]},
         "fps_alone": round(fps_alone, 2),
@@ -273,6 +350,13 @@ def workers(args: argparse.Namespace) -> int:
         "pss_per_added_pipeline_mb": round(memory_two["pss_mb"] - memory_one["pss_mb"], 1),
         "rss_per_added_pipeline_mb": round(memory_two["rss_mb"] - memory_one["rss_mb"], 1),
         "states_after": states,
+        # CPU cores each party used (2 cores on the reference box): where the time went.
+        "cores_idle_server_under_load": cores_idle_load,
+        "cores_pipeline_alone": cores_alone,
+        "cores_pipeline_under_load": cores_loaded,
+        "cores_two_pipelines": cores_two,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
     }
     print(json.dumps(result, indent=2))
     if args.json:

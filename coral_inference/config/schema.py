@@ -382,6 +382,13 @@ class PipelinesConfig(Section):
         ge=3,
         description="Shared-memory preview slot per pipeline; larger frames are scaled down.",
     )
+    worker_session: bool = Field(
+        default=True,
+        description=(
+            "Each worker in its own session: where the kernel schedules by session (autogroup), "
+            "the web process keeps its CPU share against a pipeline's many threads."
+        ),
+    )
     npu_core_masks: list[Literal["0", "1", "2", "0_1", "0_1_2"]] = Field(
         default_factory=lambda: ["0", "1", "2"],
         description=(

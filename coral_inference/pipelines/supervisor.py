@@ -104,6 +104,7 @@ class SupervisorSettings:
     npu_core_masks: list[str] = field(default_factory=lambda: ["0", "1", "2"])
     log_dir: Path = Path("var/coral/pipelines")
     status_interval_s: float = 0.5
+    worker_session: bool = True
 
     @classmethod
     def from_config(cls, pipelines: Any, log_dir: Path) -> SupervisorSettings:
@@ -122,6 +123,7 @@ class SupervisorSettings:
             preview_max_bytes=pipelines.preview_max_bytes,
             npu_core_masks=list(pipelines.npu_core_masks),
             log_dir=Path(log_dir),
+            worker_session=pipelines.worker_session,
         )
 
 
@@ -449,6 +451,7 @@ class Supervisor:
             start_paused=handle.desired == "paused",
             reconnect_backoff_max_s=self.settings.reconnect_backoff_max_s,
             status_interval_s=self.settings.status_interval_s,
+            own_session=self.settings.worker_session,
         )
         parent, child = self.mp.Pipe(duplex=True)
         process = self.mp.Process(

@@ -8,11 +8,16 @@ inference, and talks to it over one ``multiprocessing`` pipe:
   ``resume`` or ``terminate``; the worker answers ``("reply", request_id, error)``;
 * worker → supervisor: ``("hello", pid)``, then ``("started", status)``,
   ``("reconnecting", message)`` or ``("start_failed", message)``; every
-  ``status_interval_s`` a ``("status", status)`` (also the heartbeat), and the
-  latest results as ``("result", payload)`` at most a few times a second.
+  ``status_interval_s`` a ``("status", status)`` (also the heartbeat), the
+  latest results as ``("result", payload)`` at most a few times a second, and
+  ``("channels", {channel: shared_memory_name})`` whenever the set of preview
+  channels that ``coral/webrtc_preview@v1`` blocks publish in this worker changes.
 
 The preview frame goes through shared memory (``FrameSlot``), never through the
-pipe. The worker's stdout/stderr go to its own log file, with ``faulthandler`` on,
+pipe; so do the frames of those blocks' channels: the block hands them to
+``coral_inference.server.preview.WorkerPreview`` (one slot per channel, the same
+handover the inference server's stream-manager workers use), the worker announces
+the slots and the web process attaches to them read-only. The worker's stdout/stderr go to its own log file, with ``faulthandler`` on,
 so even a native crash leaves its last lines for the supervisor to report.
 
 Before the first frame the worker declares its pipeline identity (recordings,
@@ -28,14 +33,17 @@ import logging
 import multiprocessing
 import os
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from coral_inference.runtime.context import RuntimeContext
+    from coral_inference.server.preview import WorkerPreview
 
 logger = logging.getLogger("coral_inference.pipelines.worker")
 
@@ -69,11 +77,22 @@ class WorkerSpec:
     status_interval_s: float = 0.5
     reconnect_backoff_s: float = 1.0
     reconnect_backoff_max_s: float = 30.0
+    own_session: bool = True
 
 
 def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     """Entry point of the worker process; never returns (exits with the pipeline's outcome)."""
     _redirect_output(spec.log_path)
+    if spec.own_session:
+        # Its own session, so its own scheduling group where the kernel groups by session
+        # (CONFIG_SCHED_AUTOGROUP, on by default in most distributions): the web process then
+        # keeps its share of the CPU against each worker as a whole, however many threads a
+        # pipeline runs (decoder, ONNX Runtime pool, encoder...), instead of one share per
+        # thread. A terminal's Ctrl-C reaches the web process only, which stops the workers.
+        try:
+            os.setsid()
+        except OSError as exc:
+            logger.debug("pipeline %s: setsid: %s", spec.pipeline_id, exc)
     # A forkserver child inherits "forkserver" as its default start method; code inside the
     # pipeline that starts processes should behave as it did in one process (fork on Linux),
     # not start a forkserver of its own per worker.
@@ -145,6 +164,8 @@ class _Worker:
         self._stop = threading.Event()
         self._runner: Any = None
         self._slot: Any = None
+        self._channels: WorkerPreview | None = None
+        self._announced: dict[str, str] = {}
         self._exit_code: int | None = None
         self._phase = "starting"  # starting | reconnecting | started
         self._phase_error: str | None = None
@@ -161,6 +182,7 @@ class _Worker:
         context = init(worker_config(self.spec), source=f"pipeline worker {self.spec.pipeline_id}")
         if self.spec.frame_slot:
             self._slot = FrameSlot.attach(self.spec.frame_slot)
+        self._channels = channel_export(context, self.spec)
         starter = threading.Thread(
             target=self._start_loop, args=(context,), name="coral-worker-start", daemon=True
         )
@@ -181,6 +203,7 @@ class _Worker:
                 self._send_result()
             if now >= next_status:
                 next_status = now + interval
+                self._announce_channels()
                 self._send(("status", self.status()))
         self._send_result()
         self._send(("status", self.status()))
@@ -287,10 +310,14 @@ class _Worker:
         """A source that is down: report ``reconnecting``, wait (backoff) before the next try."""
         if self._stop.is_set():
             return
+        from coral_inference.pipelines.sources_policy import unreachable
+
+        # Issue 13.9 (helper A): one text for every cause (no port scanner); the log has the cause.
+        shown = unreachable(self.spec.source)
         changed = self._phase != "reconnecting"
-        self._phase, self._phase_error = "reconnecting", message
+        self._phase, self._phase_error = "reconnecting", shown
         if changed:
-            self._send(("reconnecting", message))
+            self._send(("reconnecting", shown))
         logger.warning(
             "pipeline %s: source unavailable, retrying in %.0f s: %s",
             self.spec.pipeline_id,
@@ -332,6 +359,13 @@ class _Worker:
                 "pipeline %s: preview frame not written", self.spec.pipeline_id, exc_info=True
             )
 
+    def _announce_channels(self) -> None:
+        export = self._channels
+        channels = export.channels() if export is not None else {}
+        if channels != self._announced:
+            self._announced = channels
+            self._send(("channels", channels))
+
     def _send_result(self) -> None:
         runner = self._runner
         result = runner.latest_result() if runner is not None else None
@@ -363,6 +397,30 @@ class _Worker:
 
 class _StateError(RuntimeError):
     pass
+
+
+def channel_export(context: RuntimeContext, spec: WorkerSpec) -> WorkerPreview | None:
+    """Where ``coral/webrtc_preview@v1`` blocks of this worker hand their channels' frames.
+
+    The block calls ``server.preview.publish_to_server``, which publishes into the
+    context's ``WorkerPreview`` when ``$CORAL_PREVIEW_DIR`` is set and a pipeline
+    identity is declared (both true in a worker). The worker installs that exporter
+    itself, so it can announce the channels' slots to the supervisor.
+    """
+    try:
+        from coral_inference.server.preview import PREVIEW, PREVIEW_DIR_ENV, WorkerPreview
+
+        base = Path(spec.log_path).parent if spec.log_path else Path(tempfile.gettempdir())
+        directory = base / "channels" / spec.pipeline_id
+        os.environ[PREVIEW_DIR_ENV] = str(directory)
+        return context.shared(PREVIEW, lambda: WorkerPreview(directory, spec.pipeline_id))
+    except Exception:  # noqa: BLE001 - without it only the blocks' channels stay in the worker
+        logger.warning(
+            "pipeline %s: block preview channels stay in the worker",
+            spec.pipeline_id,
+            exc_info=True,
+        )
+        return None
 
 
 def _redirect_output(log_path: str | None) -> None:

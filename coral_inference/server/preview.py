@@ -92,6 +92,11 @@ class WorkerPreview:
                 entry = self._slots[channel] = (slot, announcement)
         entry[0].write(frame)
 
+    def channels(self) -> dict[str, str]:
+        """Channel -> shared-memory name of its slot (Coral's own workers announce these)."""
+        with self._lock:
+            return {channel: slot.name for channel, (slot, _) in self._slots.items()}
+
     def close(self) -> None:
         with self._lock:
             for slot, announcement in self._slots.values():
