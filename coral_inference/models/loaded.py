@@ -1,8 +1,9 @@
 """A model package loaded on a backend for a runtime context (``RuntimeContext.get_model``).
 
 Names resolve in this order: a name from the config's ``models`` section, a
-package directory (or its manifest file), a bundled package from
-``coral_inference/models/zoo``. The backend is the explicit argument, else the
+package directory (or its manifest file), a bare Ultralytics ``.onnx`` export
+(its package is built once in Coral's cache by the importer), a bundled package
+from ``coral_inference/models/zoo``. The backend is the explicit argument, else the
 config entry's, else ``auto``: the first backend in ``backends.order`` that is
 available here *and* has an artifact in the package.
 """
@@ -21,6 +22,8 @@ from coral_inference.backends.base import BackendAdapter, BackendUnavailableErro
 from coral_inference.models.catalog import ModelCatalog
 from coral_inference.models.detector import Detector
 from coral_inference.models.errors import ArtifactNotFoundError
+from coral_inference.models.export_metadata import check_session_metadata
+from coral_inference.models.importing import ensure_onnx_package
 from coral_inference.models.package import ModelPackage, load_package
 from coral_inference.models.tasks.results import ClassificationResult
 
@@ -91,8 +94,17 @@ def resolve_reference(
     name = strip_model_id(str(reference))
     entry = catalog.entries.get(name) if catalog is not None else None
     if entry is not None:
-        return load_package(entry.package), entry.backend
-    return load_package(name), "auto"
+        return _package_at(entry.package), entry.backend
+    return _package_at(name), "auto"
+
+
+def _package_at(reference: str | Path) -> ModelPackage:
+    """``load_package``, except that a bare ``.onnx`` export gets its package built first."""
+    path = Path(reference).expanduser()
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        # A bare Ultralytics export: the importer builds its package in Coral's cache (logged).
+        return load_package(ensure_onnx_package(path))
+    return load_package(reference)
 
 
 def choose_backend(catalog: ModelCatalog, package: ModelPackage, requested: str) -> BackendAdapter:
@@ -156,8 +168,6 @@ def load_model(
     adapter = choose_backend(catalog, package, backend or configured)
     session = adapter.prepare_session(package)
     try:  # an export whose own metadata contradicts the manifest is refused, never decoded as garbage
-        from coral_inference.models.importing.crosscheck import check_session_metadata
-
         check_session_metadata(package, adapter.name, session)
     except Exception:
         session.close()

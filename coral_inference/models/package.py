@@ -487,10 +487,13 @@ def resolve_package_path(name_or_path: str | Path) -> Path:
     if path.is_file() and path.name in MANIFEST_NAMES:
         return path.parent
     if path.is_file() and path.suffix.lower() == ".onnx":
-        # A bare Ultralytics export: a package is built from its metadata in Coral's cache (logged).
-        from coral_inference.models.importing import ensure_onnx_package  # imports this module
-
-        return ensure_onnx_package(path)
+        # Building a package for a bare export is the importer's job, one layer up: a model
+        # reference (models.loaded.resolve_reference) does it, a package path does not.
+        raise PackageNotFoundError(
+            f"{path}: an ONNX file, not a model package; use it as a model name (a workflow "
+            f"step's model, a config models entry), which builds its package in Coral's cache, "
+            f"or import it once: coral-runtime models import {path}"
+        )
     if path.is_dir():
         if find_manifest(path) is None:
             raise PackageNotFoundError(

@@ -16,6 +16,7 @@ import numpy as np
 from coral_inference.backends.base import BackendAdapter
 from coral_inference.models.artifacts import ensure_artifact
 from coral_inference.models.errors import ModelPackageError, OutputMismatchError
+from coral_inference.models.export_metadata import metadata_problems, session_metadata
 from coral_inference.models.package import InputSpec, ModelPackage
 
 
@@ -131,8 +132,6 @@ def _run_check(package: ModelPackage, backend: str, context: BackendHost) -> Che
     except Exception as exc:
         return Check(name, "fail", f"{type(exc).__name__}: {exc}")
     try:
-        from coral_inference.models.importing.crosscheck import metadata_problems, session_metadata
-
         problems = metadata_problems(package, session_metadata(session), backend)
         if problems:
             return Check(

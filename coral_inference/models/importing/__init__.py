@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -44,9 +44,7 @@ from coral_inference.models.package import (
     load_package,
     sha256_of,
 )
-
-if TYPE_CHECKING:
-    from coral_inference.models.validation import BackendHost
+from coral_inference.models.validation import BackendHost, check_package
 
 __all__ = [
     "ImportResult",
@@ -241,8 +239,6 @@ def import_model(
         )
     checks = []
     if context is not None:
-        from coral_inference.models.validation import check_package
-
         checks = check_package(package, context)
         failed = [c for c in checks if c.status == "fail"]
         if failed:

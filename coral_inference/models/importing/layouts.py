@@ -17,20 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coral_inference.models.decoders import describe_layout, grid_cells
+from coral_inference.models.export_metadata import ULTRALYTICS_TASKS, flag, literal
 from coral_inference.models.importing.errors import (
     MissingClassesError,
     ModelImportError,
     UnknownLayoutError,
 )
-from coral_inference.models.importing.onnx_facts import OnnxFacts, flag, literal
+from coral_inference.models.importing.onnx_facts import OnnxFacts
 
-ULTRALYTICS_TASKS = {
-    "detect": "object-detection",
-    "segment": "instance-segmentation",
-    "pose": "keypoint-detection",
-    "classify": "classification",
-    "obb": "obb",
-}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -2,15 +2,13 @@
 
 Read with onnxruntime (a Coral dependency), so importing needs no ``onnx`` package.
 Ultralytics writes Python reprs (``names``, ``imgsz``, ``args``) into the metadata;
-they are parsed with ``ast.literal_eval``, never ``eval``.
+``coral_inference.models.export_metadata.literal`` parses them (never ``eval``).
 """
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from coral_inference.models.importing.errors import ModelImportError
 
@@ -109,19 +107,3 @@ def read_onnx(path: Path) -> OnnxFacts:
         output_shapes=[list(o.shape) for o in session.get_outputs()],
         metadata=dict(meta.custom_metadata_map or {}),
     )
-
-
-def literal(metadata: dict[str, str], key: str, default: Any = None) -> Any:
-    """A Python-literal metadata value (``names``, ``imgsz``, ``args``, ``kpt_shape``)."""
-    raw = metadata.get(key)
-    if raw is None:
-        return default
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
-
-
-def flag(metadata: dict[str, str], key: str) -> bool:
-    value = literal(metadata, key, False)
-    return value is True or str(value).lower() == "true"

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 import coral_inference
+from coral_inference.backends.registry import BackendRegistry
+from coral_inference.config.schema import ModelEntry
+from coral_inference.models.catalog import ModelCatalog
+from coral_inference.models.errors import PackageNotFoundError
 from coral_inference.models.importing import MissingClassesError
+from coral_inference.models.loaded import resolve_reference
 from coral_inference.models.package import load_package
 from tests.models.builders import constant_model
 from tests.models.importing.ultra_support import (
@@ -30,13 +35,14 @@ def package_cache(tmp_path, monkeypatch):
 def test_bare_onnx_builds_a_cached_package_once_and_says_so(package_cache, caplog):
     path = DETECT_FIXTURES / "yolo26n-nmsfalse.onnx"
     with caplog.at_level(logging.WARNING, logger="coral_inference.models.importing"):
-        package = load_package(str(path))
+        package, backend = resolve_reference(None, str(path))
+    assert backend == "auto"
     assert package.root.parent == package_cache.resolve()
     assert package.head.type == "end2end" and package.classes == ["circle", "square", "triangle"]
     assert any("built one from its Ultralytics metadata" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="coral_inference.models.importing"):
-        again = load_package(str(path))
+        again, _ = resolve_reference(None, str(path))
     assert again.root == package.root and not caplog.records
 
 
@@ -44,15 +50,32 @@ def test_bare_onnx_without_metadata_says_to_import_it(package_cache, tmp_path):
     path = tmp_path / "plain.onnx"
     constant_model(path, [np.zeros((1, 6, 84), np.float32)], input_shape=(1, 3, 64, 64))
     with pytest.raises(MissingClassesError, match="coral-runtime models import .* --classes FILE"):
-        load_package(str(path))
+        resolve_reference(None, str(path))
+
+
+def test_a_config_entry_may_name_a_bare_onnx(package_cache):
+    path = DETECT_FIXTURES / "yolo26n-nmsfalse.onnx"
+    catalog = ModelCatalog(
+        backends=BackendRegistry(),
+        entries={"shapes": ModelEntry(package=path, backend="onnxruntime")},
+        order=("onnxruntime",),
+    )
+    package, backend = resolve_reference(catalog, "coral/shapes")
+    assert package.root.parent == package_cache.resolve() and backend == "onnxruntime"
+
+
+def test_a_package_path_is_not_an_onnx_file_and_the_error_says_what_to_do(package_cache):
+    path = DETECT_FIXTURES / "yolo26n-nmsfalse.onnx"
+    with pytest.raises(PackageNotFoundError, match="not a model package.*models import"):
+        load_package(path)
+    assert not package_cache.exists()  # nothing built behind the caller's back
 
 
 @pytest.mark.inference
 @pytest.mark.slow  # imports inference.core (~12 s) to run the real Workflows engine
 def test_bare_onnx_runs_in_the_coral_object_detection_block(package_cache):
-    from coral_inference import compat
+    from coral_inference.inference_adapter.workflows import ExecutionEngine, StepExecutionMode
 
-    compat.load_inference_core()
     previous = os.environ.get("WORKFLOWS_PLUGINS")
     os.environ["WORKFLOWS_PLUGINS"] = "coral_workflows"
     model = "yolov8n.onnx"
@@ -76,12 +99,12 @@ def test_bare_onnx_runs_in_the_coral_object_detection_block(package_cache):
     }
     coral_inference.init()
     try:
-        engine = compat.get("ExecutionEngine").init(
+        engine = ExecutionEngine.init(
             workflow_definition=workflow,
             init_parameters={
                 "workflows_core.model_manager": None,
                 "workflows_core.api_key": None,
-                "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL,
+                "workflows_core.step_execution_mode": StepExecutionMode.LOCAL,
             },
         )
         for i, (frame, expected) in enumerate(zip(frames(), record["predictions"], strict=True)):

@@ -14,13 +14,13 @@ from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
 from coral_inference.models.decoders import decode
 from coral_inference.models.detector import Detector
 from coral_inference.models.errors import ManifestError, OutputMismatchError
+from coral_inference.models.export_metadata import metadata_problems
 from coral_inference.models.importing import (
     MissingClassesError,
     ModelImportError,
     UnknownLayoutError,
     import_model,
 )
-from coral_inference.models.importing.crosscheck import metadata_problems
 from coral_inference.models.package import HeadSpec, load_package, sha256_of
 from coral_inference.models.validation import check_package
 from tests.models.builders import constant_model

@@ -1,21 +1,47 @@
-"""A package against the metadata its ONNX export carries: no silent wrong answers.
+"""The metadata an Ultralytics ONNX export carries, and a package checked against it.
 
 Ultralytics writes the task, class names (in order), input size and whether the
-export is end-to-end into every ONNX file. A manifest that contradicts them — a
+export is end-to-end into every ONNX file (as Python reprs, parsed here with
+``ast.literal_eval``, never ``eval``). A manifest that contradicts them — a
 pose export described as a detector with extra "classes", names in another
 order, an ``nms=True`` export under a ``yolov8`` head — decodes garbage without
 any error, so ``models validate`` and loading refuse it with the field to fix.
+The importer reads the same metadata to write a manifest; this module sits below
+it, so loading and validation never import the importer.
 """
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
-from coral_inference.models.importing.layouts import ULTRALYTICS_TASKS
-from coral_inference.models.importing.onnx_facts import flag, literal
+from coral_inference.models.errors import ManifestError
 from coral_inference.models.package import ModelPackage
 
+ULTRALYTICS_TASKS = {
+    "detect": "object-detection",
+    "segment": "instance-segmentation",
+    "pose": "keypoint-detection",
+    "classify": "classification",
+    "obb": "obb",
+}
 BOX_TASK_HEADS = {"yolov8", "yolov8_dfl", "yolov5", "yolov5_single", "end2end"}
+
+
+def literal(metadata: dict[str, str], key: str, default: Any = None) -> Any:
+    """A Python-literal metadata value (``names``, ``imgsz``, ``args``, ``kpt_shape``)."""
+    raw = metadata.get(key)
+    if raw is None:
+        return default
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def flag(metadata: dict[str, str], key: str) -> bool:
+    value = literal(metadata, key, False)
+    return value is True or str(value).lower() == "true"
 
 
 def metadata_problems(
@@ -98,8 +124,6 @@ def session_metadata(session: Any) -> dict[str, str]:
 
 def check_session_metadata(package: ModelPackage, backend: str, session: Any) -> None:
     """Raise ``ManifestError`` when the loaded export's metadata contradicts the manifest."""
-    from coral_inference.models.errors import ManifestError
-
     problems = metadata_problems(package, session_metadata(session), backend)
     if problems:
         raise ManifestError(package.manifest_path, problems)
