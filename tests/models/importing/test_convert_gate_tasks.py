@@ -34,12 +34,12 @@ from tests.models.importing.converter_standin import (
 FRAMES = 6
 
 
-def _frames(task: str) -> list[np.ndarray]:
+def _frames(task: str, count: int = FRAMES) -> list[np.ndarray]:
     if task == "cls":
-        return [classification_still(100 + i, 480, 360).image for i in range(FRAMES)]
+        return [classification_still(100 + i, 480, 360).image for i in range(count)]
     still = pose_still if task == "pose" else task_still
     out = []
-    for i in range(FRAMES):
+    for i in range(count):
         scene, index = still(200 + i, 640, 480)
         out.append(scene.render(index).image)
     return out
@@ -137,6 +137,21 @@ def test_gate_thresholds_per_task_and_overrides():
         gates_for("keypoint-detection", {"mask_map50": 0.5})
 
 
+def test_the_gate_option_takes_a_number_or_named_thresholds():
+    from coral_inference.cli.models_cmd import _parse_gates
+
+    assert _parse_gates(None) is None and _parse_gates(["0.8"]) == 0.8
+    assert _parse_gates(["mask_map50=0.85", "box_map50=0.9"]) == {
+        "mask_map50": 0.85,
+        "box_map50": 0.9,
+    }
+    for bad, reason in [(["1.5"], "between 0 and 1"), (["x=high"], "METRIC=NUMBER")]:
+        with pytest.raises(ValueError, match=reason):
+            _parse_gates(bad)
+    with pytest.raises(ValueError, match="name the metric"):
+        _parse_gates(["0.9", "mask_map50=0.8"])
+
+
 def test_an_unknown_gate_metric_is_refused_before_building(tmp_path):
     package = _package(tmp_path, "coral-demo-cls")
     stand_in = StandInConverter(0.0)
@@ -198,3 +213,31 @@ def test_the_toolkit_rewrite_of_spatial_reduce_mean_keeps_the_numbers():
     np.testing.assert_allclose(
         after.run(None, {name: x})[0], before.run(None, {name: x})[0], atol=1e-6
     )
+
+
+@pytest.mark.optional  # needs rknn-toolkit2's own environment (coral-runtime models toolkit install)
+@pytest.mark.slow  # a real toolkit build and simulator run per model (~1-2 min each)
+@pytest.mark.parametrize(
+    ("task", "name", "int8"),
+    [
+        ("seg", "coral-demo-seg", True),
+        ("pose", "coral-demo-pose", False),  # int8 keypoints fall under the PCK gate (README)
+        ("cls", "coral-demo-cls", True),
+    ],
+)
+def test_the_real_simulator_passes_the_gate_for_the_demo_task_models(tmp_path, task, name, int8):
+    from coral_inference.models.convert import ToolkitConverter, toolkit_python
+
+    if toolkit_python() is None:
+        pytest.skip(
+            "no rknn-toolkit2 environment (coral-runtime models toolkit install builds one)"
+        )
+    package = _package(tmp_path, name)
+    frames = _frames(task, 24)  # 18 calibrate, 6 are held out for the check
+    plan = plan_rknn_build(package, quantize=int8, dataset=tmp_path if int8 else None)
+    result = convert_with_gate(
+        package, plan, frames=frames, converter=ToolkitConverter(), held_out_every=4
+    )
+    report = result.report
+    assert report.passed and result.added, report.summary()
+    assert report.notes[0] == "converter: rknn-toolkit2 simulator"
