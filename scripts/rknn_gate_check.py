@@ -9,8 +9,9 @@ segmentation scenes, pose-safe scenes, classification stills) into a folder, run
     coral-runtime models convert PACKAGE --int8 --calibration FOLDER -o OUT/PACKAGE-int8.rknn --json
 
 (every 5th still held out for the parity check, the rest calibrate), and when the int8 build is
-refused by the gate (or cannot be built), the fp16 build the refusal suggests (``--no-int8``). Bundled packages are
-never modified: the builds and their ``*.parity.json`` reports go to ``--out``.
+refused by the gate (or cannot be built), the fp16 build the refusal suggests (``--no-int8``).
+Bundled packages are never modified: the builds and their ``*.parity.json`` reports go to
+``--out``.
 
     python scripts/rknn_gate_check.py [--stills 100] [--out DIR] [--json FILE] [PACKAGE ...]
 """
