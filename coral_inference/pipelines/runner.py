@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from coral_inference.pipelines.sources_policy import unreachable
 from coral_inference.pipelines.status import PipelineState, RunnerStatus, SourceStatus
 from coral_inference.redaction import redact_url
 from coral_inference.results import is_detections
@@ -53,6 +54,7 @@ class PipelineStateError(RuntimeError):
 
 # inference's source states while a live stream reconnects after an outage
 RECONNECTING_SOURCE_STATES = ("RESTARTING",)
+SOURCE_REOPENING_STATES = ("INITIALISING", "ERROR")  # after frames: a reopen attempt
 
 
 def is_source_unavailable(exc: BaseException | None) -> bool:
@@ -308,7 +310,12 @@ class PipelineRunner:
             latency_ms = 1000.0 * sum(w[1] for w in window) / len(window) if window else None
             latest = self._latest
             state = self._state
-            if state is PipelineState.running and self._source_state in RECONNECTING_SOURCE_STATES:
+            if state is PipelineState.running and (
+                self._source_state in RECONNECTING_SOURCE_STATES
+                # inference reopens a lost live source as RESTARTING -> INITIALISING -> ERROR,
+                # over and over while it stays down (helper A, issue 13.2: not "running").
+                or (self._frames and self._source_state in SOURCE_REOPENING_STATES)
+            ):
                 state = PipelineState.reconnecting  # a live source lost mid-stream, being reopened
             return RunnerStatus(
                 id=self.pipeline_id,
@@ -320,7 +327,8 @@ class PipelineRunner:
                 detections=latest.detections_count() if latest is not None else 0,
                 detections_total=self._detections,
                 callback_errors=self._callback_errors,
-                error=self._error,
+                error=self._error
+                or (unreachable(self.source) if state is PipelineState.reconnecting else None),
                 created_at=_iso(self._created_at),
                 started_at=_iso(self._started_at),
                 ended_at=_iso(self._ended_at),
