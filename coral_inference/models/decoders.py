@@ -187,7 +187,7 @@ def describe_layout(
     return "no known layout"
 
 
-def _best_class(scores: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def best_class(scores: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Best (score, class id) along axis 0 of a ``[nc, ...]`` score array."""
     if allowed is not None:
         scores = scores[allowed]
@@ -195,6 +195,28 @@ def _best_class(scores: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndar
     best_scores = np.take_along_axis(scores, best[None], axis=0)[0]
     class_ids = allowed[best] if allowed is not None else best
     return best_scores, class_ids.astype(np.int64)
+
+
+def boxes_over_threshold(
+    boxes_cxcywh: np.ndarray,
+    class_scores: np.ndarray,
+    confidence: float,
+    allowed: np.ndarray | None,
+) -> Candidates:
+    """Single-output heads: anchors whose best allowed class reaches ``confidence``, as xyxy.
+
+    ``boxes_cxcywh`` is ``[4, N]``, ``class_scores`` ``[nc, N]``. The best class is looked up
+    only for the anchors over the threshold (a trained model's few hundred of N); the
+    maximum over the classes is all the others need.
+    """
+    best = (class_scores if allowed is None else class_scores[allowed]).max(axis=0)
+    keep = np.flatnonzero(best >= confidence)
+    if keep.size == 0:
+        return Candidates.empty()
+    scores, class_ids = best_class(class_scores[:, keep], allowed)
+    cx, cy, w, h = boxes_cxcywh[:, keep].astype(np.float32)
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return Candidates(xyxy, scores.astype(np.float32), class_ids)
 
 
 def decode_yolov8(
@@ -258,13 +280,32 @@ def decode_yolov8(
     class_scores = pred[4:]
     if not sigmoid_in_model:
         class_scores = sigmoid(class_scores)
-    scores, class_ids = _best_class(class_scores, allowed_classes)
-    keep = np.flatnonzero(scores >= confidence)
-    if keep.size == 0:
-        return Candidates.empty()
-    cx, cy, w, h = pred[:4, keep].astype(np.float32)
-    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return Candidates(xyxy, scores[keep].astype(np.float32), class_ids[keep])
+    return boxes_over_threshold(pred[:4], class_scores, confidence, allowed_classes)
+
+
+def dfl_boxes(
+    box_logits: np.ndarray, cells: np.ndarray, width: int, stride: int, reg_max: int
+) -> np.ndarray:
+    """Distribution-focal-loss box logits ``[4*reg_max, HW]`` of ``cells`` -> xyxy input pixels.
+
+    With ``reg_max`` 1 (YOLO26) the box branch gives l, t, r, b in grid units, no DFL.
+    """
+    logits = box_logits.reshape(4, reg_max, -1)[:, :, cells].astype(np.float32)
+    if reg_max == 1:
+        distances = logits[:, 0, :]
+    else:
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        bins = np.arange(reg_max, dtype=np.float32)[None, :, None]
+        distances = (weights * bins).sum(axis=1) / weights.sum(axis=1)  # [4, K] l, t, r, b
+    cx = (cells % width).astype(np.float32) + 0.5
+    cy = (cells // width).astype(np.float32) + 0.5
+    return (
+        np.stack(
+            [cx - distances[0], cy - distances[1], cx + distances[2], cy + distances[3]], axis=1
+        )
+        * stride
+    ).astype(np.float32)
 
 
 def decode_yolov8_dfl(
@@ -284,8 +325,6 @@ def decode_yolov8_dfl(
             f"{[list(o.shape) for o in outputs]}"
         )
     reg_max = head.reg_max
-    bins = np.arange(reg_max, dtype=np.float32)
-    raw_distances = reg_max == 1  # YOLO26: the box conv gives l, t, r, b in grid units, no DFL
     all_boxes, all_scores, all_ids = [], [], []
     for level, stride in enumerate(head.strides):
         box, cls = (
@@ -309,29 +348,12 @@ def decode_yolov8_dfl(
             cells = np.arange(height * width)
         if cells.size == 0:
             continue
-        scores, class_ids = _best_class(scores_map[:, cells], allowed_classes)
+        scores, class_ids = best_class(scores_map[:, cells], allowed_classes)
         passed = scores >= confidence
         cells, scores, class_ids = cells[passed], scores[passed], class_ids[passed]
         if cells.size == 0:
             continue
-        logits = box[0].reshape(4, reg_max, -1)[:, :, cells].astype(np.float32)
-        if raw_distances:
-            distances = logits[:, 0, :]
-        else:
-            logits -= logits.max(axis=1, keepdims=True)
-            weights = np.exp(logits)
-            distances = (weights * bins[None, :, None]).sum(axis=1) / weights.sum(
-                axis=1
-            )  # [4, K] l, t, r, b
-        cx = (cells % width).astype(np.float32) + 0.5
-        cy = (cells // width).astype(np.float32) + 0.5
-        xyxy = (
-            np.stack(
-                [cx - distances[0], cy - distances[1], cx + distances[2], cy + distances[3]], axis=1
-            )
-            * stride
-        )
-        all_boxes.append(xyxy)
+        all_boxes.append(dfl_boxes(box[0].reshape(4 * reg_max, -1), cells, width, stride, reg_max))
         all_scores.append(scores.astype(np.float32))
         all_ids.append(class_ids)
     if not all_boxes:
@@ -368,7 +390,7 @@ def decode_yolov5(
         if not head.sigmoid_in_model:
             pred = sigmoid(pred)
         class_scores = pred[:, 5:] * pred[:, 4:5]  # [na, nc, HW]
-        scores, class_ids = _best_class(
+        scores, class_ids = best_class(
             class_scores.transpose(1, 0, 2).reshape(num_classes, -1), allowed_classes
         )
         keep = np.flatnonzero(scores >= confidence)  # index = anchor * HW + cell
@@ -468,13 +490,7 @@ def decode_yolov5_single(
     pred = pred.astype(np.float32, copy=False)
     if not head.sigmoid_in_model:
         pred = np.concatenate([pred[:4], sigmoid(pred[4:])])
-    scores, class_ids = _best_class(pred[5:] * pred[4:5], allowed_classes)
-    keep = np.flatnonzero(scores >= confidence)
-    if keep.size == 0:
-        return Candidates.empty()
-    cx, cy, w, h = pred[:4, keep]
-    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-    return Candidates(xyxy, scores[keep].astype(np.float32), class_ids[keep])
+    return boxes_over_threshold(pred[:4], pred[5:] * pred[4:5], confidence, allowed_classes)
 
 
 def _expect(tensor: np.ndarray, leading: tuple[int, int], what: str) -> None:

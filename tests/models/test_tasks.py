@@ -22,6 +22,7 @@ from coral_inference.models.preprocess import (
     to_tensor,
 )
 from coral_inference.models.tasks import ClassificationResult
+from coral_inference.models.tasks import masks as masks_module
 from coral_inference.models.tasks.masks import masks_in_boxes
 from coral_inference.models.tasks.obb import corners, probiou, rotated_nms
 from tests.models.builders import constant_model
@@ -210,6 +211,47 @@ def test_masks_in_boxes_match_a_dense_upsample_and_crop():
     assert not ours[3].any()  # a zero-width box has no pixels
     agreement = (ours == reference).mean(axis=(1, 2))
     assert agreement.min() > 0.999, agreement  # float rounding may flip a pixel whose logit is ~0
+
+
+def _boxes_of_every_size(rng: np.random.Generator, count: int, w: int, h: int) -> np.ndarray:
+    """Boxes from sub-pixel to whole-frame sides (many size classes), some over the edges."""
+    sides = np.exp(rng.uniform(np.log(0.5), np.log(1.2 * max(w, h)), (count, 2)))
+    centres = rng.uniform([-10, -10], [w + 10, h + 10], (count, 2))
+    return np.concatenate([centres - sides / 2, centres + sides / 2], axis=1).astype(np.float32)
+
+
+def test_prototype_masks_match_the_dense_path_and_drop_empty_instances(monkeypatch):
+    rng = np.random.default_rng(5)
+    prototypes = cv2.GaussianBlur(
+        rng.normal(0, 1, (16, 16, 6)).astype(np.float32), (5, 5), 1.5
+    ).transpose(2, 0, 1)
+    coefficients = rng.normal(0, 1, (60, 6)).astype(np.float32)
+    geometry = letterbox_geometry((90, 160), (64, 64))
+    boxes = _boxes_of_every_size(rng, 60, 160, 90)
+    boxes[0] = [30, 30, 30, 60]  # zero width: no pixels, dropped
+    masks, kept = masks_module.prototype_masks(prototypes, coefficients, boxes, geometry, (64, 64))
+    logits = np.einsum("kn,nhw->khw", coefficients, prototypes)
+    reference = _dense_reference(logits, np.clip(boxes, 0, None), geometry, (64, 64))
+    assert kept.tolist() == np.flatnonzero(reference.any(axis=(1, 2))).tolist()
+    assert 0 not in kept.tolist() and masks.shape == (kept.size, 90, 160) and masks.dtype == bool
+    agreement = (masks == reference[kept]).mean(axis=(1, 2))
+    assert agreement.min() > 0.999, agreement
+    # Chunking (bounded memory) does not change a pixel.
+    monkeypatch.setattr(masks_module, "_PIXELS_PER_CHUNK", 64)
+    chunked, kept_chunked = masks_module.prototype_masks(
+        prototypes, coefficients, boxes, geometry, (64, 64)
+    )
+    assert np.array_equal(chunked, masks) and np.array_equal(kept_chunked, kept)
+
+
+def test_uncropped_masks_cover_the_frame():
+    rng = np.random.default_rng(6)
+    logits = rng.normal(0, 1, (3, 12, 20)).astype(np.float32)
+    full = ResizeGeometry(100, 60, 100, 60, 0, 0)
+    masks = masks_in_boxes(logits, np.zeros((3, 4), np.float32), full, (100, 60), crop=False)
+    reference = np.stack([cv2.resize(m, (100, 60), interpolation=cv2.INTER_LINEAR) for m in logits])
+    assert masks.shape == (3, 60, 100)
+    assert (masks == (reference > 0)).mean() > 0.999
 
 
 # ------------------------------------------------------------------------------------ OBB

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coral_inference.models.decoders import best_class, dfl_boxes, sigmoid
 from coral_inference.models.errors import OutputMismatchError
 from coral_inference.models.package import HeadSpec
 
@@ -213,22 +214,9 @@ def _fits(head: HeadSpec, actual: list[list[int]], ctx: LayoutContext) -> bool:
 # ---------------------------------------------------------------------------------------- decoding
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _rows_first(raw: np.ndarray, rows: int) -> np.ndarray:
     """``[1, rows, N]`` or ``[1, N, rows]`` -> ``(rows, N)``."""
     return raw[0] if raw.shape[1] == rows else raw[0].T
-
-
-def _best(scores: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Best score and class id along axis 0 of ``(nc, N)``."""
-    if allowed is not None:
-        scores = scores[allowed]
-    best = scores.argmax(axis=0)
-    values = np.take_along_axis(scores, best[None], axis=0)[0]
-    return values, (allowed[best] if allowed is not None else best).astype(np.int64)
 
 
 def _cxcywh_to_xyxy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -244,30 +232,15 @@ def decode_single(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One Ultralytics output -> (cx cy w h, scores, class ids, extra rows) over the threshold."""
     pred = _rows_first(np.asarray(raw), 4 + num_classes + extra_rows)
-    scores, class_ids = _best(pred[4 : 4 + num_classes], allowed)
-    keep = np.flatnonzero(scores > confidence)
+    class_scores = pred[4 : 4 + num_classes]
+    # The best class is looked up only for anchors over the threshold (a trained model's
+    # few hundred of N); the max over classes is all the others need.
+    best = (class_scores if allowed is None else class_scores[allowed]).max(axis=0)
+    keep = np.flatnonzero(best > confidence)
+    scores, class_ids = best_class(class_scores[:, keep], allowed)
     boxes = pred[:4, keep].T.astype(np.float32)
     extras = pred[4 + num_classes :, keep].T.astype(np.float32)
-    return boxes, scores[keep].astype(np.float32), class_ids[keep], extras
-
-
-def dfl_boxes(
-    box_logits: np.ndarray, cells: np.ndarray, width: int, stride: int, reg_max: int
-) -> np.ndarray:
-    """Distribution-focal-loss box logits ``(4*reg_max, HW)`` of ``cells`` -> xyxy input pixels."""
-    logits = box_logits.reshape(4, reg_max, -1)[:, :, cells].astype(np.float32)
-    logits -= logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    bins = np.arange(reg_max, dtype=np.float32)[None, :, None]
-    distances = (weights * bins).sum(axis=1) / weights.sum(axis=1)
-    cx = (cells % width).astype(np.float32) + 0.5
-    cy = (cells // width).astype(np.float32) + 0.5
-    return (
-        np.stack(
-            [cx - distances[0], cy - distances[1], cx + distances[2], cy + distances[3]], axis=1
-        )
-        * stride
-    ).astype(np.float32)
+    return boxes, scores.astype(np.float32), class_ids, extras
 
 
 def decode_seg(
@@ -298,7 +271,7 @@ def decode_seg(
             if head.sigmoid_in_model
             else np.arange(height * width)
         )
-        scores, class_ids = _best(scores_map[:, cells], allowed)
+        scores, class_ids = best_class(scores_map[:, cells], allowed)
         passed = scores > confidence
         cells = cells[passed]
         xyxy = dfl_boxes(box.reshape(4 * head.reg_max, -1), cells, width, stride, head.reg_max)
@@ -337,7 +310,7 @@ def decode_pose(
         height, width = raw.shape[1:]
         flat = raw.reshape(raw.shape[0], -1)
         box_rows = 4 * head.reg_max
-        scores_all, class_all = _best(
+        scores_all, class_all = best_class(
             sigmoid(flat[box_rows : box_rows + num_classes].astype(np.float32)), allowed
         )
         cells = np.flatnonzero(scores_all > confidence)

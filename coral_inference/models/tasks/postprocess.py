@@ -29,7 +29,7 @@ from coral_inference.models.tasks.heads import (
     decode_rfdetr,
     decode_seg,
 )
-from coral_inference.models.tasks.masks import masks_in_boxes, nonempty_masks, prototype_logits
+from coral_inference.models.tasks.masks import masks_in_boxes, prototype_masks
 from coral_inference.models.tasks.obb import corners, rotated_nms
 from coral_inference.models.tasks.results import (
     KEYPOINTS_CONFIDENCE,
@@ -144,9 +144,7 @@ def postprocess_task(
     mask = None
     if kept.prototypes is not None:
         # Ultralytics drops instances whose cropped mask is empty
-        mask, nonempty = nonempty_masks(
-            prototype_logits(kept.prototypes, kept.extra), xyxy, geometry, ctx.input_wh
-        )
+        mask, nonempty = prototype_masks(kept.prototypes, kept.extra, xyxy, geometry, ctx.input_wh)
         if nonempty.size != len(kept):
             xyxy = xyxy[nonempty]
             kept = kept.take(nonempty)
