@@ -39,18 +39,26 @@ def probiou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     return _pairwise(b1[:, None, :], b2[None, :, :])
 
 
+def _gaussians(b: np.ndarray) -> np.ndarray:
+    """``(..., 6)``: centre x, y, covariance a, b, c and its clipped determinant per box."""
+    a, bb, c = _covariance(b)
+    return np.stack([b[..., 0], b[..., 1], a, bb, c, np.clip(a * bb - c**2, 0, None)], axis=-1)
+
+
 def _pairwise(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
     """Probabilistic IoU of ``b1[..., :]`` and ``b2[..., :]`` (broadcast), last axis xywhr."""
-    a1, bb1, c1 = _covariance(b1)
-    a2, bb2, c2 = _covariance(b2)
-    dx = b1[..., 0] - b2[..., 0]
-    dy = b1[..., 1] - b2[..., 1]
-    sa, sb, sc = a1 + a2, bb1 + bb2, c1 + c2
+    return _pairwise_gaussians(_gaussians(b1), _gaussians(b2))
+
+
+def _pairwise_gaussians(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    """Probabilistic IoU from :func:`_gaussians` rows (broadcast)."""
+    dx = g1[..., 0] - g2[..., 0]
+    dy = g1[..., 1] - g2[..., 1]
+    sa, sb, sc = g1[..., 2] + g2[..., 2], g1[..., 3] + g2[..., 3], g1[..., 4] + g2[..., 4]
     det = sa * sb - sc**2
     t1 = (sa * dy**2 + sb * dx**2) / (det + _EPS) * 0.25
     t2 = (sc * (-dx) * dy) / (det + _EPS) * 0.5
-    inner = np.clip(a1 * bb1 - c1**2, 0, None) * np.clip(a2 * bb2 - c2**2, 0, None)
-    t3 = np.log(det / (4 * np.sqrt(inner) + _EPS) + _EPS) * 0.5
+    t3 = np.log(det / (4 * np.sqrt(g1[..., 5] * g2[..., 5]) + _EPS) + _EPS) * 0.5
     distance = np.clip(t1 + t2 + t3, _EPS, 100.0)
     return 1 - np.sqrt(1 - np.exp(-distance) + _EPS)
 
@@ -87,16 +95,19 @@ def rotated_nms(
     order = np.argsort(-np.asarray(scores), kind="stable")
     ordered = boxes[order]
     reach = np.hypot(ordered[:, 2], ordered[:, 3])  # 2 x half-diagonal
+    gaussians = _gaussians(ordered)  # once per box, gathered per pair
     suppressed = np.zeros(count, dtype=bool)
     for start in range(0, count, _BLOCK):  # blocks of candidates, not detections
         stop = min(start + _BLOCK, count)
-        dx = ordered[start:stop, None, 0] - ordered[None, :, 0]
-        dy = ordered[start:stop, None, 1] - ordered[None, :, 1]
-        near = dx * dx + dy * dy < (reach[start:stop, None] + reach[None, :]) ** 2
-        near &= np.arange(count)[None, :] > np.arange(start, stop)[:, None]  # later (lower) scores
+        later = slice(start + 1, count)  # only lower scores can be suppressed by this block
+        dx = ordered[start:stop, None, 0] - ordered[None, later, 0]
+        dy = ordered[start:stop, None, 1] - ordered[None, later, 1]
+        near = dx * dx + dy * dy < (reach[start:stop, None] + reach[None, later]) ** 2
+        near &= np.arange(count - start - 1)[None, :] >= np.arange(stop - start)[:, None]
         rows, columns = np.nonzero(near)
         if rows.size:
-            overlap = _pairwise(ordered[rows + start], ordered[columns])
+            columns += start + 1
+            overlap = _pairwise_gaussians(gaussians[rows + start], gaussians[columns])
             suppressed[columns[overlap > iou_threshold]] = True
     keep = order[~suppressed]
     return keep[:max_detections] if max_detections is not None else keep
