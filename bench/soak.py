@@ -212,6 +212,7 @@ class Sample:
     t_s: float
     rss_mb: float  # summed over processes: pages shared by forked workers count once per process
     pss_mb: float  # proportional set size: shared pages split between the processes sharing them
+    uss_mb: float  # unique set size: pages only these processes hold (what a leak grows)
     threads: int
     fds: int
     processes: int
@@ -221,27 +222,28 @@ class Sample:
     load1: float = 0.0  # the machine's 1-minute load average (it is shared with other work)
 
 
-def process_tree(pid: int) -> tuple[float, float, int, int, int]:
+def process_tree(pid: int) -> tuple[float, float, float, int, int, int]:
     import psutil
 
     try:
         root = psutil.Process(pid)
         members = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0.0, 0.0, 0, 0, 0
-    rss = pss = threads = fds = 0
+        return 0.0, 0.0, 0.0, 0, 0, 0
+    rss = pss = uss = threads = fds = 0
     alive = 0
     for member in members:
         try:
             memory = member.memory_full_info()
             rss += memory.rss
             pss += getattr(memory, "pss", memory.rss)
+            uss += getattr(memory, "uss", memory.rss)
             threads += member.num_threads()
             fds += member.num_fds()
             alive += 1
         except psutil.Error:
             continue
-    return rss / 2**20, pss / 2**20, threads, fds, alive
+    return rss / 2**20, pss / 2**20, uss / 2**20, threads, fds, alive
 
 
 def recording_files(root: Path) -> tuple[int, float]:
@@ -367,7 +369,7 @@ def run(args: argparse.Namespace) -> dict:
                     viewer_errors += 1
                     print(f"viewer: {exc}", file=sys.stderr)
                 assert server.process is not None
-                rss, pss, threads, fds, processes = process_tree(server.process.pid)
+                rss, pss, uss, threads, fds, processes = process_tree(server.process.pid)
                 files, size = recording_files(recordings)
                 states = {}
                 for name, pid in ids.items():
@@ -379,6 +381,7 @@ def run(args: argparse.Namespace) -> dict:
                     round(time.monotonic() - begin, 1),
                     round(rss, 1),
                     round(pss, 1),
+                    round(uss, 1),
                     threads,
                     fds,
                     processes,
@@ -395,8 +398,8 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         # Every step runs even when one fails: a server left behind would skew the next run.
         steps = [
+            pollers.close,  # before the server stops, so no poll meets a closed port
             server.stop,
-            pollers.close,
             *([viewer.close] if viewer else []),
             *([cameras.stop] if cameras else []),
         ]
@@ -420,11 +423,12 @@ def run(args: argparse.Namespace) -> dict:
         "viewer_errors": viewer_errors,
         "drift": {
             key: quartile_drift(samples, key)
-            for key in ("rss_mb", "pss_mb", "threads", "fds", "processes")
+            for key in ("rss_mb", "pss_mb", "uss_mb", "threads", "fds", "processes")
         },
         # Only samples where every camera runs: restarts of a looping clip swing the totals.
         "drift_steady": {
-            key: quartile_drift(steady, key) for key in ("pss_mb", "threads", "fds", "processes")
+            key: quartile_drift(steady, key)
+            for key in ("uss_mb", "pss_mb", "threads", "fds", "processes")
         },
         "recordings": mixing,
         "samples": [asdict(s) for s in samples],
@@ -444,8 +448,8 @@ def markdown(result: dict) -> str:
         f"(errors {result['viewer_errors']}).",
         "Server and all its child processes (workers, forkserver) together.",
         "",
-        "| t (s) | RSS MB | PSS MB | threads | fds | processes | files | MB | load | states |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| t (s) | RSS MB | PSS MB | USS MB | threads | fds | processes | files | MB | load | states |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     samples = result["samples"]
     step = max(1, len(samples) // 20)
@@ -455,7 +459,8 @@ def markdown(result: dict) -> str:
     for s in shown:
         states = ", ".join(f"{k}={v}" for k, v in s["states"].items())
         lines.append(
-            f"| {s['t_s']} | {s['rss_mb']} | {s['pss_mb']} | {s['threads']} | {s['fds']} | "
+            f"| {s['t_s']} | {s['rss_mb']} | {s['pss_mb']} | {s.get('uss_mb', '')} | "
+            f"{s['threads']} | {s['fds']} | "
             f"{s['processes']} | {s['files']} | {s['bytes_mb']} | {s.get('load1', '')} | {states} |"
         )
     lines += ["", "Drift, median of the last quarter minus median of the first quarter:", ""]
