@@ -42,6 +42,75 @@ def pipeline_fps(http: httpx.Client, pipeline_id: str, seconds: float) -> float:
     return (end - start) / (time.monotonic() - t0)
 
 
+async def poll_raw(base: str, status_path: str, clients: int, seconds: float) -> dict:
+    """The same load from a minimal HTTP/1.1 keep-alive client (asyncio streams, no httpx).
+
+    httpx spends several times the server's CPU per request; on a 2-core box that client
+    competes with what it measures. This one writes a fixed request and reads the response
+    by its Content-Length, so the latencies are mostly the server's.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    deadline = time.monotonic() + seconds
+
+    async def client_loop(n: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        requests = [
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+            for path in (status_path, "/healthz")
+        ]
+        i = n
+        try:
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                writer.write(requests[i % 2])
+                i += 1
+                head = await reader.readuntil(b"\r\n\r\n")
+                code = head.split(b" ", 2)[1].decode()
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                if code != "200":
+                    errors[code] = errors.get(code, 0) + 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client_loop(n) for n in range(clients)))
+    return _summary(latencies, errors, seconds)
+
+
+def _summary(latencies: list[float], errors: dict[str, int], seconds: float) -> dict:
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return (
+            1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+            if latencies
+            else float("nan")
+        )
+
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / seconds,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": pct(1.0),
+        "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan"),
+    }
+
+
 async def poll(base: str, status_path: str, clients: int, seconds: float) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -119,6 +188,13 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="A configuration override for the server (--workers), e.g. "
         "services.pipelines.worker_session=false for a before/after run.",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["httpx", "raw"],
+        default="httpx",
+        help="Load generator (--workers): httpx clients as before, or a minimal keep-alive "
+        "HTTP/1.1 client that leaves the cores to the server.",
     )
     parser.add_argument(
         "--video", type=Path, help="Demo clip to use, written there first if missing (--workers)."
@@ -252,7 +328,8 @@ def workers(args: argparse.Namespace) -> int:
     from coral_inference.demo.scenes import write_demo_video
 
     def load(web: WebServer, path: str) -> dict:
-        return asyncio.run(poll(web.base, path, args.clients, args.seconds))
+        poller = poll_raw if args.client == "raw" else poll
+        return asyncio.run(poller(web.base, path, args.clients, args.seconds))
 
     with tempfile.TemporaryDirectory(prefix="coral-bench-web-") as tmp:
         root = Path(tmp)
@@ -328,6 +405,7 @@ def workers(args: argparse.Namespace) -> int:
     result = {
         "isolation": args.isolation,
         "overrides": args.set,
+        "client": args.client,
         "clients": args.clients,
         "seconds": args.seconds,
         "idle_p99_ms": round(idle_load["p99_ms"], 1),
