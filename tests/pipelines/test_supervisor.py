@@ -300,7 +300,9 @@ def test_block_channels_are_announced_and_a_crashed_workers_slots_are_removed(ma
     assert list(announced) == ["blocks.gate"]
     slot_name = announced["blocks.gate"]
     reader = FrameSlot.attach(slot_name)  # what the web process does, read-only
-    frame, _ = reader.read()
+    read = reader.read()
+    assert read is not None
+    frame = read[0]
     assert frame.shape == (12, 16, 3) and int(frame[0, 0, 0]) == 7
     handle.send(handle.conn, ("crash", 0))
     wait_for(lambda: handle.ended.is_set())
