@@ -114,6 +114,14 @@ class WorkerRunner:
     def frames(self) -> WorkerFrames | None:
         return WorkerFrames(self.handle) if self.handle is not None else None
 
+    def channels(self) -> dict[str, str]:
+        """Preview channels its blocks publish: channel -> shared-memory slot (read-only for us)."""
+        handle = self.handle
+        if handle is None:
+            return {}
+        with self.supervisor.lock:
+            return dict(handle.channels)
+
     def start(self) -> None:
         with self._launch_lock:
             if self._terminated_early:

@@ -43,6 +43,44 @@ def test_status_hides_credentials_of_stream_urls():
     assert runner.status()["state"] == "created"
 
 
+class _BuiltPipeline:
+    """Stands in for the InferencePipeline that ``start`` builds (no decoding, no inference)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.terminated = threading.Event()
+
+    def start(self, use_main_thread: bool = False) -> None:
+        self.started = True
+
+    def terminate(self) -> None:
+        self.terminated.set()
+
+    def join(self) -> None:
+        self.terminated.wait(5)  # a pipeline runs until it is terminated
+
+
+def test_a_terminate_that_races_start_stops_the_pipeline_once_it_is_built(monkeypatch):
+    # 13.3 in thread mode: DELETE/terminate while the pipeline is being built (compile, source
+    # open) found nothing to stop; the built pipeline then ran on as an orphan.
+    runner = PipelineRunner(None, blur_workflow(), "a.mp4")
+    built = _BuiltPipeline()
+
+    def build_while_terminated() -> _BuiltPipeline:
+        other = threading.Thread(target=runner.terminate)  # e.g. the API's DELETE
+        other.start()
+        other.join(5)
+        assert runner.state.value == "terminated"  # it was asked to stop, mid-build
+        return built
+
+    monkeypatch.setattr(runner, "_build_pipeline", build_while_terminated)
+    runner.start()
+    assert built.started
+    assert built.terminated.is_set(), "the pipeline built after terminate was left running"
+    assert runner.join(5)
+    assert runner.status()["state"] == "terminated"
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     return write_test_video(tmp_path_factory.mktemp("video") / "square.mp4", frames=60)

@@ -343,3 +343,65 @@ def test_two_pipelines_of_one_workflow_record_into_their_own_folders(server, vid
         found = server.wait_for(folders, what="two recording folders", timeout=90)
         # the same default name (the workflow file), yet each folder belongs to one pipeline id
         assert {next(i for i in ids if folder.endswith(i)) for folder in found} == set(ids), found
+
+
+def test_a_viewer_of_the_web_app_gets_the_frames_of_a_block_channel_inside_a_worker(
+    server, video, monkeypatch
+):
+    import asyncio
+
+    import aioice.ice
+
+    from tests.media.webrtc_client import receive
+
+    previewing = {
+        "version": "1.0",
+        "inputs": [{"type": "WorkflowImage", "name": "image"}],
+        "steps": [
+            {
+                "type": "coral/webrtc_preview@v1",
+                "name": "preview",
+                "image": "$inputs.image",
+                "channel": "gate",
+                "max_fps": 30,
+            }
+        ],
+        "outputs": [{"type": "JsonField", "name": "channel", "selector": "$steps.preview.channel"}],
+    }
+    monkeypatch.setattr(  # aioice never offers 127.0.0.1 by itself; the viewer is on this machine
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    )
+    with server.client(timeout=400) as http:
+        pid = start(http, previewing, video, name="blocks", max_fps=15)["id"]
+        results = server.wait_for(
+            lambda: (
+                (r := http.get(f"/api/v1/pipelines/{pid}/results")).status_code == 200 and r.json()
+            ),
+            what="a result",
+        )
+        channel = results["outputs"]["channel"]
+        assert channel.endswith(".gate") and pid in channel  # the block's own channel name
+        # The block published inside the worker; the web process's hub lists the channel ...
+        listed = server.wait_for(
+            lambda: [c for c in http.get("/api/v1/streams").json() if c["name"] == channel],
+            what=f"channel {channel} in the web app's hub",
+        )
+        assert listed[0]["height"] == 120 and listed[0]["width"] == 160
+        snapshot = http.get(f"/api/v1/streams/{channel}/snapshot.jpg")
+        assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
+
+    async def answer(sdp: str) -> dict:
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as client:
+            response = await client.post(
+                f"/api/v1/streams/{channel}/webrtc",
+                headers=HEADERS,
+                json={"sdp": sdp, "type": "offer"},
+            )
+            assert response.status_code == 200, response.text
+            return response.json()
+
+    # ... and a WebRTC viewer of the web process receives the block's frames, not a placeholder
+    # (360x640): the test video is 160x120 with a moving square.
+    frames = asyncio.run(receive(answer, 5, timeout=30))
+    assert all(frame.shape == (120, 160, 3) for frame in frames)
+    assert len({frame.tobytes() for frame in frames}) > 1  # live frames, not one repeated

@@ -5,7 +5,9 @@ service resolves what a client sends into something a runner can read: a
 workflow inline or from a file inside ``services.pipelines.workflows_root``, a
 video source that is a local file, an HTTP(S) URL (downloaded first), an
 RTSP/RTMP stream or a camera index. Every pipeline's output image is published
-to the stream hub under the pipeline id, so a viewer can watch any pipeline.
+to the stream hub under the pipeline id, so a viewer can watch any pipeline; the
+channels that ``coral/webrtc_preview@v1`` blocks publish inside a worker process
+reach the same hub through the shared-memory slots the worker announces.
 
 At start the pipelines the operator left running come back with the same ids;
 at stop they are terminated without forgetting that they should run.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from coral_inference.media.frame_slot import FrameSlot
 from coral_inference.pipelines.process_runner import WorkerRunner
 from coral_inference.pipelines.runner import (
     PipelineRunner,
@@ -168,6 +171,8 @@ class PipelineService:
         self._runner_factory: Callable[..., Any] = runner_factory or PipelineRunner
         self._publish = publish
         self._frames = frames  # StreamService: attach_preview / detach_preview
+        # Block channels of each worker, attached read-only: id -> channel -> (slot name, reader).
+        self._channels: dict[str, dict[str, tuple[str, FrameSlot]]] = {}
         self._runners: dict[str, Any] = {}
         self._starting: set[str] = set()  # reserved against max_pipelines while their workers start
         # Every record, read once at start and written through: requests never wait on SQLite.
@@ -233,6 +238,7 @@ class PipelineService:
         while True:
             await asyncio.sleep(WATCH_PERIOD_S)
             await self.sync_states()
+            self.sync_channels()
 
     async def sync_states(self) -> None:
         for pipeline_id, runner in list(self._runners.items()):
@@ -251,12 +257,50 @@ class PipelineService:
             except Exception:  # a dropped row (deleted meanwhile) is not an error of the watcher
                 logger.debug("state sync of %s", pipeline_id, exc_info=True)
 
+    def sync_channels(self) -> None:
+        """Attach the preview channels that blocks publish inside workers to the web process's hub.
+
+        A worker announces each channel with the name of its shared-memory slot; the hub
+        reads a new frame from it only when a viewer or a snapshot wants one. A channel
+        named like a pipeline (its own preview channel) keeps the pipeline's preview.
+        """
+        if self._frames is None or self.supervisor is None:
+            return
+        for pipeline_id, runner in list(self._runners.items()):
+            announced = runner.channels() if isinstance(runner, WorkerRunner) else {}
+            attached = self._channels.setdefault(pipeline_id, {})
+            for channel, slot_name in announced.items():
+                current = attached.get(channel)
+                if (current is not None and current[0] == slot_name) or channel in self._records:
+                    continue
+                try:
+                    reader = FrameSlot.attach(slot_name)
+                except (FileNotFoundError, OSError, ValueError):  # its worker is ending
+                    continue
+                self._frames.attach_preview(channel, reader)
+                if current is not None:
+                    current[1].close()
+                attached[channel] = (slot_name, reader)
+                logger.info("pipeline %s: block preview channel %r attached", pipeline_id, channel)
+            for channel in [c for c in attached if c not in announced]:
+                self._detach_channel(pipeline_id, channel)
+
+    def _detach_channel(self, pipeline_id: str, channel: str) -> None:
+        _, reader = self._channels.get(pipeline_id, {}).pop(channel)
+        if self._frames is not None:
+            self._frames.detach_preview(channel)  # the hub keeps the channel's last frame
+        reader.close()
+
     async def close(self) -> None:
         """Stop every runner, keeping what the operator wanted for the next start."""
         await self.sync_states()
         runners = list(self._runners.values())
         self._runners.clear()
         await asyncio.gather(*(asyncio.to_thread(_stop, r) for r in runners))
+        for pipeline_id in list(self._channels):
+            for channel in list(self._channels[pipeline_id]):
+                self._detach_channel(pipeline_id, channel)
+        self._channels.clear()
         if self.supervisor is not None:
             await asyncio.to_thread(self.supervisor.close)
 
@@ -551,6 +595,9 @@ class PipelineService:
         """A deleted pipeline's preview channel and worker handle are let go."""
         if self._frames is not None and self.supervisor is not None:
             self._frames.detach_preview(pipeline_id)
+            for channel in list(self._channels.get(pipeline_id, {})):
+                self._detach_channel(pipeline_id, channel)
+            self._channels.pop(pipeline_id, None)
         forget = getattr(runner, "forget", None)
         if forget is not None:
             forget()
