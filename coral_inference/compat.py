@@ -1,4 +1,10 @@
-"""The one place Coral imports Roboflow ``inference`` from.
+"""Which Roboflow ``inference`` is installed, and the one way to import it (offline, in order).
+
+The names Coral uses from ``inference`` are ordinary imports in
+``coral_inference.inference_adapter``, which calls ``load_inference_core()`` first;
+``import_module`` here is for the few modules that have no name there (the server
+launcher, the Roboflow download) and ``resolve_attribute`` for patch targets, which
+are strings by nature.
 
 What this module knows about the versions it supports:
 
@@ -43,29 +49,6 @@ STREAM_MOVED_IN = Version("1.8.0")
 # Offline defaults applied just before the first ``import inference.core``; the user's
 # own values always win.
 OFFLINE_DEFAULTS = {"DISABLE_VERSION_CHECK": "True"}
-
-# Symbol -> legacy module that holds it on every supported release.
-_SYMBOLS: dict[str, str] = {
-    "ExecutionEngine": "inference.core.workflows.execution_engine.core",
-    "WorkflowBlock": "inference.core.workflows.prototypes.block",
-    "WorkflowBlockManifest": "inference.core.workflows.prototypes.block",
-    "BlockResult": "inference.core.workflows.prototypes.block",
-    "OutputDefinition": "inference.core.workflows.execution_engine.entities.base",
-    "WorkflowImageData": "inference.core.workflows.execution_engine.entities.base",
-    "ImageParentMetadata": "inference.core.workflows.execution_engine.entities.base",
-    "VideoMetadata": "inference.core.workflows.execution_engine.entities.base",
-    "Batch": "inference.core.workflows.execution_engine.entities.base",
-    "describe_available_blocks": "inference.core.workflows.execution_engine.introspection.blocks_loader",
-    "InferencePipeline": "inference.core.interfaces.stream.inference_pipeline",
-    "VideoFrame": "inference.core.interfaces.camera.entities",
-    "ModelManager": "inference.core.managers.base",
-    "RoboflowModelRegistry": "inference.core.registries.roboflow",
-    "ModelRegistry": "inference.core.registries.base",
-    "StepExecutionMode": "inference.core.workflows.core_steps.common.entities",
-    "attach_prediction_type_info_to_sv_detections_batch": "inference.core.workflows.core_steps.common.utils",
-    "attach_parents_coordinates_to_batch_of_sv_detections": "inference.core.workflows.core_steps.common.utils",
-}
-_TYPES_MODULE = "inference.core.workflows.execution_engine.entities.types"
 
 _lock = threading.Lock()
 
@@ -144,22 +127,6 @@ def load_inference_core() -> ModuleType:
             for name, value in OFFLINE_DEFAULTS.items():
                 os.environ.setdefault(name, value)
         return importlib.import_module("inference.core")
-
-
-def get(symbol: str) -> Any:
-    """An inference object by name, e.g. ``get("ExecutionEngine")``."""
-    try:
-        module_name = _SYMBOLS[symbol]
-    except KeyError:
-        raise KeyError(f"coral_inference.compat knows no inference symbol {symbol!r}") from None
-    load_inference_core()
-    return getattr(importlib.import_module(module_name), symbol)
-
-
-def kinds() -> ModuleType:
-    """The Workflows kinds module (``IMAGE_KIND``, ``Selector``, …)."""
-    load_inference_core()
-    return importlib.import_module(_TYPES_MODULE)
 
 
 def import_module(name: str) -> ModuleType:

@@ -78,13 +78,14 @@ def test_shutdown_restores_the_exact_original(roboflow_registry, sentinel_origin
 
 def test_model_manager_built_by_inference_runs_coral_packages_with_the_patch(roboflow_registry):
     """What an inference server does: its own ModelManager over RoboflowModelRegistry, offline."""
-    from coral_inference import compat
     from coral_inference.demo import random_still
+    from coral_inference.inference_adapter.models import ModelManager
+    from coral_inference.inference_adapter.workflows import ExecutionEngine, StepExecutionMode
 
     registry_class, types = roboflow_registry
     context = coral_inference.init({"patches": {"coral_model_registry": True}})
-    manager = compat.get("ModelManager")(model_registry=registry_class(types))
-    engine = compat.get("ExecutionEngine").init(
+    manager = ModelManager(model_registry=registry_class(types))
+    engine = ExecutionEngine.init(
         workflow_definition={
             "version": "1.0",
             "inputs": [{"type": "WorkflowImage", "name": "image"}],
@@ -108,7 +109,7 @@ def test_model_manager_built_by_inference_runs_coral_packages_with_the_patch(rob
         init_parameters={
             "workflows_core.model_manager": manager,
             "workflows_core.api_key": None,
-            "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL,
+            "workflows_core.step_execution_mode": StepExecutionMode.LOCAL,
         },
     )
     still = random_still(4242, 640, 480)

@@ -20,7 +20,7 @@ IMAGE = np.zeros((120, 160, 3), dtype=np.uint8)
 def engine(require_inference, tmp_path, monkeypatch):
     """Compile a workflow with Coral's plugin against a runtime writing under ``tmp_path``."""
     monkeypatch.setenv("WORKFLOWS_PLUGINS", "coral_workflows")
-    from coral_inference import compat
+    from coral_inference.inference_adapter.workflows import ExecutionEngine
 
     context = coral_inference.init(
         {
@@ -44,7 +44,7 @@ def engine(require_inference, tmp_path, monkeypatch):
                 for s in steps
             ],
         }
-        return compat.get("ExecutionEngine").init(
+        return ExecutionEngine.init(
             workflow_definition=workflow, init_parameters=init_parameters or {}
         )
 

@@ -101,13 +101,16 @@ def decoded_frames(path):
             yield frame.to_ndarray(format="bgr24")
 
 
-def engine_for(compat, workflow, model_manager=None):
-    return compat.get("ExecutionEngine").init(
+def engine_for(workflow, model_manager=None):
+    # Deferred: the adapter imports inference, which the module's fixture checked and loaded.
+    from coral_inference.inference_adapter.workflows import ExecutionEngine, StepExecutionMode
+
+    return ExecutionEngine.init(
         workflow_definition=workflow,
         init_parameters={
             "workflows_core.model_manager": model_manager,
             "workflows_core.api_key": None,
-            "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL,
+            "workflows_core.step_execution_mode": StepExecutionMode.LOCAL,
         },
     )
 
@@ -151,7 +154,7 @@ def test_manifest_documents_every_field(inference_loaded):
 def test_counts_match_the_ground_truth_in_execution_engine(inference_loaded, demo_video):
     path, truth = demo_video
     coral_inference.init()
-    engine = engine_for(inference_loaded, counting_workflow(truth, CORAL_STEP))
+    engine = engine_for(counting_workflow(truth, CORAL_STEP))
     frames = 0
     for index, image in enumerate(decoded_frames(path)):
         result = engine.run(runtime_parameters={"image": video_input(image, index)})[0]
@@ -183,7 +186,9 @@ def test_counts_match_the_ground_truth_in_inference_pipeline(inference_loaded, d
     def on_prediction(prediction, video_frame):
         results.append((video_frame.frame_id, prediction))
 
-    pipeline = inference_loaded.get("InferencePipeline").init_with_workflow(
+    from coral_inference.inference_adapter.stream import InferencePipeline
+
+    pipeline = InferencePipeline.init_with_workflow(
         video_reference=str(path),
         workflow_specification=counting_workflow(truth, CORAL_STEP),
         on_prediction=on_prediction,
@@ -206,10 +211,8 @@ def test_core_model_block_with_a_coral_model_id_gives_the_same_detections(
     path, truth = demo_video
     context = coral_inference.init()
     manager = coral_model_manager(context, fallback=None)
-    coral_engine = engine_for(inference_loaded, counting_workflow(truth, CORAL_STEP))
-    core_engine = engine_for(
-        inference_loaded, counting_workflow(truth, CORE_STEP), model_manager=manager
-    )
+    coral_engine = engine_for(counting_workflow(truth, CORAL_STEP))
+    core_engine = engine_for(counting_workflow(truth, CORE_STEP), model_manager=manager)
     compared = 0
     for index, image in enumerate(decoded_frames(path)):
         if index % 6:
@@ -250,7 +253,7 @@ def test_batch_of_frames_and_a_bad_class_filter(inference_loaded):
     from coral_inference.demo import random_still
 
     stills = [random_still(seed, 640, 480) for seed in (1001, 1002, 1003)]
-    engine = engine_for(inference_loaded, workflow)
+    engine = engine_for(workflow)
     results = engine.run(
         runtime_parameters={"image": [s.image for s in stills], "classes": ["square"]}
     )

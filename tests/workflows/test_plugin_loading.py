@@ -7,9 +7,7 @@ import sys
 
 PROBE = r"""
 import json
-from coral_inference import compat
-ExecutionEngine = compat.get("ExecutionEngine")
-StepExecutionMode = compat.get("StepExecutionMode")
+from coral_inference.inference_adapter.workflows import ExecutionEngine, StepExecutionMode
 definition = {
     "version": "1.0",
     "inputs": [{"type": "WorkflowImage", "name": "image"}],

@@ -89,13 +89,16 @@ def decoded_frames(path):
             yield frame.to_ndarray(format="bgr24")
 
 
-def engine_for(compat, workflow, model_manager=None):
-    return compat.get("ExecutionEngine").init(
+def engine_for(workflow, model_manager=None):
+    # Deferred: the adapter imports inference, which the module's fixture checked and loaded.
+    from coral_inference.inference_adapter.workflows import ExecutionEngine, StepExecutionMode
+
+    return ExecutionEngine.init(
         workflow_definition=workflow,
         init_parameters={
             "workflows_core.model_manager": model_manager,
             "workflows_core.api_key": None,
-            "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL,
+            "workflows_core.step_execution_mode": StepExecutionMode.LOCAL,
         },
     )
 
@@ -264,13 +267,11 @@ def test_segmentation_zone_and_masks_match_the_core_block_with_a_coral_id(
 ):
     path, truth = videos["seg"]
     coral = engine_for(
-        compat,
         segmentation_workflow(
             {"type": "coral/instance_segmentation_model@v1", "model": "coral-demo-seg"}
         ),
     )
     core = engine_for(
-        compat,
         segmentation_workflow(
             {
                 "type": "roboflow_core/roboflow_instance_segmentation_model@v2",
@@ -308,13 +309,11 @@ def test_keypoints_and_their_visualisation_match_the_core_block_with_a_coral_id(
 
     path, scene = videos["pose"]
     coral = engine_for(
-        compat,
         keypoint_workflow(
             {"type": "coral/keypoint_detection_model@v1", "model": "coral-demo-pose"}
         ),
     )
     core = engine_for(
-        compat,
         keypoint_workflow(
             {
                 "type": "roboflow_core/roboflow_keypoint_detection_model@v2",
@@ -360,14 +359,12 @@ def test_a_keypoint_threshold_drops_and_pads_as_the_core_block_does(compat, mana
     image = next(iter(decoded_frames(path)))
     step = {"keypoint_confidence": 0.5}
     ours = engine_for(
-        compat,
         keypoint_workflow(
             {"type": "coral/keypoint_detection_model@v1", "model": "coral-demo-pose", **step},
             edges=False,  # padded rows hold fewer keypoints than the skeleton names
         ),
     ).run(runtime_parameters={"image": image})[0]["predictions"]
     theirs = engine_for(
-        compat,
         keypoint_workflow(
             {
                 "type": "roboflow_core/roboflow_keypoint_detection_model@v2",
@@ -400,10 +397,9 @@ def test_classification_gates_on_the_top_class_like_the_core_block(
 
     path, labels = videos["cls"]
     coral = engine_for(
-        compat, classification_workflow({"type": "coral/classification_model@v1", "model": package})
+        classification_workflow({"type": "coral/classification_model@v1", "model": package})
     )
     core = engine_for(
-        compat,
         classification_workflow({"type": core_type, "model_id": f"coral/{package}"}),
         model_manager=manager,
     )
@@ -478,7 +474,9 @@ def test_all_three_blocks_in_one_inference_pipeline(compat, context, videos):
         ],
     }
     results = []
-    pipeline = compat.get("InferencePipeline").init_with_workflow(
+    from coral_inference.inference_adapter.stream import InferencePipeline
+
+    pipeline = InferencePipeline.init_with_workflow(
         video_reference=str(path),
         workflow_specification=workflow,
         on_prediction=lambda prediction, frame: results.append((frame.frame_id, prediction)),
@@ -502,7 +500,6 @@ def test_a_package_of_another_task_is_refused_with_the_block_to_use(compat, mana
         match=r"'coral-demo-cls' is a package of task 'classification'.*use coral/classification_model@v1",
     ):
         engine_for(
-            compat,
             segmentation_workflow(
                 {"type": "coral/instance_segmentation_model@v1", "model": "coral-demo-cls"}
             ),
@@ -512,7 +509,6 @@ def test_a_package_of_another_task_is_refused_with_the_block_to_use(compat, mana
         match=r"coral/coral-demo: a package of task 'object-detection' cannot answer an InstanceSegmentationInferenceRequest",
     ):
         engine_for(
-            compat,
             segmentation_workflow(
                 {
                     "type": "roboflow_core/roboflow_instance_segmentation_model@v2",

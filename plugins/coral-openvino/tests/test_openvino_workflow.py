@@ -36,16 +36,17 @@ def test_the_coral_block_on_openvino_detects_what_onnxruntime_does(
 
     if compat.inference_info() is None:
         pytest.skip("Roboflow inference is not installed")  # a failure in CI (CORAL_REQUIRE_ALL=1)
-    compat.load_inference_core()
+    from coral_inference.inference_adapter.workflows import ExecutionEngine, StepExecutionMode
+
     monkeypatch.setitem(os.environ, "WORKFLOWS_PLUGINS", "coral_workflows")
     runtime()
     engines = {
-        backend: compat.get("ExecutionEngine").init(
+        backend: ExecutionEngine.init(
             workflow_definition=workflow(backend),
             init_parameters={
                 "workflows_core.model_manager": None,
                 "workflows_core.api_key": None,
-                "workflows_core.step_execution_mode": compat.get("StepExecutionMode").LOCAL,
+                "workflows_core.step_execution_mode": StepExecutionMode.LOCAL,
             },
         )
         for backend in ("onnxruntime", "openvino")
