@@ -157,7 +157,7 @@ def _progress(status: dict[str, Any]) -> Table:
         f"[bold]{status.get('state')}[/bold]",
         f"frames {status.get('frames', 0)}",
         f"fps {status.get('fps') or 0:.1f}",
-        f"latency {(status.get('latency_ms') or 0):.0f} ms",
+        f"inference {(status.get('inference_latency_ms') or 0):.0f} ms",
         f"detections {status.get('detections_total', 0)}",
     )
     return table
@@ -176,7 +176,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     )
     console.print(
         f"  {s.get('frames', 0)} frames in {s['elapsed_s']:.1f} s ({s['average_fps']:.1f} fps), "
-        f"dropped {s.get('dropped_frames', 0)}, latency {(s.get('latency_ms') or 0):.0f} ms, "
+        f"dropped {s.get('dropped_frames', 0)}, inference {(s.get('inference_latency_ms') or 0):.0f} ms, "
         f"detections {s.get('detections_total', 0)}"
     )
     if s.get("error"):

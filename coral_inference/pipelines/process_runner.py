@@ -173,7 +173,7 @@ class WorkerRunner:
                 "state": self.state.value,
                 "frames": 0,
                 "fps": 0.0,
-                "latency_ms": None,
+                "inference_latency_ms": None,
                 "error": None,
                 "isolation": "process",
             }

@@ -7,7 +7,7 @@ camera index. The runner owns what ``InferencePipeline`` leaves to the caller:
 
 * a state machine (``PipelineState``) that a crash moves to ``failed`` with the
   error recorded, instead of an exception escaping into the host process;
-* rolling statistics (frames, fps, latency, drops, detections) computed from the
+* rolling statistics (frames, fps, inference latency, drops, detections) computed from the
   frames actually delivered to the sink;
 * the latest result (workflow outputs plus the input frame) for snapshots and
   previews, and an ``on_result`` callback for everything else;
@@ -299,7 +299,7 @@ class PipelineRunner:
         return self._latest
 
     def status(self) -> dict[str, Any]:
-        """JSON-ready ``RunnerStatus``: state, frames, fps, latency, drops, detections, error, sources."""
+        """JSON-ready ``RunnerStatus``: state, frames, fps, inference latency, drops, detections, error, sources."""
         with self._lock:
             now = time.monotonic()
             self._trim_window(now)
@@ -307,7 +307,7 @@ class PipelineRunner:
             fps = 0.0
             if len(window) >= 2 and window[-1][0] > window[0][0]:
                 fps = (len(window) - 1) / (window[-1][0] - window[0][0])
-            latency_ms = 1000.0 * sum(w[1] for w in window) / len(window) if window else None
+            inference_ms = 1000.0 * sum(w[1] for w in window) / len(window) if window else None
             latest = self._latest
             state = self._state
             if state is PipelineState.running and (
@@ -322,7 +322,7 @@ class PipelineRunner:
                 state=state,
                 frames=self._frames,
                 fps=round(fps, 2),
-                latency_ms=round(latency_ms, 2) if latency_ms is not None else None,
+                inference_latency_ms=round(inference_ms, 2) if inference_ms is not None else None,
                 dropped_frames=self._dropped,
                 detections=latest.detections_count() if latest is not None else 0,
                 detections_total=self._detections,

@@ -125,8 +125,13 @@ class RunnerStatus(StrictModel):
     fps: float = Field(
         default=0.0, description="Frames per second over the last seconds.", examples=[14.9]
     )
-    latency_ms: float | None = Field(
-        default=None, description="Frame entering the workflow to its result.", examples=[38.2]
+    inference_latency_ms: float | None = Field(
+        default=None,
+        description=(
+            "Mean time from a frame entering the workflow to its result, over the last seconds "
+            "(the metrics' inference_latency_ms; capture to result is their e2e_latency_ms)."
+        ),
+        examples=[38.2],
     )
     dropped_frames: int = 0
     detections: int = Field(default=0, description="Detections in the latest frame.", examples=[3])
@@ -172,7 +177,7 @@ def example_status() -> PipelineStatus:
         state=PipelineState.running,
         frames=1200,
         fps=14.9,
-        latency_ms=38.2,
+        inference_latency_ms=38.2,
         detections=3,
         detections_total=5210,
         error=None,

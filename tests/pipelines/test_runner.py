@@ -109,7 +109,7 @@ def test_a_file_runs_to_the_end_and_every_frame_reaches_the_sink(context, video)
     assert status["state"] == "finished", status
     assert status["frames"] == 60 == len(seen)
     assert status["error"] is None
-    assert status["latency_ms"] is not None and status["latency_ms"] >= 0
+    assert status["inference_latency_ms"] is not None and status["inference_latency_ms"] >= 0
     latest = runner.latest_result()
     assert latest is seen[-1]
     assert latest.image().shape == (120, 160, 3)  # the blurred output, not just the input

@@ -97,7 +97,7 @@ class FakeRunner:
             "state": self._state.value,
             "frames": 1 if self._result else 0,
             "fps": 0.0,
-            "latency_ms": None,
+            "inference_latency_ms": None,
             "detections": 0,
             "error": None,
             "sources": [{"reference": redact_source(self.source), "state": None}],

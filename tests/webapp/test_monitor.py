@@ -60,7 +60,7 @@ def monitor(tmp_path):
             "id": "p1",
             "state": "running",
             "fps": 9.5,
-            "latency_ms": 12.0,
+            "inference_latency_ms": 12.0,
             "detections": 2,
             "frames": 10,
         }

@@ -74,7 +74,7 @@ def test_a_pipeline_runs_the_demo_detector_and_reports_its_status(server, pipeli
             what="10 frames",
         )
         assert status["state"] == "running" and status["error"] is None
-        assert status["fps"] > 0 and status["latency_ms"] > 0
+        assert status["fps"] > 0 and status["inference_latency_ms"] > 0
         results = server.wait_for(
             lambda: (
                 (r := http.get(f"/api/v1/pipelines/{pipeline}/results").json())["outputs"][

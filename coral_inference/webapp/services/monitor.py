@@ -165,7 +165,7 @@ class MonitorService:
                     "time": now,
                     "state": status["state"],
                     "fps": status["fps"],
-                    "latency_ms": status["latency_ms"],
+                    "inference_latency_ms": status["inference_latency_ms"],
                     "detections": status.get("detections", 0),
                     "frames": status["frames"],
                 }

@@ -658,7 +658,7 @@ class PipelineService:
                 "state": state,
                 "frames": 0,
                 "fps": 0.0,
-                "latency_ms": None,
+                "inference_latency_ms": None,
                 "error": record.last_error or self.restore_errors.get(record.id),
             }
         status = {

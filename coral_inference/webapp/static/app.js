@@ -88,7 +88,7 @@ async function refreshPipelines() {
     row.dataset.state = p.state;
     if (p.id === state.selected) row.className = "selected";
     cell(row, p.id); cell(row, p.name); cell(row, p.state, "state"); cell(row, p.frames);
-    cell(row, p.fps); cell(row, p.latency_ms === null ? null : Math.round(p.latency_ms));
+    cell(row, p.fps); cell(row, p.inference_latency_ms === null ? null : Math.round(p.inference_latency_ms));
     cell(row, p.detections); cell(row, p.error, "error");
     const actions = document.createElement("td");
     actions.append(button("Preview", () => select(p.id)));
@@ -184,7 +184,7 @@ async function refreshCharts() {
   drawChart($("chart-cpu"), history.host.map((s) => s.cpu_percent), "#7b1fa2");
   const series = (state.selected && history.pipelines[state.selected]) || [];
   drawChart($("chart-fps"), series.map((s) => s.fps), "#1565c0");
-  drawChart($("chart-latency"), series.map((s) => s.latency_ms), "#ef6c00");
+  drawChart($("chart-inference-latency"), series.map((s) => s.inference_latency_ms), "#ef6c00");
   drawChart($("chart-detections"), series.map((s) => s.detections), "#2e7d32");
 }
 
