@@ -82,12 +82,22 @@ def demo(
     no_env: bool = NoEnvOption,
 ) -> None:
     """Run detection, tracking, counting, recording, metrics and live preview on a demo video, with the dashboard."""
+    # heavy: uvicorn (~0.6 s); keeps `coral-runtime --help` from loading it
     import uvicorn
 
+    # coral_inference.demo's scenes import OpenCV (cv2)
     from coral_inference.demo import write_demo_video
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import init, shutdown
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.server.launcher import configure_logging, tame_upstream_loggers
+
+    # create_web_app imports the FastAPI app (fastapi, starlette, OpenCV)
     from coral_inference.webapp import create_web_app
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.webapp.auth import generate_key, hash_key
 
     started = time.monotonic()

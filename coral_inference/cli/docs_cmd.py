@@ -19,6 +19,7 @@ RootOption = typer.Option(
 @app.command("generate")
 def generate_cmd(root: Path = RootOption) -> None:
     """Write manifests/*.json and the README's block and configuration reference."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.manifests import generate
 
     written = generate(root.resolve())
@@ -28,6 +29,7 @@ def generate_cmd(root: Path = RootOption) -> None:
 @app.command("check")
 def check_cmd(root: Path = RootOption) -> None:
     """Exit 1 when the generated files drift from the code."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.manifests import drift
 
     changed = drift(root.resolve())

@@ -93,6 +93,7 @@ def _inference() -> Check:
 def _h264() -> Check:
     if importlib.util.find_spec("av") is None:
         return Check("video encoder", "fail", "PyAV is not installed", "pip install av")
+    # heavy: PyAV loads FFmpeg's libraries; imported once find_spec saw it
     import av
 
     try:

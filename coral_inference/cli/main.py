@@ -47,6 +47,7 @@ app.add_typer(plugins_app, name="plugins")
 
 
 def _context(config: Path | None, set_: list[str], no_env: bool):
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import init
 
     return init(load_or_exit(config, set_, no_env), source="coral-runtime CLI")
@@ -60,6 +61,7 @@ def init_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Initialise the runtime and print what it found."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
@@ -119,6 +121,7 @@ def plugins_list(
     ),
 ) -> None:
     """Backends, patches, workflow blocks and web plugins, with versions."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
@@ -160,6 +163,7 @@ def plugins_list(
 
 
 def _workflow_plugin(module_name: str) -> dict[str, Any]:
+    # TODO(hoist): light, no reason to be local
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
     from coral_inference.manifests import block_manifests
@@ -192,6 +196,7 @@ def doctor_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Check the environment; each failing check says how to fix it. Exit 1 on a failure."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.cli.doctor import run_checks
     from coral_inference.runtime import shutdown
 

@@ -32,13 +32,17 @@ PackageArgument = typer.Argument(
 
 
 def _context(config: Path | None, set_: list[str], no_env: bool) -> RuntimeContext:
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import init
 
     return init(load_or_exit(config, set_, no_env), source="coral-runtime models")
 
 
 def _package(context: RuntimeContext, reference: str):
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models import ModelPackageError
+
+    # heavy: models.loaded imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.loaded import resolve_reference
 
     try:
@@ -57,6 +61,7 @@ def inspect_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Show a package: classes, input, head, artifacts and the backends that can run it here."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
@@ -131,6 +136,7 @@ def inspect_cmd(
 
 def _parity_reports(package: Any) -> dict[str, Any]:
     """The conversion parity reports the manifest points at (``metadata.conversions.<backend>.report``)."""
+    # TODO(hoist): light, no reason to be local
     import json
 
     reports: dict[str, Any] = {}
@@ -160,6 +166,7 @@ def validate_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Check the manifest, every artifact's sha256, and one real run on each available backend. Exit 1 on failure."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models import ManifestError
     from coral_inference.models.validation import Check, check_package
     from coral_inference.runtime import shutdown
@@ -167,6 +174,7 @@ def validate_cmd(
     context = _context(config, set_, no_env)
     try:
         try:
+            # heavy: models.loaded imports supervision (~3 s with its scipy, PIL)
             from coral_inference.models.loaded import resolve_reference
 
             checks = check_package(
@@ -221,8 +229,13 @@ def bench_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Per-stage latency medians (preprocess, inference, decode) and throughput on each available backend."""
+    # heavy: models.bench (via models.detector) imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.bench import bench_detector
+
+    # heavy: models.detector imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.detector import Detector
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import shutdown
 
     frame = _bench_frame(image, size)
@@ -301,6 +314,7 @@ def bench_cmd(
 
 
 def _bench_frame(image: Path | None, size: str):
+    # heavy: OpenCV (cv2); keeps `coral-runtime --help` from loading it
     import cv2
 
     if image is not None:
@@ -316,6 +330,7 @@ def _bench_frame(image: Path | None, size: str):
             f"[red]error:[/red] --size {size!r}: expected WIDTHxHEIGHT, e.g. 1280x720"
         )
         raise typer.Exit(2) from None
+    # coral_inference.demo's scenes import OpenCV (cv2)
     from coral_inference.demo import random_still
 
     return random_still(2024, width, height).image
@@ -379,6 +394,7 @@ def convert_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Build a .rknn, check it against the ONNX model on held-out frames, add it only if it passes the gate."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.convert import (
         INSTALL_HINT,
         ConversionError,
@@ -470,6 +486,7 @@ def convert_cmd(
                     progress=lambda n, total: progress.update(task, completed=n, total=total),
                 )
             else:
+                # coral_inference.demo's scenes import OpenCV (cv2)
                 from coral_inference.demo import random_still
 
                 frames = [random_still(seed, 960, 540).image for seed in range(10)]
@@ -577,6 +594,7 @@ def _parse_gates(values: list[str] | None) -> float | dict[str, float] | None:
 
 
 def _print_report(report: Any) -> None:
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.parity import difference_text
 
     state = "pass" if report.passed else "FAIL"
@@ -659,6 +677,7 @@ def import_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Build a validated package from a model file or a Roboflow model, in one command."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models import ModelPackageError
     from coral_inference.models.importing import import_model
     from coral_inference.runtime import shutdown
@@ -670,6 +689,7 @@ def import_cmd(
         raise typer.Exit(2)
     context = _context(config, set_, no_env)
     try:
+        # TODO(hoist): light, no reason to be local
         from coral_inference.cli.roboflow_fetch import fetch_roboflow_model
 
         result = import_model(
@@ -760,6 +780,7 @@ def toolkit_install_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Build rknn-toolkit2's separate environment (under ~/.cache/coral) for models convert."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.toolkit import (
         ToolkitInstallError,
         find_python,

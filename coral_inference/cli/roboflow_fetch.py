@@ -46,6 +46,7 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
             "already "
             f"cached (e.g. {cached})"
         )
+    # TODO(hoist): light, no reason to be local
     from coral_inference import compat
 
     compat.require_inference()
@@ -123,6 +124,7 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
 
 
 def _say(line: str) -> None:
+    # TODO(hoist): light, no reason to be local
     from rich.console import Console
 
     Console(stderr=True).print(line, markup=False, highlight=False)
@@ -140,6 +142,7 @@ def observe_downloads(on_bytes: Callable[[int, int | None], None]) -> Iterator[N
     that counts the bytes urllib3 hands over. inference's download code runs unchanged. The swap is
     process-wide while the block lasts, so it is for the CLI (one download at a time), not servers.
     """
+    # requests comes with inference (not a Coral dependency); ~0.4 s to import
     import requests.sessions
 
     sessions: Any = requests.sessions  # default_hooks is requests' own, not re-exported
@@ -182,6 +185,7 @@ def _byte_bar(what: str, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    # TODO(hoist): light, no reason to be local
     from rich.console import Console
     from rich.progress import (
         BarColumn,

@@ -58,6 +58,7 @@ def run(
     json_: bool = JsonOption,
 ) -> None:
     """Run a workflow on a video source with a live progress line and a summary at the end."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.config.loader import parse_override
     from coral_inference.pipelines.runner import PipelineRunner, PipelineStartError
     from coral_inference.results import to_jsonable

@@ -36,6 +36,7 @@ def start(
     ),
 ) -> None:
     """Serve inference's HTTP app with the Coral plugin, offline defaults and CORAL_CONFIG."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.config.loader import ConfigError
     from coral_inference.server.launcher import ServerSettings, run_server
     from coral_inference.server.plugin import load_server_config

@@ -40,10 +40,16 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve the API and dashboard with the merged configuration until Ctrl-C / SIGTERM."""
+    # heavy: uvicorn (~0.6 s); keeps `coral-runtime --help` from loading it
     import uvicorn
 
+    # TODO(hoist): light, no reason to be local
     from coral_inference.runtime import init, shutdown
+
+    # create_web_app imports the FastAPI app (fastapi, starlette, OpenCV)
     from coral_inference.webapp import create_web_app
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.webapp.auth import is_loopback
 
     overrides = list(set_)
@@ -92,6 +98,7 @@ def hash_key_cmd(
     ),
 ) -> None:
     """Print the sha256 digest to put in services.auth.api_key_hashes (and a new key when none is given)."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.webapp.auth import generate_key, hash_key
 
     if stdin:
