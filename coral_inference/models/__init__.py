@@ -52,10 +52,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Detector":
+        # heavy: Detector imports supervision (~3 s with its scipy, PIL)
         from coral_inference.models.detector import Detector
 
         return Detector
     if name in {"LoadedModel", "load_model"}:
+        # heavy: models.loaded imports supervision (~3 s with its scipy, PIL)
         from coral_inference.models import loaded
 
         return getattr(loaded, name)

@@ -352,6 +352,7 @@ class ToolkitConverter:
     def build(
         self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False
     ) -> BuildResult:
+        # TODO(hoist): light, no reason to be local
         import tempfile
 
         import numpy as np
@@ -384,6 +385,7 @@ def converter_from_env() -> Converter:
     if not spec:
         return ToolkitConverter()
     module_name, _, attr = spec.partition(":")
+    # TODO(hoist): light, no reason to be local
     import importlib
 
     factory = getattr(importlib.import_module(module_name), attr or "converter")
@@ -398,6 +400,7 @@ def load_frames(
     source: Path, limit: int = 300, progress: Callable[[int, int], None] | None = None
 ) -> list[Any]:
     """BGR frames from a folder of images (sorted) or a video (spread over its length)."""
+    # heavy: OpenCV (cv2)
     import cv2
 
     if source.is_dir():
@@ -473,13 +476,25 @@ def convert_with_gate(
     """Calibrate (int8), build, compare with the ONNX model on held-out frames, add the artifact if it
     passes. ``gate``: None for the task's default thresholds (``parity.DEFAULT_GATES``), a number for
     every gated metric, or ``{metric: threshold}`` for some."""
+    # heavy: OpenCV (cv2)
     import cv2
 
+    # heavy: imports OpenCV (through models.preprocess)
     from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
+
+    # heavy: models.detector imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.detector import Detector
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.package import InputOverride, head_task
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.parity import FrameDetections, gates_for, parity_report
+
+    # heavy: imports OpenCV (cv2)
     from coral_inference.models.preprocess import preprocess_image
+
+    # heavy: postprocess imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.tasks.postprocess import classify_outputs
 
     task = head_task(plan.head.type)
@@ -609,6 +624,7 @@ def convert_with_gate(
 def _shaped_like(outputs: list[Any], reference: list[Any]) -> list[Any]:
     """The converted model's outputs in the reference's shapes where only the shape differs (the
     runtime may drop or add unit dimensions); anything else is left for the decoder to refuse."""
+    # TODO(hoist): light, no reason to be local
     import numpy as np
 
     shaped = []
@@ -622,6 +638,7 @@ def _shaped_like(outputs: list[Any], reference: list[Any]) -> list[Any]:
 
 def refusal_message(report: Any, plan: RknnBuildPlan, rejected: Path, report_path: Path) -> str:
     """Which gated metrics fell short, by how much, and what to do about it."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.parity import METRIC_LABELS
 
     shortfalls = "; ".join(
@@ -653,6 +670,7 @@ def refusal_message(report: Any, plan: RknnBuildPlan, rejected: Path, report_pat
 def can_add_to(package: ModelPackage, rknn: Path) -> bool:
     """A build joins the manifest only when it lies inside the package and the package is not one
     shipped inside Coral (those are read-only: the caller prints the entry to add instead)."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.package import ZOO_DIR
 
     root = package.root.resolve()
@@ -669,6 +687,7 @@ def add_rknn_artifact(
     summary: dict[str, Any],
 ) -> None:
     """Write ``artifacts.rknn`` and ``metadata.conversions.rknn`` (the report, and whether forced)."""
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.package import sha256_of
 
     data = yaml.safe_load(package.manifest_path.read_text(encoding="utf-8"))

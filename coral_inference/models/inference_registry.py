@@ -84,6 +84,7 @@ def coral_model_registry(context: CoralModelHost, fallback: Any = "roboflow") ->
     ``fallback`` is ``"roboflow"`` (inference's own ``RoboflowModelRegistry``), another
     registry, or ``None`` (only Coral models).
     """
+    # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
 
     model_registry_base = adapter.ModelRegistry
@@ -119,6 +120,7 @@ def coral_model_manager(context: CoralModelHost, fallback: Any = "roboflow") -> 
     >>> manager = coral_model_manager(context)  # doctest: +SKIP
     >>> InferencePipeline.init_with_workflow(..., model_manager=manager)  # doctest: +SKIP
     """
+    # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
 
     return adapter.ModelManager(model_registry=coral_model_registry(context, fallback))
@@ -146,7 +148,10 @@ _REQUEST_TASKS = {
 
 
 def build_model_class(context: CoralModelHost) -> type:
+    # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models import inference_responses as responses
 
     class CoralPackageModel(adapter.Model):
@@ -199,6 +204,7 @@ def build_model_class(context: CoralModelHost) -> type:
             return out if isinstance(request.image, list) else out[0]
 
         def _check_task(self, request: Any) -> None:
+            # TODO(hoist): light, no reason to be local
             from coral_inference.models.errors import ModelTaskMismatchError
 
             kind = type(request).__name__

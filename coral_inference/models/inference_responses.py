@@ -47,6 +47,7 @@ def classification_response(
 ) -> Any:
     """``ClassificationInferenceResponse`` or, for a multi-label model,
     ``MultiLabelClassificationInferenceResponse``; ``image_size`` is ``(height, width)``."""
+    # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
 
     image = adapter.InferenceResponseImage(width=int(image_size[1]), height=int(image_size[0]))
@@ -118,6 +119,7 @@ def detection_response(
     detections: sv.Detections, image_size: tuple[int, int], **common: Any
 ) -> Any:
     """``ObjectDetectionInferenceResponse`` of boxes at source coordinates."""
+    # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
 
     image = adapter.InferenceResponseImage(width=int(image_size[1]), height=int(image_size[0]))
@@ -131,6 +133,7 @@ def segmentation_response(
     detections: sv.Detections, image_size: tuple[int, int], **common: Any
 ) -> Any:
     """``InstanceSegmentationInferenceResponse``: boxes plus each mask's polygon."""
+    # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
 
     if detections.mask is None:
@@ -154,6 +157,7 @@ def keypoints_response(
 ) -> Any:
     """``KeypointsDetectionInferenceResponse``: boxes plus the keypoints scoring at least
     ``keypoint_confidence``, each named and numbered by its index in ``keypoint_names``."""
+    # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
 
     image = adapter.InferenceResponseImage(width=int(image_size[1]), height=int(image_size[0]))

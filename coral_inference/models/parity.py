@@ -217,6 +217,7 @@ def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _probiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.tasks.obb import probiou
 
     if not len(a) or not len(b):

@@ -125,6 +125,7 @@ def _run_check(package: ModelPackage, backend: str, context: BackendHost) -> Che
     probe = adapter.probe()
     if not probe.available:
         return Check(name, "skip", f"backend unavailable here: {probe.reason}")
+    # heavy: models.detector imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.detector import Detector
 
     try:

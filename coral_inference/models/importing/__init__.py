@@ -304,6 +304,7 @@ def write_package(
 
 def add_split_head(package: ModelPackage, plan: Plan) -> ModelPackage:
     """Write ``model_split.onnx`` as ``convert.rknn.onnx``, refused unless it decodes the same."""
+    # TODO(hoist): light (split_head imports onnx only when called)
     from coral_inference.models.importing.split_head import split_head
 
     if plan.head.get("type") != "yolov8" or plan.task != "object-detection":
@@ -331,10 +332,16 @@ def add_split_head(package: ModelPackage, plan: Plan) -> ModelPackage:
 
 def _check_split_equivalence(package: ModelPackage, split_path: Path, head: dict[str, Any]) -> None:
     """Both graphs on the same synthetic frames: identical classes, boxes within 0.01 px."""
+    # TODO(hoist): light, no reason to be local
     import numpy as np
 
+    # heavy: imports OpenCV (through models.preprocess)
     from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
+
+    # heavy: models.detector imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.detector import Detector
+
+    # TODO(hoist): light, no reason to be local
     from coral_inference.models.package import HeadSpec
 
     backend = OnnxRuntimeBackend()

@@ -72,6 +72,7 @@ class OnnxFacts:
 
 def read_onnx(path: Path) -> OnnxFacts:
     """Open ``path`` with onnxruntime on CPU; a file it cannot parse is a ``ModelImportError``."""
+    # heavy: onnxruntime's shared libraries (~0.5 s), only to read a model file
     import onnxruntime
 
     if not path.is_file():

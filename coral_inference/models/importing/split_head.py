@@ -36,6 +36,7 @@ class SplitResult:
 
 def _onnx() -> Any:
     try:
+        # optional: onnx (a dev extra) is needed only by --split-head
         import onnx
     except ImportError:
         raise ModelImportError(
@@ -48,7 +49,10 @@ def _onnx() -> Any:
 def split_head(source: Path, target: Path, imgsz: tuple[int, int]) -> SplitResult:
     """Write ``target``: ``source`` with the nine per-stride outputs instead of the decoded one."""
     onnx = _onnx()
+    # TODO(hoist): light, no reason to be local
     import numpy as np
+
+    # optional: onnx, present once _onnx() above returned
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(source))
