@@ -115,6 +115,7 @@ class OnnxRuntimeBackend:
             return ProbeResult(
                 False, "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)"
             )
+        # heavy and maybe absent (find_spec above): onnxruntime's native libraries
         import onnxruntime
 
         available = onnxruntime.get_available_providers()

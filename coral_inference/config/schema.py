@@ -81,6 +81,7 @@ class BackendsConfig(Section):
     @model_validator(mode="after")
     def _typed_backend_options(self) -> BackendsConfig:
         if self.options:
+            # TODO(hoist): light (backend_options adds only coral_inference.plugins), no cycle
             from coral_inference.config.backend_options import validate_backend_options
 
             reserved = [n for n, f in type(self).model_fields.items() if n != "options"]

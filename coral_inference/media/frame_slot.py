@@ -148,6 +148,7 @@ class FrameSlot:
 
 
 def _fit(frame: np.ndarray, capacity: int) -> np.ndarray:
+    # OpenCV (cv2, ~100 modules) only for a frame larger than the slot
     import cv2
 
     scale = (capacity / frame.nbytes) ** 0.5

@@ -154,6 +154,7 @@ class ChannelTrack(MediaStreamTrack):
 
 def _install_host_address_filter() -> None:
     """Let a context variable choose aioice's host candidates (no effect when unset)."""
+    # TODO(hoist): aiortc, imported at the top, already loads aioice.ice
     import aioice.ice
 
     # Function attributes are set dynamically below; type as Any to allow them.
@@ -174,6 +175,7 @@ def _install_host_address_filter() -> None:
 
 
 def _uninstall_host_address_filter() -> None:
+    # TODO(hoist): aiortc, imported at the top, already loads aioice.ice
     import aioice.ice
 
     current: Any = aioice.ice.get_host_addresses

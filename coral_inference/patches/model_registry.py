@@ -32,6 +32,7 @@ TARGET = "inference.core.registries.roboflow:RoboflowModelRegistry.get_model"
 
 
 def _replace_get_model(original: Any, context: RuntimeContext | None) -> Any:
+    # heavy: inference_registry loads supervision, scipy, cv2, requests (~3.7 s)
     from coral_inference.models.inference_registry import coral_model_class, is_coral_model_id
 
     @functools.wraps(original)

@@ -275,6 +275,7 @@ def _stream_hub(cfg: RuntimeDescriptor) -> StreamHub:
 
 
 def _coral_version() -> str:
+    # TODO(hoist): stdlib, already loaded (compat imports importlib.metadata at its top)
     from importlib.metadata import PackageNotFoundError, version
 
     try:
