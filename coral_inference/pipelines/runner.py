@@ -197,6 +197,7 @@ class PipelineRunner:
             self._pipeline = self._build_pipeline()
             self._pipeline.start(use_main_thread=False)
         except Exception as exc:
+            # TODO(hoist): already loaded when this module is imported; no cycle
             from coral_inference.workflow_check import InvalidWorkflowError, explain_engine_error
 
             # A definition error is told by step and field, not as the engine's raw exception.
@@ -479,6 +480,7 @@ class PipelineRunner:
     def _pipeline_metrics(self) -> Any:
         if not self._emit_metrics or self.context is None:
             return None
+        # TODO(hoist): already loaded when this module is imported; no cycle
         from coral_inference.metrics import PipelineMetrics
 
         return PipelineMetrics(self.context.metrics, self.pipeline_id)

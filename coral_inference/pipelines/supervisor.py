@@ -715,6 +715,7 @@ class Supervisor:
         if pid is None or not handle.alive():
             return
         try:
+            # psutil (C extension) only once a live worker is sampled
             import psutil
 
             proc = handle._psutil
@@ -748,6 +749,7 @@ def _healthy_for(handle: WorkerHandle) -> float:
 
 
 def _unlink_slots(names: Any) -> None:
+    # TODO(hoist): stdlib, already loaded with this module
     from multiprocessing import shared_memory
 
     for name in list(names):
@@ -761,6 +763,7 @@ def _unlink_slots(names: Any) -> None:
 
 
 def _with(spec: WorkerSpec, **changes: Any) -> WorkerSpec:
+    # TODO(hoist): stdlib, already loaded with this module
     from dataclasses import replace
 
     return replace(spec, **changes)

@@ -114,6 +114,7 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
                 exc,
             )
 
+    # TODO(hoist): already loaded (coral_inference.pipelines imports the runner, it the runtime)
     from coral_inference.runtime.process import install_exit_shutdown, set_pipeline_identity
 
     # Names are labels for people and need not be unique (two pipelines of one workflow file
@@ -129,6 +130,7 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     except BaseException:  # noqa: BLE001 - reported through the exit code and the log
         logger.exception("pipeline %s: worker failed", spec.pipeline_id)
     finally:
+        # TODO(hoist): already loaded (coral_inference.pipelines imports the runner, it the runtime)
         from coral_inference.runtime import shutdown
 
         try:
@@ -176,6 +178,7 @@ class _Worker:
 
     def run(self) -> int:
         self._send(("hello", os.getpid()))
+        # TODO(hoist): frame_slot is light (~50 ms), the runtime already loaded; no cycle
         from coral_inference.media.frame_slot import FrameSlot
         from coral_inference.runtime import init
 
@@ -244,6 +247,7 @@ class _Worker:
     # ------------------------------------------------------------------ starting
 
     def _start_loop(self, context: RuntimeContext) -> None:
+        # TODO(hoist): coral_inference.pipelines/__init__ already imports the runner
         from coral_inference.pipelines.runner import (
             PipelineRunner,
             PipelineStartError,
@@ -310,6 +314,7 @@ class _Worker:
         """A source that is down: report ``reconnecting``, wait (backoff) before the next try."""
         if self._stop.is_set():
             return
+        # TODO(hoist): already loaded (the runner imports it); no cycle
         from coral_inference.pipelines.sources_policy import unreachable
 
         # Issue 13.9 (helper A): one text for every cause (no port scanner); the log has the cause.
@@ -332,6 +337,7 @@ class _Worker:
     def status(self) -> dict[str, Any]:
         runner = self._runner
         if runner is None:
+            # TODO(hoist): already loaded (the runner imports it); no cycle
             from coral_inference.pipelines.status import PipelineState, RunnerStatus
 
             starting = RunnerStatus(id=self.spec.pipeline_id, state=PipelineState.starting)
@@ -371,6 +377,7 @@ class _Worker:
         result = runner.latest_result() if runner is not None else None
         if result is None or result.frame_id == self._result_sent_frame:
             return
+        # TODO(hoist): already loaded (the runner imports it); no cycle
         from coral_inference.results import to_jsonable
 
         try:
@@ -408,6 +415,7 @@ def channel_export(context: RuntimeContext, spec: WorkerSpec) -> WorkerPreview |
     itself, so it can announce the channels' slots to the supervisor.
     """
     try:
+        # inside the try: a preview exporter that fails to import only logs (except below)
         from coral_inference.server.preview import PREVIEW, PREVIEW_DIR_ENV, WorkerPreview
 
         base = Path(spec.log_path).parent if spec.log_path else Path(tempfile.gettempdir())

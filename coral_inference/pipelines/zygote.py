@@ -13,6 +13,7 @@ import logging
 
 
 def _preload() -> None:
+    # in _preload: a failed import is caught by the try around its call (module end)
     from coral_inference import compat
 
     if compat.inference_info() is None:
@@ -29,9 +30,11 @@ def _preload() -> None:
             continue
         module.load_blocks()
         break
+    # in _preload: a failed import is caught by the try around its call (module end)
     from coral_workflows.blocks import load_block_classes
 
     load_block_classes()
+    # preloaded here so that every worker forked from the forkserver starts with them
     import coral_inference.pipelines.runner  # noqa: F401
     import coral_inference.results  # noqa: F401
 
