@@ -140,6 +140,7 @@ def server_environment(
 
 def start_stream_manager(warm_pipelines: int) -> Process:
     """The stream manager process, started as Roboflow's CPU image starts it."""
+    # TODO(hoist): light (compat: packaging); inference loads in import_module below
     from coral_inference import compat
 
     bootstrap = compat.import_module(
@@ -161,7 +162,8 @@ def start_stream_manager(warm_pipelines: int) -> Process:
 
 def build_app() -> Any:
     """inference's ``HttpInterface`` app (as its CPU image builds it) with Coral's routes."""
-    from coral_inference import compat
+    # routes: the runtime stack (numpy, prometheus_client, backends: ~0.5 s)
+    from coral_inference import compat  # TODO(hoist): light (packaging)
     from coral_inference.server.routes import mount_coral_routes
 
     managers = compat.import_module("inference.core.managers.base")
@@ -210,6 +212,7 @@ def stop_stream_manager(manager: Process, timeout_s: float = 60.0) -> None:
     while manager.exitcode is None and time.monotonic() < deadline:
         time.sleep(0.2)
     if manager.exitcode is None and manager.pid is not None:
+        # psutil only on this path: a stream manager that outlived its deadline
         import psutil
 
         try:
@@ -235,6 +238,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def run_server(settings: ServerSettings) -> None:
     """Start the stream manager and serve the HTTP app until Ctrl-C / SIGTERM."""
+    # heavy: uvicorn (click, anyio, watchfiles: ~0.25 s), only when serving
     import uvicorn
 
     log_file = settings.log_file or data_dir() / "logs" / "inference-server.log"
@@ -243,6 +247,7 @@ def run_server(settings: ServerSettings) -> None:
     # Until uvicorn installs its own handlers, SIGTERM unwinds through the finally below,
     # so the stream manager never outlives a launcher stopped while it starts.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # TODO(hoist): light (compat: packaging); inference loads in load_inference_core()
     from coral_inference import compat
 
     compat.load_inference_core()
@@ -275,6 +280,7 @@ def run_server(settings: ServerSettings) -> None:
         if manager is not None:
             stop_stream_manager(manager)
         with contextlib.suppress(Exception):
+            # runtime (numpy, prometheus_client, backends: ~0.7 s) kept out of the launcher's import
             from coral_inference.runtime import shutdown
 
             shutdown()

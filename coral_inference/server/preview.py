@@ -250,8 +250,9 @@ def server_relay() -> PreviewRelay | None:
         return None
     with _relay_lock:
         if _relay is None:
+            # heavy: media.webrtc loads aiortc, av, cryptography (~1 s)
             from coral_inference.media.webrtc import StreamHub
-            from coral_inference.server.plugin import load_server_config
+            from coral_inference.server.plugin import load_server_config  # TODO(hoist): light
 
             try:
                 hub = StreamHub.from_config(load_server_config().descriptor.services.streams)
@@ -273,14 +274,15 @@ def list_channels() -> list[dict[str, Any]]:
 
 
 def viewer_page(channel: str) -> Any:
-    import html
+    import html  # TODO(hoist): stdlib, already loaded
 
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse  # heavy: FastAPI/starlette (~0.6 s)
 
     return HTMLResponse(VIEWER_PAGE.format(channel=html.escape(channel)))
 
 
 async def answer_offer(channel: str, body: Offer) -> Any:
+    # heavy: FastAPI/starlette (~0.6 s) and media.webrtc (aiortc, av, cryptography: ~1 s)
     from fastapi.responses import JSONResponse
 
     from coral_inference.media.webrtc import InvalidOfferError, PeerLimitError, StreamError
@@ -307,6 +309,7 @@ async def answer_offer(channel: str, body: Offer) -> Any:
 
 def add_preview_routes(app: Any) -> None:
     """The preview routes on a FastAPI app (the launcher moves them before the static mount)."""
+    # heavy: FastAPI/starlette (~0.6 s), only for the app that mounts these routes
     from fastapi.responses import HTMLResponse
 
     app.add_api_route(

@@ -97,6 +97,7 @@ class CoralConfigGate:
             request.get("processing_configuration") if isinstance(request, dict) else None
         ):
             return None
+        # TODO(hoist): light (adds one module after this one's imports); no cycle
         from coral_inference.server.plugin import configuration_error, load_server_config
 
         try:
@@ -108,11 +109,11 @@ class CoralConfigGate:
 
 def mount_coral_routes(app: Any) -> None:
     """Add Coral's routes in front of the server's catch-all static mount, and the config gate."""
-    import os
+    import os  # TODO(hoist): stdlib, already loaded
 
-    from fastapi.responses import Response
+    from fastapi.responses import Response  # heavy: FastAPI/starlette (~0.5 s)
 
-    from coral_inference.server.preview import add_preview_routes
+    from coral_inference.server.preview import add_preview_routes  # TODO(hoist): light (~15 ms)
 
     def coral_metrics() -> Response:
         directory = Path(os.environ.get(EXPORT_DIR_ENV, ""))

@@ -65,6 +65,7 @@ def attach_stream_manager_worker(context: RuntimeContext) -> bool:
             set_pipeline_identity(pipeline_id)
             install_exit_shutdown()
             logger.info("Coral serves stream-manager pipeline %s", pipeline_id)
+    # TODO(hoist): light (prometheus_client already loaded by the runtime); no cycle
     from coral_inference.server.metrics_export import ensure_worker_export
 
     ensure_worker_export(context)
@@ -80,6 +81,7 @@ class FrameObserver:
     """
 
     def __init__(self, context: RuntimeContext, pipeline_id: str):
+        # TODO(hoist): already loaded (runtime.context imports the metrics package)
         from coral_inference.metrics import PipelineMetrics
 
         self._metrics = PipelineMetrics(context.metrics, pipeline_id)
