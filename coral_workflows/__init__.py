@@ -18,6 +18,7 @@ from typing import Any
 
 
 def load_blocks() -> list[type]:
+    # TODO(hoist): os is stdlib, coral_workflows.blocks is light (~1 ms); no cycle
     import os
 
     from coral_workflows.blocks import load_block_classes
@@ -38,6 +39,7 @@ def load_kinds() -> list[Any]:
 
 
 def _coral_context() -> Any:
+    # config stack (pydantic, yaml: ~0.9 s) kept out of `import coral_workflows`
     from coral_inference.server.plugin import plugin_context
 
     return plugin_context()

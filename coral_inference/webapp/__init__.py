@@ -14,10 +14,12 @@ __all__ = ["WebPluginSpec", "create_web_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_web_app":
+        # heavy: the app loads FastAPI, httpx, aiosqlite, the runtime (~2.8 s)
         from coral_inference.webapp.app import create_web_app
 
         return create_web_app
     if name == "WebPluginSpec":
+        # heavy: FastAPI/starlette (~1 s) come with the plugin spec
         from coral_inference.webapp.plugins import WebPluginSpec
 
         return WebPluginSpec

@@ -68,11 +68,13 @@ def create_web_app(
     ``service_overrides`` replace parts of the services in tests (``hub``,
     ``metrics_hub``, ``downloader``, ``runner_factory``).
     """
+    # TODO(hoist): already loaded when this module is imported; no cycle
     from coral_inference.redaction import install_log_redaction
 
     install_log_redaction()  # source URLs with user:pass reach httpx's and our logs; the records are cleaned
     owns_context = context is None
     if context is None:
+        # TODO(hoist): already loaded when this module is imported; no cycle
         from coral_inference.runtime import init
 
         context = init(config, source="coral web app")
@@ -89,6 +91,7 @@ def create_web_app(
         finally:
             await services.stop()
             if owns_context:
+                # TODO(hoist): already loaded when this module is imported; no cycle
                 from coral_inference.runtime import shutdown
 
                 shutdown()
@@ -308,6 +311,7 @@ async def _no_receive() -> dict:
 
 
 def _version() -> str:
+    # TODO(hoist): stdlib, already loaded (compat imports importlib.metadata)
     from importlib.metadata import PackageNotFoundError, version
 
     try:

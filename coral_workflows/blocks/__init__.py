@@ -17,6 +17,7 @@ BLOCKS: dict[str, str] = {
 
 
 def load_block_classes() -> list[type]:
+    # TODO(hoist): light (compat: packaging); inference loads in the calls below
     from coral_inference import compat
 
     compat.require_inference()

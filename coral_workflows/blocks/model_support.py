@@ -119,6 +119,7 @@ def load_for_task(
     context: RuntimeContext, model: str, backend: str, tasks: tuple[str, ...], block: str
 ) -> Any:
     """The context's ``LoadedModel``, refused with the fix when its task is not one of ``tasks``."""
+    # TODO(hoist): light and already loaded with this module; no cycle
     from coral_inference.models.errors import ModelTaskMismatchError
     from coral_inference.models.inference_registry import CORAL_BLOCKS
 

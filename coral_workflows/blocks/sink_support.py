@@ -39,6 +39,7 @@ def pipeline_source_key(image: Any) -> str:
     two pipelines never share a folder, series or channel even though both report
     source ``0``. Elsewhere (a notebook, ``coral-runtime run``) the source, as before.
     """
+    # TODO(hoist): every importer (the sink blocks) already loads the runtime package
     from coral_inference.runtime.process import current_pipeline_identity, pipeline_key
 
     source = source_of(image)

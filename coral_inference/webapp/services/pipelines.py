@@ -310,6 +310,7 @@ class PipelineService:
         With workers, this starts their forkserver, which imports inference once for all of them;
         the web process itself never imports inference.
         """
+        # TODO(hoist): already loaded with this module; inference loads in the calls below
         from coral_inference import compat
 
         if compat.inference_info() is None:

@@ -69,6 +69,7 @@ class StreamService:
 
     async def answer(self, channel: str, sdp: str, type: str = "offer") -> dict[str, str]:
         """The SDP answer for a viewer of ``channel``; hub errors become API errors."""
+        # heavy: media.webrtc loads aiortc, av, cryptography (~1 s)
         from coral_inference.media import webrtc
 
         try:
@@ -186,6 +187,7 @@ class StreamService:
 
 def probe_duration(path: Path) -> float | None:
     """Seconds of video in a file (fragmented MP4 still being written included), None if unreadable."""
+    # PyAV (FFmpeg's libraries) only to probe a recording's length
     import av
 
     try:

@@ -162,6 +162,7 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
         max_detections: int,
         class_agnostic_nms: bool,
     ) -> BlockResult:
+        # TODO(hoist): light (model_support adds ~30 ms after this module); no cycle
         from coral_workflows.blocks.model_support import load_for_task
 
         # OBB packages come out with the rotated polygon in data["xyxyxyxy"] (supervision's key);
