@@ -14,13 +14,13 @@ the pipeline's identity and clean shutdown are attached.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
 def load_blocks() -> list[type]:
-    # TODO(hoist): os is stdlib, coral_workflows.blocks is light (~1 ms); no cycle
-    import os
-
+    # deferred: `import coral_workflows` (the WORKFLOWS_PLUGINS entry) loads no block
+    # module until inference calls load_blocks
     from coral_workflows.blocks import load_block_classes
 
     blocks = load_block_classes()

@@ -25,6 +25,9 @@ from coral_inference.cli.common import (
     err_console,
     load_or_exit,
 )
+from coral_inference.runtime import init, shutdown
+from coral_inference.server.launcher import configure_logging, tame_upstream_loggers
+from coral_inference.webapp.auth import generate_key, hash_key
 
 DEMO_ROOT = Path("var/coral/demo")
 DEMO_WORKFLOW = "line_counting.json"
@@ -88,17 +91,8 @@ def demo(
     # coral_inference.demo's scenes import OpenCV (cv2)
     from coral_inference.demo import write_demo_video
 
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import init, shutdown
-
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.server.launcher import configure_logging, tame_upstream_loggers
-
     # create_web_app imports the FastAPI app (fastapi, starlette, OpenCV)
     from coral_inference.webapp import create_web_app
-
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.webapp.auth import generate_key, hash_key
 
     started = time.monotonic()
     root = root.resolve()

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from coral_inference.cli.common import console, err_console
+from coral_inference.manifests import drift, generate
 
 app = typer.Typer(
     help="Generated block manifests and README reference sections.", no_args_is_help=True
@@ -19,8 +20,6 @@ RootOption = typer.Option(
 @app.command("generate")
 def generate_cmd(root: Path = RootOption) -> None:
     """Write manifests/*.json and the README's block and configuration reference."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.manifests import generate
 
     written = generate(root.resolve())
     console.print("up to date" if not written else "wrote " + ", ".join(written))
@@ -29,8 +28,6 @@ def generate_cmd(root: Path = RootOption) -> None:
 @app.command("check")
 def check_cmd(root: Path = RootOption) -> None:
     """Exit 1 when the generated files drift from the code."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.manifests import drift
 
     changed = drift(root.resolve())
     if changed:

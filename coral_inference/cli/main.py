@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from coral_inference.cli.common import (
     load_or_exit,
     print_json,
 )
+from coral_inference.cli.doctor import run_checks
+from coral_inference.manifests import block_manifests
+from coral_inference.runtime import init, shutdown
 
 app = typer.Typer(
     name="coral-runtime",
@@ -47,8 +51,6 @@ app.add_typer(plugins_app, name="plugins")
 
 
 def _context(config: Path | None, set_: list[str], no_env: bool):
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import init
 
     return init(load_or_exit(config, set_, no_env), source="coral-runtime CLI")
 
@@ -61,8 +63,6 @@ def init_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Initialise the runtime and print what it found."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
     try:
@@ -121,8 +121,6 @@ def plugins_list(
     ),
 ) -> None:
     """Backends, patches, workflow blocks and web plugins, with versions."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
     try:
@@ -163,10 +161,6 @@ def plugins_list(
 
 
 def _workflow_plugin(module_name: str) -> dict[str, Any]:
-    # TODO(hoist): light, no reason to be local
-    from importlib.metadata import PackageNotFoundError, packages_distributions, version
-
-    from coral_inference.manifests import block_manifests
 
     dist = (packages_distributions().get(module_name.split(".")[0]) or [None])[0]
     try:
@@ -196,9 +190,6 @@ def doctor_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Check the environment; each failing check says how to fix it. Exit 1 on a failure."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.cli.doctor import run_checks
-    from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,31 @@ from coral_inference.cli.common import (
     load_or_exit,
     print_json,
 )
+from coral_inference.cli.roboflow_fetch import fetch_roboflow_model
+from coral_inference.models import ManifestError, ModelPackageError
+from coral_inference.models.convert import (
+    INSTALL_HINT,
+    ConversionError,
+    GateRefusedError,
+    build_rknn,
+    convert_with_gate,
+    converter_from_env,
+    load_frames,
+    plan_rknn_build,
+    rknn_toolkit_available,
+)
+from coral_inference.models.importing import import_model
+from coral_inference.models.package import sha256_of
+from coral_inference.models.parity import difference_text
+from coral_inference.models.toolkit import (
+    ToolkitInstallError,
+    find_python,
+    install_commands,
+    install_toolkit,
+    toolkit_dir,
+)
+from coral_inference.models.validation import Check, check_package
+from coral_inference.runtime import init, shutdown
 from coral_inference.runtime.context import RuntimeContext
 
 app = typer.Typer(
@@ -32,15 +58,11 @@ PackageArgument = typer.Argument(
 
 
 def _context(config: Path | None, set_: list[str], no_env: bool) -> RuntimeContext:
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import init
 
     return init(load_or_exit(config, set_, no_env), source="coral-runtime models")
 
 
 def _package(context: RuntimeContext, reference: str):
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models import ModelPackageError
 
     # heavy: models.loaded imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.loaded import resolve_reference
@@ -61,8 +83,6 @@ def inspect_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Show a package: classes, input, head, artifacts and the backends that can run it here."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
     try:
@@ -136,8 +156,6 @@ def inspect_cmd(
 
 def _parity_reports(package: Any) -> dict[str, Any]:
     """The conversion parity reports the manifest points at (``metadata.conversions.<backend>.report``)."""
-    # TODO(hoist): light, no reason to be local
-    import json
 
     reports: dict[str, Any] = {}
     conversions = package.manifest.metadata.get("conversions") or {}
@@ -166,10 +184,6 @@ def validate_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Check the manifest, every artifact's sha256, and one real run on each available backend. Exit 1 on failure."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models import ManifestError
-    from coral_inference.models.validation import Check, check_package
-    from coral_inference.runtime import shutdown
 
     context = _context(config, set_, no_env)
     try:
@@ -234,9 +248,6 @@ def bench_cmd(
 
     # heavy: models.detector imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.detector import Detector
-
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import shutdown
 
     frame = _bench_frame(image, size)
     context = _context(config, set_, no_env)
@@ -394,20 +405,6 @@ def convert_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Build a .rknn, check it against the ONNX model on held-out frames, add it only if it passes the gate."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.convert import (
-        INSTALL_HINT,
-        ConversionError,
-        GateRefusedError,
-        build_rknn,
-        convert_with_gate,
-        converter_from_env,
-        load_frames,
-        plan_rknn_build,
-        rknn_toolkit_available,
-    )
-    from coral_inference.models.package import sha256_of
-    from coral_inference.runtime import shutdown
 
     try:
         gates = _parse_gates(gate)
@@ -594,8 +591,6 @@ def _parse_gates(values: list[str] | None) -> float | dict[str, float] | None:
 
 
 def _print_report(report: Any) -> None:
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.parity import difference_text
 
     state = "pass" if report.passed else "FAIL"
     counts = (
@@ -677,10 +672,6 @@ def import_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Build a validated package from a model file or a Roboflow model, in one command."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models import ModelPackageError
-    from coral_inference.models.importing import import_model
-    from coral_inference.runtime import shutdown
 
     if rknn_box_units not in ("pixels", "normalized"):
         err_console.print(
@@ -689,9 +680,6 @@ def import_cmd(
         raise typer.Exit(2)
     context = _context(config, set_, no_env)
     try:
-        # TODO(hoist): light, no reason to be local
-        from coral_inference.cli.roboflow_fetch import fetch_roboflow_model
-
         result = import_model(
             source,
             name=name,
@@ -780,14 +768,6 @@ def toolkit_install_cmd(
     json_: bool = JsonOption,
 ) -> None:
     """Build rknn-toolkit2's separate environment (under ~/.cache/coral) for models convert."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.toolkit import (
-        ToolkitInstallError,
-        find_python,
-        install_commands,
-        install_toolkit,
-        toolkit_dir,
-    )
 
     if dry_run:
         try:

@@ -17,6 +17,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from coral_inference import compat
 from coral_inference.models.importing.errors import ModelImportError
 from coral_inference.models.importing.roboflow_cache import is_roboflow_cache_dir
 
@@ -46,8 +57,6 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
             "already "
             f"cached (e.g. {cached})"
         )
-    # TODO(hoist): light, no reason to be local
-    from coral_inference import compat
 
     compat.require_inference()
     roboflow_api = compat.import_module("inference.core.roboflow_api")
@@ -124,8 +133,6 @@ def fetch_roboflow_model(model_id: str, *, progress: bool = True) -> Path:
 
 
 def _say(line: str) -> None:
-    # TODO(hoist): light, no reason to be local
-    from rich.console import Console
 
     Console(stderr=True).print(line, markup=False, highlight=False)
 
@@ -185,16 +192,6 @@ def _byte_bar(what: str, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    # TODO(hoist): light, no reason to be local
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
     with Progress(
         TextColumn("{task.description}"),

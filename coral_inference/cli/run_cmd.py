@@ -21,7 +21,15 @@ from coral_inference.cli.common import (
     load_or_exit,
     print_json,
 )
-from coral_inference.workflow_check import unwrap_specification
+from coral_inference.config.loader import parse_override
+from coral_inference.pipelines.runner import PipelineRunner, PipelineStartError
+from coral_inference.results import to_jsonable
+from coral_inference.runtime import init, shutdown
+from coral_inference.workflow_check import (
+    InvalidWorkflowError,
+    structural_problems,
+    unwrap_specification,
+)
 
 
 def read_workflow(path: Path) -> dict[str, Any]:
@@ -58,12 +66,6 @@ def run(
     json_: bool = JsonOption,
 ) -> None:
     """Run a workflow on a video source with a live progress line and a summary at the end."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.config.loader import parse_override
-    from coral_inference.pipelines.runner import PipelineRunner, PipelineStartError
-    from coral_inference.results import to_jsonable
-    from coral_inference.runtime import init, shutdown
-    from coral_inference.workflow_check import InvalidWorkflowError, structural_problems
 
     loaded = load_or_exit(config, set_, no_env)
     definition = read_workflow(workflow)

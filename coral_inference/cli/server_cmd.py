@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from coral_inference.cli.common import err_console
+from coral_inference.config.loader import ConfigError
+from coral_inference.server.launcher import ServerSettings, run_server
+from coral_inference.server.plugin import load_server_config
 
 app = typer.Typer(
     help="Roboflow's inference server (HTTP API and stream manager) with Coral's plugin.",
@@ -36,10 +39,6 @@ def start(
     ),
 ) -> None:
     """Serve inference's HTTP app with the Coral plugin, offline defaults and CORAL_CONFIG."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.config.loader import ConfigError
-    from coral_inference.server.launcher import ServerSettings, run_server
-    from coral_inference.server.plugin import load_server_config
 
     if config is not None:
         if not config.is_file():

@@ -14,6 +14,8 @@ from coral_inference.cli.common import (
     err_console,
     load_or_exit,
 )
+from coral_inference.runtime import init, shutdown
+from coral_inference.webapp.auth import generate_key, hash_key, is_loopback
 
 # Pipelines share the interpreter with the event loop, so under load the loop can lag by seconds;
 # uvicorn's 5 s keep-alive timer then closes connections that already carry a request.
@@ -43,14 +45,8 @@ def serve(
     # heavy: uvicorn (~0.6 s); keeps `coral-runtime --help` from loading it
     import uvicorn
 
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.runtime import init, shutdown
-
     # create_web_app imports the FastAPI app (fastapi, starlette, OpenCV)
     from coral_inference.webapp import create_web_app
-
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.webapp.auth import is_loopback
 
     overrides = list(set_)
     if host is not None:
@@ -98,8 +94,6 @@ def hash_key_cmd(
     ),
 ) -> None:
     """Print the sha256 digest to put in services.auth.api_key_hashes (and a new key when none is given)."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.webapp.auth import generate_key, hash_key
 
     if stdin:
         key = sys.stdin.readline().strip()

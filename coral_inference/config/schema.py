@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from coral_inference.config.backend_options import validate_backend_options
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, not silently ignored."""
@@ -81,9 +83,6 @@ class BackendsConfig(Section):
     @model_validator(mode="after")
     def _typed_backend_options(self) -> BackendsConfig:
         if self.options:
-            # TODO(hoist): light (backend_options adds only coral_inference.plugins), no cycle
-            from coral_inference.config.backend_options import validate_backend_options
-
             reserved = [n for n, f in type(self).model_fields.items() if n != "options"]
             checked = validate_backend_options(
                 self.options, reserved=reserved, disabled=self.disabled

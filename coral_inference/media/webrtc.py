@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Any, cast
 
+import aioice.ice
 import av
 import cv2
 import numpy as np
@@ -154,8 +155,6 @@ class ChannelTrack(MediaStreamTrack):
 
 def _install_host_address_filter() -> None:
     """Let a context variable choose aioice's host candidates (no effect when unset)."""
-    # TODO(hoist): aiortc, imported at the top, already loads aioice.ice
-    import aioice.ice
 
     # Function attributes are set dynamically below; type as Any to allow them.
     current: Any = aioice.ice.get_host_addresses
@@ -175,8 +174,6 @@ def _install_host_address_filter() -> None:
 
 
 def _uninstall_host_address_filter() -> None:
-    # TODO(hoist): aiortc, imported at the top, already loads aioice.ice
-    import aioice.ice
 
     current: Any = aioice.ice.get_host_addresses
     if getattr(current, "_coral_filter", False):

@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import cast
 
+from tqdm import tqdm
+
 from coral_inference.models.errors import (
     ArtifactDownloadError,
     ArtifactNotFoundError,
@@ -111,8 +113,6 @@ def download(
 
 
 def _copy_url(url: str, out, show: bool, label: str) -> None:
-    # TODO(hoist): light (tqdm ~0.05 s), only URL downloads draw a bar
-    from tqdm import tqdm
 
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme in ("", "file"):

@@ -29,15 +29,26 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import yaml
 
 from coral_inference.backends.base import BackendError
-from coral_inference.models.package import HeadSpec, InputSpec, ModelPackage
+from coral_inference.models.package import (
+    ZOO_DIR,
+    HeadSpec,
+    InputOverride,
+    InputSpec,
+    ModelPackage,
+    head_task,
+    sha256_of,
+)
+from coral_inference.models.parity import METRIC_LABELS, FrameDetections, gates_for, parity_report
 
 INSTALL_HINT = (
     "rknn-toolkit2 is not installed. It is Rockchip's converter (Linux x86-64 or aarch64, Python "
@@ -352,10 +363,6 @@ class ToolkitConverter:
     def build(
         self, plan: RknnBuildPlan, eval_inputs: list[Any], *, verbose: bool = False
     ) -> BuildResult:
-        # TODO(hoist): light, no reason to be local
-        import tempfile
-
-        import numpy as np
 
         with tempfile.TemporaryDirectory(prefix="coral-parity-") as tmp:
             paths = []
@@ -385,9 +392,6 @@ def converter_from_env() -> Converter:
     if not spec:
         return ToolkitConverter()
     module_name, _, attr = spec.partition(":")
-    # TODO(hoist): light, no reason to be local
-    import importlib
-
     factory = getattr(importlib.import_module(module_name), attr or "converter")
     return factory()
 
@@ -484,12 +488,6 @@ def convert_with_gate(
 
     # heavy: models.detector imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.detector import Detector
-
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.package import InputOverride, head_task
-
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.parity import FrameDetections, gates_for, parity_report
 
     # heavy: imports OpenCV (cv2)
     from coral_inference.models.preprocess import preprocess_image
@@ -624,8 +622,6 @@ def convert_with_gate(
 def _shaped_like(outputs: list[Any], reference: list[Any]) -> list[Any]:
     """The converted model's outputs in the reference's shapes where only the shape differs (the
     runtime may drop or add unit dimensions); anything else is left for the decoder to refuse."""
-    # TODO(hoist): light, no reason to be local
-    import numpy as np
 
     shaped = []
     for k, out in enumerate(outputs):
@@ -638,8 +634,6 @@ def _shaped_like(outputs: list[Any], reference: list[Any]) -> list[Any]:
 
 def refusal_message(report: Any, plan: RknnBuildPlan, rejected: Path, report_path: Path) -> str:
     """Which gated metrics fell short, by how much, and what to do about it."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.parity import METRIC_LABELS
 
     shortfalls = "; ".join(
         f"{METRIC_LABELS.get(m, m)} ({m}) {report.metrics.get(m, 0.0):.3f} is under its gate "
@@ -670,8 +664,6 @@ def refusal_message(report: Any, plan: RknnBuildPlan, rejected: Path, report_pat
 def can_add_to(package: ModelPackage, rknn: Path) -> bool:
     """A build joins the manifest only when it lies inside the package and the package is not one
     shipped inside Coral (those are read-only: the caller prints the entry to add instead)."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.package import ZOO_DIR
 
     root = package.root.resolve()
     inside = root in rknn.resolve().parents
@@ -687,8 +679,6 @@ def add_rknn_artifact(
     summary: dict[str, Any],
 ) -> None:
     """Write ``artifacts.rknn`` and ``metadata.conversions.rknn`` (the report, and whether forced)."""
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.package import sha256_of
 
     data = yaml.safe_load(package.manifest_path.read_text(encoding="utf-8"))
     data.setdefault("artifacts", {})["rknn"] = plan.manifest_entry(package.root, sha256_of(rknn))

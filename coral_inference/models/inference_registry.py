@@ -35,8 +35,9 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from coral_inference.models import inference_responses as responses
 from coral_inference.models.catalog import ModelCatalog
-from coral_inference.models.errors import PackageNotFoundError
+from coral_inference.models.errors import ModelTaskMismatchError, PackageNotFoundError
 from coral_inference.models.loaded import (
     CORAL_MODEL_ID_PREFIX,
     LoadedModel,
@@ -151,9 +152,6 @@ def build_model_class(context: CoralModelHost) -> type:
     # heavy: the adapter imports Roboflow inference (~12 s)
     from coral_inference.inference_adapter import models as adapter
 
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models import inference_responses as responses
-
     class CoralPackageModel(adapter.Model):
         """An inference ``Model`` answering requests with a Coral package, per its task.
 
@@ -204,8 +202,6 @@ def build_model_class(context: CoralModelHost) -> type:
             return out if isinstance(request.image, list) else out[0]
 
         def _check_task(self, request: Any) -> None:
-            # TODO(hoist): light, no reason to be local
-            from coral_inference.models.errors import ModelTaskMismatchError
 
             kind = type(request).__name__
             tasks = _REQUEST_TASKS.get(kind)

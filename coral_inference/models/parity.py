@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from coral_inference.models.tasks.obb import probiou
+
 # Gated metrics per task and their default thresholds (the first one is the task's headline).
 DEFAULT_GATES: dict[str, dict[str, float]] = {
     "object-detection": {"box_map50": 0.95},
@@ -217,8 +219,6 @@ def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _probiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.tasks.obb import probiou
 
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), np.float32)

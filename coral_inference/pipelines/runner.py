@@ -29,12 +29,17 @@ from typing import Any, cast
 
 import numpy as np
 
+from coral_inference.metrics import PipelineMetrics
 from coral_inference.pipelines.sources_policy import unreachable
 from coral_inference.pipelines.status import PipelineState, RunnerStatus, SourceStatus
 from coral_inference.redaction import redact_url
 from coral_inference.results import is_detections
 from coral_inference.runtime.context import RuntimeContext
-from coral_inference.workflow_check import ensure_plugins_env
+from coral_inference.workflow_check import (
+    InvalidWorkflowError,
+    ensure_plugins_env,
+    explain_engine_error,
+)
 
 logger = logging.getLogger("coral_inference.pipelines")
 
@@ -197,9 +202,6 @@ class PipelineRunner:
             self._pipeline = self._build_pipeline()
             self._pipeline.start(use_main_thread=False)
         except Exception as exc:
-            # TODO(hoist): already loaded when this module is imported; no cycle
-            from coral_inference.workflow_check import InvalidWorkflowError, explain_engine_error
-
             # A definition error is told by step and field, not as the engine's raw exception.
             problems = explain_engine_error(self.workflow, exc)
             cause: Exception = InvalidWorkflowError(problems) if problems else exc
@@ -480,8 +482,6 @@ class PipelineRunner:
     def _pipeline_metrics(self) -> Any:
         if not self._emit_metrics or self.context is None:
             return None
-        # TODO(hoist): already loaded when this module is imported; no cycle
-        from coral_inference.metrics import PipelineMetrics
 
         return PipelineMetrics(self.context.metrics, self.pipeline_id)
 

@@ -37,8 +37,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from multiprocessing import shared_memory
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -749,8 +750,6 @@ def _healthy_for(handle: WorkerHandle) -> float:
 
 
 def _unlink_slots(names: Any) -> None:
-    # TODO(hoist): stdlib, already loaded with this module
-    from multiprocessing import shared_memory
 
     for name in list(names):
         try:
@@ -763,8 +762,6 @@ def _unlink_slots(names: Any) -> None:
 
 
 def _with(spec: WorkerSpec, **changes: Any) -> WorkerSpec:
-    # TODO(hoist): stdlib, already loaded with this module
-    from dataclasses import replace
 
     return replace(spec, **changes)
 

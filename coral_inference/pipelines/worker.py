@@ -41,6 +41,18 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coral_inference.media.frame_slot import FrameSlot
+from coral_inference.pipelines.runner import (
+    PipelineRunner,
+    PipelineStartError,
+    is_source_unavailable,
+)
+from coral_inference.pipelines.sources_policy import unreachable
+from coral_inference.pipelines.status import PipelineState, RunnerStatus
+from coral_inference.results import to_jsonable
+from coral_inference.runtime import init, shutdown
+from coral_inference.runtime.process import install_exit_shutdown, set_pipeline_identity
+
 if TYPE_CHECKING:
     from coral_inference.runtime.context import RuntimeContext
     from coral_inference.server.preview import WorkerPreview
@@ -114,9 +126,6 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
                 exc,
             )
 
-    # TODO(hoist): already loaded (coral_inference.pipelines imports the runner, it the runtime)
-    from coral_inference.runtime.process import install_exit_shutdown, set_pipeline_identity
-
     # Names are labels for people and need not be unique (two pipelines of one workflow file
     # share the default name): the id keeps their recordings, series and channels apart (13.1).
     set_pipeline_identity(
@@ -130,9 +139,6 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     except BaseException:  # noqa: BLE001 - reported through the exit code and the log
         logger.exception("pipeline %s: worker failed", spec.pipeline_id)
     finally:
-        # TODO(hoist): already loaded (coral_inference.pipelines imports the runner, it the runtime)
-        from coral_inference.runtime import shutdown
-
         try:
             shutdown()  # recordings finalised, metrics flushed
         except Exception:  # noqa: BLE001
@@ -178,9 +184,6 @@ class _Worker:
 
     def run(self) -> int:
         self._send(("hello", os.getpid()))
-        # TODO(hoist): frame_slot is light (~50 ms), the runtime already loaded; no cycle
-        from coral_inference.media.frame_slot import FrameSlot
-        from coral_inference.runtime import init
 
         context = init(worker_config(self.spec), source=f"pipeline worker {self.spec.pipeline_id}")
         if self.spec.frame_slot:
@@ -247,12 +250,6 @@ class _Worker:
     # ------------------------------------------------------------------ starting
 
     def _start_loop(self, context: RuntimeContext) -> None:
-        # TODO(hoist): coral_inference.pipelines/__init__ already imports the runner
-        from coral_inference.pipelines.runner import (
-            PipelineRunner,
-            PipelineStartError,
-            is_source_unavailable,
-        )
 
         spec = self.spec
         self._delay = spec.reconnect_backoff_s
@@ -314,8 +311,6 @@ class _Worker:
         """A source that is down: report ``reconnecting``, wait (backoff) before the next try."""
         if self._stop.is_set():
             return
-        # TODO(hoist): already loaded (the runner imports it); no cycle
-        from coral_inference.pipelines.sources_policy import unreachable
 
         # Issue 13.9 (helper A): one text for every cause (no port scanner); the log has the cause.
         shown = unreachable(self.spec.source)
@@ -337,9 +332,6 @@ class _Worker:
     def status(self) -> dict[str, Any]:
         runner = self._runner
         if runner is None:
-            # TODO(hoist): already loaded (the runner imports it); no cycle
-            from coral_inference.pipelines.status import PipelineState, RunnerStatus
-
             starting = RunnerStatus(id=self.spec.pipeline_id, state=PipelineState.starting)
             return starting.model_dump(mode="json")
         status = runner.status()
@@ -377,8 +369,6 @@ class _Worker:
         result = runner.latest_result() if runner is not None else None
         if result is None or result.frame_id == self._result_sent_frame:
             return
-        # TODO(hoist): already loaded (the runner imports it); no cycle
-        from coral_inference.results import to_jsonable
 
         try:
             outputs = to_jsonable(result.outputs)

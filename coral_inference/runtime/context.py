@@ -27,6 +27,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from coral_inference import compat
@@ -275,8 +276,6 @@ def _stream_hub(cfg: RuntimeDescriptor) -> StreamHub:
 
 
 def _coral_version() -> str:
-    # TODO(hoist): stdlib, already loaded (compat imports importlib.metadata at its top)
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("coral-inference")

@@ -33,6 +33,7 @@ from multiprocessing import Process
 from pathlib import Path
 from typing import Any
 
+from coral_inference import compat
 from coral_inference.server.plugin import data_dir
 from coral_inference.workflow_check import with_plugins
 
@@ -140,8 +141,6 @@ def server_environment(
 
 def start_stream_manager(warm_pipelines: int) -> Process:
     """The stream manager process, started as Roboflow's CPU image starts it."""
-    # TODO(hoist): light (compat: packaging); inference loads in import_module below
-    from coral_inference import compat
 
     bootstrap = compat.import_module(
         "inference.core.interfaces.stream_manager.manager_app.bootstrap"
@@ -163,7 +162,6 @@ def start_stream_manager(warm_pipelines: int) -> Process:
 def build_app() -> Any:
     """inference's ``HttpInterface`` app (as its CPU image builds it) with Coral's routes."""
     # routes: the runtime stack (numpy, prometheus_client, backends: ~0.5 s)
-    from coral_inference import compat  # TODO(hoist): light (packaging)
     from coral_inference.server.routes import mount_coral_routes
 
     managers = compat.import_module("inference.core.managers.base")
@@ -247,8 +245,6 @@ def run_server(settings: ServerSettings) -> None:
     # Until uvicorn installs its own handlers, SIGTERM unwinds through the finally below,
     # so the stream manager never outlives a launcher stopped while it starts.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    # TODO(hoist): light (compat: packaging); inference loads in load_inference_core()
-    from coral_inference import compat
 
     compat.load_inference_core()
     tame_upstream_loggers()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coral_inference import compat
 from coral_inference.config.loader import ConfigError, LoadedConfig, load_config
 
 if TYPE_CHECKING:
@@ -76,9 +77,6 @@ def configuration_error(exc: ConfigError) -> Exception:
     """A Workflows error carrying the config problems, so the server shows them to the caller."""
     global _error_class
     if _error_class is None:
-        # TODO(hoist): light (compat: packaging); inference loads in import_module below
-        from coral_inference import compat
-
         base = compat.import_module("inference.core.workflows.errors").WorkflowError
 
         class CoralConfigurationError(base):  # type: ignore[misc, valid-type]

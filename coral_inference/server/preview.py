@@ -20,6 +20,7 @@ processes that no longer exist are ignored.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from pydantic import BaseModel
 from coral_inference.media.frame_slot import FrameSlot
 from coral_inference.runtime.context import ContextKey, RuntimeContext
 from coral_inference.runtime.process import current_pipeline_identity, safe_key
+from coral_inference.server.plugin import load_server_config
 
 if TYPE_CHECKING:
     from coral_inference.media.webrtc import StreamHub
@@ -252,7 +254,6 @@ def server_relay() -> PreviewRelay | None:
         if _relay is None:
             # heavy: media.webrtc loads aiortc, av, cryptography (~1 s)
             from coral_inference.media.webrtc import StreamHub
-            from coral_inference.server.plugin import load_server_config  # TODO(hoist): light
 
             try:
                 hub = StreamHub.from_config(load_server_config().descriptor.services.streams)
@@ -274,7 +275,6 @@ def list_channels() -> list[dict[str, Any]]:
 
 
 def viewer_page(channel: str) -> Any:
-    import html  # TODO(hoist): stdlib, already loaded
 
     from fastapi.responses import HTMLResponse  # heavy: FastAPI/starlette (~0.6 s)
 

@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from coral_inference.config.loader import ConfigError
 from coral_inference.server.metrics_export import EXPORT_DIR_ENV, scrape
+from coral_inference.server.plugin import configuration_error, load_server_config
+from coral_inference.server.preview import add_preview_routes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -97,8 +100,6 @@ class CoralConfigGate:
             request.get("processing_configuration") if isinstance(request, dict) else None
         ):
             return None
-        # TODO(hoist): light (adds one module after this one's imports); no cycle
-        from coral_inference.server.plugin import configuration_error, load_server_config
 
         try:
             load_server_config()
@@ -109,11 +110,8 @@ class CoralConfigGate:
 
 def mount_coral_routes(app: Any) -> None:
     """Add Coral's routes in front of the server's catch-all static mount, and the config gate."""
-    import os  # TODO(hoist): stdlib, already loaded
 
     from fastapi.responses import Response  # heavy: FastAPI/starlette (~0.5 s)
-
-    from coral_inference.server.preview import add_preview_routes  # TODO(hoist): light (~15 ms)
 
     def coral_metrics() -> Response:
         directory = Path(os.environ.get(EXPORT_DIR_ENV, ""))

@@ -23,12 +23,14 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+from coral_inference.metrics import PipelineMetrics
 from coral_inference.runtime.context import ContextKey, RuntimeContext
 from coral_inference.runtime.process import (
     current_pipeline_identity,
     install_exit_shutdown,
     set_pipeline_identity,
 )
+from coral_inference.server.metrics_export import ensure_worker_export
 
 logger = logging.getLogger("coral_inference.server.worker")
 
@@ -65,8 +67,6 @@ def attach_stream_manager_worker(context: RuntimeContext) -> bool:
             set_pipeline_identity(pipeline_id)
             install_exit_shutdown()
             logger.info("Coral serves stream-manager pipeline %s", pipeline_id)
-    # TODO(hoist): light (prometheus_client already loaded by the runtime); no cycle
-    from coral_inference.server.metrics_export import ensure_worker_export
 
     ensure_worker_export(context)
     return True
@@ -81,8 +81,6 @@ class FrameObserver:
     """
 
     def __init__(self, context: RuntimeContext, pipeline_id: str):
-        # TODO(hoist): already loaded (runtime.context imports the metrics package)
-        from coral_inference.metrics import PipelineMetrics
 
         self._metrics = PipelineMetrics(context.metrics, pipeline_id)
         self._last: dict[str, int] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coral_inference.config.errors import validation_problems
 from coral_inference.pipelines.sources_policy import SourcePolicy
+from coral_inference.redaction import install_log_redaction
+from coral_inference.runtime import init, shutdown
 from coral_inference.webapp.auth import AuthPolicy
 from coral_inference.webapp.deps import api_key_guard
 from coral_inference.webapp.errors import ApiError, internal_error_body
@@ -68,15 +71,10 @@ def create_web_app(
     ``service_overrides`` replace parts of the services in tests (``hub``,
     ``metrics_hub``, ``downloader``, ``runner_factory``).
     """
-    # TODO(hoist): already loaded when this module is imported; no cycle
-    from coral_inference.redaction import install_log_redaction
 
     install_log_redaction()  # source URLs with user:pass reach httpx's and our logs; the records are cleaned
     owns_context = context is None
     if context is None:
-        # TODO(hoist): already loaded when this module is imported; no cycle
-        from coral_inference.runtime import init
-
         context = init(config, source="coral web app")
     cfg = context.config.services
     services = WebServices(context, **service_overrides)
@@ -91,9 +89,6 @@ def create_web_app(
         finally:
             await services.stop()
             if owns_context:
-                # TODO(hoist): already loaded when this module is imported; no cycle
-                from coral_inference.runtime import shutdown
-
                 shutdown()
 
     app = FastAPI(
@@ -311,8 +306,6 @@ async def _no_receive() -> dict:
 
 
 def _version() -> str:
-    # TODO(hoist): stdlib, already loaded (compat imports importlib.metadata)
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("coral-inference")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+from coral_inference import compat
+
 # module path -> block class name; imported only when the engine asks for blocks.
 BLOCKS: dict[str, str] = {
     "coral_workflows.blocks.object_detection_model.v1": "CoralObjectDetectionModelBlockV1",
@@ -17,8 +19,6 @@ BLOCKS: dict[str, str] = {
 
 
 def load_block_classes() -> list[type]:
-    # TODO(hoist): light (compat: packaging); inference loads in the calls below
-    from coral_inference import compat
 
     compat.require_inference()
     compat.load_inference_core()  # before any engine module: set-once configuration

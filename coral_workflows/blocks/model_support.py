@@ -26,6 +26,8 @@ from coral_inference.inference_adapter.workflows import (
     attach_prediction_type_info_to_sv_detections_batch,
     kinds,
 )
+from coral_inference.models.errors import ModelTaskMismatchError
+from coral_inference.models.inference_registry import CORAL_BLOCKS
 from coral_inference.models.loaded import CORAL_MODEL_ID_PREFIX
 from coral_inference.runtime.context import RuntimeContext
 
@@ -119,9 +121,6 @@ def load_for_task(
     context: RuntimeContext, model: str, backend: str, tasks: tuple[str, ...], block: str
 ) -> Any:
     """The context's ``LoadedModel``, refused with the fix when its task is not one of ``tasks``."""
-    # TODO(hoist): light and already loaded with this module; no cycle
-    from coral_inference.models.errors import ModelTaskMismatchError
-    from coral_inference.models.inference_registry import CORAL_BLOCKS
 
     loaded = context.get_model(model, backend=None if backend == "auto" else backend)
     task = loaded.task

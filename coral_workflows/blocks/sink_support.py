@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from coral_inference.runtime.process import current_pipeline_identity, pipeline_key
+
 if TYPE_CHECKING:
     from coral_inference.inference_adapter.workflows import WorkflowImageData
 
@@ -39,8 +41,6 @@ def pipeline_source_key(image: Any) -> str:
     two pipelines never share a folder, series or channel even though both report
     source ``0``. Elsewhere (a notebook, ``coral-runtime run``) the source, as before.
     """
-    # TODO(hoist): every importer (the sink blocks) already loads the runtime package
-    from coral_inference.runtime.process import current_pipeline_identity, pipeline_key
 
     source = source_of(image)
     return pipeline_key(source) if current_pipeline_identity() is not None else source

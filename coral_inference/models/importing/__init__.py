@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from coral_inference.models.importing.errors import (
@@ -37,8 +38,10 @@ from coral_inference.models.importing.errors import (
 from coral_inference.models.importing.layouts import Plan, from_outputs, from_ultralytics
 from coral_inference.models.importing.onnx_facts import OnnxFacts, read_onnx
 from coral_inference.models.importing.roboflow_cache import is_roboflow_cache_dir, read_cache_dir
+from coral_inference.models.importing.split_head import split_head
 from coral_inference.models.package import (
     MANIFEST_NAME,
+    HeadSpec,
     ModelPackage,
     find_manifest,
     load_package,
@@ -304,8 +307,6 @@ def write_package(
 
 def add_split_head(package: ModelPackage, plan: Plan) -> ModelPackage:
     """Write ``model_split.onnx`` as ``convert.rknn.onnx``, refused unless it decodes the same."""
-    # TODO(hoist): light (split_head imports onnx only when called)
-    from coral_inference.models.importing.split_head import split_head
 
     if plan.head.get("type") != "yolov8" or plan.task != "object-detection":
         raise ModelImportError(
@@ -332,17 +333,12 @@ def add_split_head(package: ModelPackage, plan: Plan) -> ModelPackage:
 
 def _check_split_equivalence(package: ModelPackage, split_path: Path, head: dict[str, Any]) -> None:
     """Both graphs on the same synthetic frames: identical classes, boxes within 0.01 px."""
-    # TODO(hoist): light, no reason to be local
-    import numpy as np
 
     # heavy: imports OpenCV (through models.preprocess)
     from coral_inference.backends.onnxruntime import OnnxRuntimeBackend
 
     # heavy: models.detector imports supervision (~3 s with its scipy, PIL)
     from coral_inference.models.detector import Detector
-
-    # TODO(hoist): light, no reason to be local
-    from coral_inference.models.package import HeadSpec
 
     backend = OnnxRuntimeBackend()
     whole = Detector(package, backend.prepare_session(package))

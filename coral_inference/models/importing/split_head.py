@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from coral_inference.models.importing.errors import ModelImportError
 
 _BRANCH = re.compile(r"/model\.(\d+)/(cv2|cv3)\.(\d+)/\2\.\3\.(\d+)/Conv$")
@@ -49,8 +51,6 @@ def _onnx() -> Any:
 def split_head(source: Path, target: Path, imgsz: tuple[int, int]) -> SplitResult:
     """Write ``target``: ``source`` with the nine per-stride outputs instead of the decoded one."""
     onnx = _onnx()
-    # TODO(hoist): light, no reason to be local
-    import numpy as np
 
     # optional: onnx, present once _onnx() above returned
     from onnx import TensorProto, helper, numpy_helper

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from coral_inference import compat
 from coral_inference.media.frame_slot import FrameSlot
 from coral_inference.pipelines.process_runner import WorkerRunner
 from coral_inference.pipelines.runner import (
@@ -310,8 +311,6 @@ class PipelineService:
         With workers, this starts their forkserver, which imports inference once for all of them;
         the web process itself never imports inference.
         """
-        # TODO(hoist): already loaded with this module; inference loads in the calls below
-        from coral_inference import compat
 
         if compat.inference_info() is None:
             return

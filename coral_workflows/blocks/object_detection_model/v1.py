@@ -26,6 +26,7 @@ from coral_inference.inference_adapter.workflows import (
 )
 from coral_inference.models.loaded import CORAL_MODEL_ID_PREFIX
 from coral_inference.runtime.context import RuntimeContext
+from coral_workflows.blocks.model_support import load_for_task
 
 # Tasks whose packages yield boxes (segmentation and keypoint packages give their boxes too).
 DETECTION_TASKS = ("object-detection", "obb", "instance-segmentation", "keypoint-detection")
@@ -162,8 +163,6 @@ class CoralObjectDetectionModelBlockV1(WorkflowBlock):
         max_detections: int,
         class_agnostic_nms: bool,
     ) -> BlockResult:
-        # TODO(hoist): light (model_support adds ~30 ms after this module); no cycle
-        from coral_workflows.blocks.model_support import load_for_task
 
         # OBB packages come out with the rotated polygon in data["xyxyxyxy"] (supervision's key);
         # RF-DETR packages decode here too. Classifiers are refused with the block to use.
