@@ -255,15 +255,7 @@ def bench_cmd(
     try:
         pkg = _package(context, package)
         names = backend or [n for n in context.backends.names() if n in pkg.backends]
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            console=err_console,
-            disable=json_,
-            transient=True,
-        ) as progress:
+        with _progress(json_) as progress:
             for name in names:
                 adapter = context.backends.get(name)
                 probe = adapter.probe()
@@ -322,6 +314,19 @@ def bench_cmd(
     console.print(table)
     for s in skipped:
         console.print(f"[dim]skipped {s['backend']}: {s['reason']}[/dim]")
+
+
+def _progress(quiet: bool) -> Progress:
+    """The commands' step bar on stderr (off with --json), gone when the step is done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
 
 
 def _bench_frame(image: Path | None, size: str):
@@ -465,15 +470,7 @@ def convert_cmd(
         console.print(plan.manifest_snippet(pkg.root, digest), markup=False, highlight=False)
         return
     notes = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=json_,
-        transient=True,
-    ) as progress:
+    with _progress(json_) as progress:
         try:
             if calibration is not None:
                 task = progress.add_task(f"reading frames from {calibration}", total=None)
