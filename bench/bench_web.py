@@ -135,25 +135,7 @@ async def poll(base: str, status_path: str, clients: int, seconds: float) -> dic
 
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
         await asyncio.gather(*(client_loop(http, n) for n in range(clients)))
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return (
-            1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-            if latencies
-            else float("nan")
-        )
-
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / seconds,
-        "p50_ms": pct(0.50),
-        "p90_ms": pct(0.90),
-        "p99_ms": pct(0.99),
-        "max_ms": pct(1.0),
-        "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan"),
-    }
+    return _summary(latencies, errors, seconds)
 
 
 def main() -> int:

@@ -48,8 +48,8 @@ CAMERA_DELAY_S = 30.0  # the power cut: the cameras come back this long after th
 # The worker retries a dead source with backoff up to reconnect_backoff_max_s (30 s by
 # default), then needs one segment of frames: the bound leaves room for a loaded machine.
 RECORDS_AGAIN_WITHIN_S = 180.0
-START_S = 400.0
-STALL_S = 20.0  # services.pipelines.stall_timeout_s: a worker without frames this long is hung  # a server start imports inference in its forkserver: minutes when loaded
+START_S = 400.0  # a server start imports inference in its forkserver: minutes when loaded
+STALL_S = 20.0  # services.pipelines.stall_timeout_s: a worker without frames this long is hung
 
 
 def recording_workflow() -> dict:
