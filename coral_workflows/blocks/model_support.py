@@ -1,11 +1,11 @@
 # pyright: reportInvalidTypeForm=false
 """What Coral's model blocks share: manifest fields, the runtime call, the output shaping.
 
-Each task block (instance segmentation, keypoints, classification) declares only its
-``type``, its descriptions and its output kind; the fields a user sets (images, model,
-backend, thresholds) and the shaping of sv.Detections into Workflows predictions — ids,
-image dimensions, prediction type, parent coordinates, exactly as Roboflow's own model
-blocks attach them — live here once.
+Each task block (object detection, instance segmentation, keypoints, classification)
+declares only its ``type``, its descriptions and its output kind; the fields a user sets
+(images, model, backend, thresholds) and the shaping of sv.Detections into Workflows
+predictions — ids, image dimensions, prediction type, parent coordinates, exactly as
+Roboflow's own model blocks attach them — live here once.
 """
 
 from __future__ import annotations
