@@ -42,7 +42,9 @@ def pipeline_fps(http: httpx.Client, pipeline_id: str, seconds: float) -> float:
     return (end - start) / (time.monotonic() - t0)
 
 
-async def poll_raw(base: str, status_path: str, clients: int, seconds: float) -> dict:
+async def poll_raw(
+    base: str, status_path: str, clients: int, seconds: float, collect: list | None = None
+) -> dict:
     """The same load from a minimal HTTP/1.1 keep-alive client (asyncio streams, no httpx).
 
     httpx spends several times the server's CPU per request; on a 2-core box that client
@@ -86,6 +88,8 @@ async def poll_raw(base: str, status_path: str, clients: int, seconds: float) ->
             writer.close()
 
     await asyncio.gather(*(client_loop(n) for n in range(clients)))
+    if collect is not None:
+        collect.extend(latencies)
     return _summary(latencies, errors, seconds)
 
 
@@ -111,7 +115,9 @@ def _summary(latencies: list[float], errors: dict[str, int], seconds: float) -> 
     }
 
 
-async def poll(base: str, status_path: str, clients: int, seconds: float) -> dict:
+async def poll(
+    base: str, status_path: str, clients: int, seconds: float, collect: list | None = None
+) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     deadline = time.monotonic() + seconds
@@ -135,6 +141,8 @@ async def poll(base: str, status_path: str, clients: int, seconds: float) -> dic
 
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
         await asyncio.gather(*(client_loop(http, n) for n in range(clients)))
+    if collect is not None:
+        collect.extend(latencies)
     return _summary(latencies, errors, seconds)
 
 
@@ -177,6 +185,26 @@ def main() -> int:
         default="httpx",
         help="Load generator (--workers): httpx clients as before, or a minimal keep-alive "
         "HTTP/1.1 client that leaves the cores to the server.",
+    )
+    parser.add_argument(
+        "--alternate",
+        type=int,
+        default=4,
+        help="Alternations of alone/loaded and one/two windows (--workers).",
+    )
+    parser.add_argument(
+        "--window", type=float, default=8.0, help="Seconds of one window (--workers)."
+    )
+    parser.add_argument(
+        "--pipeline-cpus",
+        type=lambda v: [int(c) for c in v.split(",")],
+        help="cpu_affinity of the pipelines the bench creates, e.g. 1 or 2,3 (--workers).",
+    )
+    parser.add_argument(
+        "--client-cpus",
+        type=lambda v: [int(c) for c in v.split(",")],
+        help="Run the load generator on these cores only, e.g. the control plane's (--workers): "
+        "it stands in for clients on other machines, whose CPU a pipeline does not share.",
     )
     parser.add_argument(
         "--video", type=Path, help="Demo clip to use, written there first if missing (--workers)."
@@ -299,9 +327,9 @@ def first_frame(http: httpx.Client, body: dict) -> tuple[str, float]:
     created = http.post("/api/v1/pipelines", headers=HEADERS, json=body)
     created.raise_for_status()
     pid = created.json()["id"]
-    while http.get(f"/api/v1/pipelines/{pid}").json()["frames"] == 0:
-        if time.monotonic() - began > 600:
-            raise TimeoutError("no first frame in 600 s")
+    while (status := http.get(f"/api/v1/pipelines/{pid}").json())["frames"] == 0:
+        if status["state"] in ("failed", "ended", "terminated") or time.monotonic() - began > 600:
+            raise RuntimeError(f"no first frame: {json.dumps(status)[:2000]}")
         time.sleep(0.05)
     return pid, time.monotonic() - began
 
@@ -309,9 +337,12 @@ def first_frame(http: httpx.Client, body: dict) -> tuple[str, float]:
 def workers(args: argparse.Namespace) -> int:
     from coral_inference.demo.scenes import write_demo_video
 
-    def load(web: WebServer, path: str) -> dict:
+    def load(web: WebServer, path: str, seconds: float, collect: list | None = None) -> dict:
         poller = poll_raw if args.client == "raw" else poll
-        return asyncio.run(poller(web.base, path, args.clients, args.seconds))
+        return asyncio.run(poller(web.base, path, args.clients, seconds, collect))
+
+    def mean_cores(samples: list[dict[str, float]]) -> dict[str, float]:
+        return {k: round(statistics.fmean(s[k] for s in samples), 2) for k in samples[0]}
 
     with tempfile.TemporaryDirectory(prefix="coral-bench-web-") as tmp:
         root = Path(tmp)
@@ -330,7 +361,11 @@ def workers(args: argparse.Namespace) -> int:
         )
         web.write_workflow("detect.json", detect_and_record_workflow())
         web.start(timeout=900)
-        body = {"workflow_file": "detect.json", "source": str(video)}
+        if args.client_cpus:  # after the server started: it must not inherit the mask
+            os.sched_setaffinity(0, args.client_cpus)
+        body: dict = {"workflow_file": "detect.json", "source": str(video)}
+        if args.pipeline_cpus:
+            body["cpu_affinity"] = args.pipeline_cpus
         try:
             with web.client(timeout=900) as http:
                 # Inference imported (forkserver preload or web warm-up) before timing.
@@ -343,7 +378,7 @@ def workers(args: argparse.Namespace) -> int:
                 memory_idle = memory(server_pid)
                 meter = CpuMeter(server_pid)
                 meter.start()
-                idle_load = load(web, "/api/v1/pipelines")
+                idle_load = load(web, "/api/v1/pipelines", args.seconds)
                 cores_idle_load = meter.stop()
                 first, first_s = first_frame(http, body)
                 web.wait_for(
@@ -351,34 +386,62 @@ def workers(args: argparse.Namespace) -> int:
                     what="warm",
                 )
                 memory_one = memory(server_pid)
-                meter.start()
-                fps_alone = pipeline_fps(http, first, args.baseline_seconds)
-                cores_alone = meter.stop()
-                loaded: dict = {}
-                thread = threading.Thread(
-                    target=lambda: loaded.update(load(web, f"/api/v1/pipelines/{first}"))
-                )
-                thread.start()
-                time.sleep(1.0)
-                meter.start()
-                fps_loaded = pipeline_fps(http, first, args.seconds - 2.0)
-                cores_loaded = meter.stop()
-                thread.join()
+                # The clip's scenes change the work per frame over time (fps alone moved from 56
+                # to 45 within one run), so the conditions alternate in short windows and each
+                # ratio compares the sums of its windows: drift falls on both sides alike.
+                alone_w, loaded_w, cores_alone_w, cores_loaded_w = [], [], [], []
+                latencies: list[float] = []
+                errors: dict[str, int] = {}
+                for _ in range(args.alternate):
+                    meter.start()
+                    alone_w.append(pipeline_fps(http, first, args.window))
+                    cores_alone_w.append(meter.stop())
+                    box: dict = {}
+                    thread = threading.Thread(
+                        target=lambda box=box: box.update(
+                            load(web, f"/api/v1/pipelines/{first}", args.window + 2.0, latencies)
+                        )
+                    )
+                    thread.start()
+                    time.sleep(1.0)  # every client connected before frames are counted
+                    meter.start()
+                    loaded_w.append(pipeline_fps(http, first, args.window))
+                    cores_loaded_w.append(meter.stop())
+                    thread.join()
+                    for code, n in box["errors"].items():
+                        errors[code] = errors.get(code, 0) + n
+                loaded = _summary(latencies, errors, args.alternate * (args.window + 2.0))
+                fps_alone, fps_loaded = statistics.fmean(alone_w), statistics.fmean(loaded_w)
+                cores_alone, cores_loaded = mean_cores(cores_alone_w), mean_cores(cores_loaded_w)
                 second, second_s = first_frame(http, body)
                 web.wait_for(
                     lambda: http.get(f"/api/v1/pipelines/{second}").json()["frames"] > 30,
                     what="warm 2",
                 )
                 memory_two = memory(server_pid)
-                meter.start()
-                t0 = time.monotonic()
-                a0 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
-                b0 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
-                time.sleep(args.baseline_seconds)
-                a1 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
-                b1 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
-                combined = ((a1 - a0) + (b1 - b0)) / (time.monotonic() - t0)
-                cores_two = meter.stop()
+                # One vs two, alternating too: the second pipeline paused, then running.
+                one_w, two_w, cores_two_w = [], [], []
+                for _ in range(args.alternate):
+                    http.post(
+                        f"/api/v1/pipelines/{second}/pause", headers=HEADERS
+                    ).raise_for_status()
+                    time.sleep(1.0)
+                    one_w.append(pipeline_fps(http, first, args.window))
+                    http.post(
+                        f"/api/v1/pipelines/{second}/resume", headers=HEADERS
+                    ).raise_for_status()
+                    time.sleep(1.0)
+                    meter.start()
+                    t0 = time.monotonic()
+                    a0 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
+                    b0 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
+                    time.sleep(args.window)
+                    a1 = http.get(f"/api/v1/pipelines/{first}").json()["frames"]
+                    b1 = http.get(f"/api/v1/pipelines/{second}").json()["frames"]
+                    two_w.append(((a1 - a0) + (b1 - b0)) / (time.monotonic() - t0))
+                    cores_two_w.append(meter.stop())
+                fps_one, combined = statistics.fmean(one_w), statistics.fmean(two_w)
+                cores_two = mean_cores(cores_two_w)
                 states = [
                     http.get(f"/api/v1/pipelines/{p}").json()["state"] for p in (first, second)
                 ]
@@ -388,6 +451,8 @@ def workers(args: argparse.Namespace) -> int:
         "isolation": args.isolation,
         "overrides": args.set,
         "client": args.client,
+        "client_cpus": args.client_cpus,
+        "pipeline_cpus": args.pipeline_cpus,
         "clients": args.clients,
         "seconds": args.seconds,
         "idle_p99_ms": round(idle_load["p99_ms"], 1),
@@ -398,11 +463,16 @@ def workers(args: argparse.Namespace) -> int:
         "one_pipeline_rps": round(loaded["rps"], 1),
         "p99_ratio": round(loaded["p99_ms"] / idle_load["p99_ms"], 2),
         "errors": {**idle_load["errors"], **loaded["errors"]},
+        "windows": {"alternations": args.alternate, "seconds": args.window},
         "fps_alone": round(fps_alone, 2),
         "fps_under_load": round(fps_loaded, 2),
         "fps_load_ratio": round(fps_loaded / fps_alone, 3) if fps_alone else None,
+        "fps_alone_windows": [round(f, 1) for f in alone_w],
+        "fps_under_load_windows": [round(f, 1) for f in loaded_w],
+        "one_pipeline_fps": round(fps_one, 2),
         "two_pipelines_combined_fps": round(combined, 2),
-        "two_vs_one_ratio": round(combined / fps_alone, 3) if fps_alone else None,
+        "two_vs_one_ratio": round(combined / fps_one, 3) if fps_one else None,
+        "one_vs_two_windows": [[round(a, 1), round(b, 1)] for a, b in zip(one_w, two_w)],
         "post_to_first_frame_s": [round(first_s, 2), round(second_s, 2)],
         "memory_idle": memory_idle,
         "memory_one_pipeline": memory_one,

@@ -178,6 +178,10 @@ class OnnxRuntimeBackend:
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = settings.intra_op_num_threads
         session_options.inter_op_num_threads = settings.inter_op_num_threads
+        if settings.allow_spinning is not None:
+            session_options.add_session_config_entry(
+                "session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0"
+            )
         session_options.graph_optimization_level = getattr(
             onnxruntime.GraphOptimizationLevel, _GRAPH_LEVELS[settings.graph_optimization]
         )

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from coral_inference.config.loader import ConfigError, LoadedConfig, load_config
+from coral_inference.pipelines.placement import cpu_list, pin_control_plane, worker_cpus
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,6 +35,26 @@ def load_or_exit(config: Path | None, overrides: list[str], no_env: bool) -> Loa
         for problem in exc.problems:
             typer.echo(f"  {problem}", err=True)
         raise typer.Exit(2) from None
+
+
+def pin_control_plane_or_exit(loaded: LoadedConfig) -> tuple[int, ...] | None:
+    """Pin this web process to ``services.pipelines.control_plane_cpus``; exit 2 naming bad cores.
+
+    Call before ``init`` and the web app start threads or the workers' forkserver.
+    """
+    pipelines = loaded.descriptor.services.pipelines
+    try:
+        pinned = pin_control_plane(pipelines)
+    except ValueError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if pinned:
+        rest = worker_cpus(pipelines)
+        err_console.print(
+            f"control plane on CPU cores {cpu_list(pinned)}; pipelines on "
+            f"{cpu_list(rest) if rest else 'every core'} (services.pipelines.control_plane_cpus)"
+        )
+    return pinned
 
 
 def print_json(data: Any) -> None:

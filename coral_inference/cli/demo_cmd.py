@@ -24,6 +24,7 @@ from coral_inference.cli.common import (
     SetOption,
     err_console,
     load_or_exit,
+    pin_control_plane_or_exit,
 )
 from coral_inference.runtime import init, shutdown
 from coral_inference.server.launcher import configure_logging, tame_upstream_loggers
@@ -114,6 +115,7 @@ def demo(
         truth.save(video.with_suffix(".json"))
     # The demo's pipeline list starts empty each time: the database is the demo's own.
     Path(loaded.descriptor.services.pipelines.database).unlink(missing_ok=True)
+    pin_control_plane_or_exit(loaded)
     context = init(loaded, source="coral-runtime demo")
     url = f"http://127.0.0.1:{port}/"
     app = create_web_app(context=context)

@@ -13,6 +13,7 @@ from coral_inference.cli.common import (
     SetOption,
     err_console,
     load_or_exit,
+    pin_control_plane_or_exit,
 )
 from coral_inference.runtime import init, shutdown
 from coral_inference.webapp.auth import generate_key, hash_key, is_loopback
@@ -55,6 +56,7 @@ def serve(
         overrides.append(f"services.http.port={port}")
     loaded = load_or_exit(config, overrides, no_env)
     http = loaded.descriptor.services.http
+    pin_control_plane_or_exit(loaded)
     context = init(loaded, source="coral-runtime web serve")
     try:
         web_app = create_web_app(context=context)

@@ -37,6 +37,15 @@ class OnnxRuntimeOptions(Section):
     inter_op_num_threads: int = Field(
         default=0, ge=0, description="Threads across operators (0: ONNX Runtime's default)."
     )
+    allow_spinning: bool | None = Field(
+        default=None,
+        description=(
+            "Idle threads of the operator pool spin waiting for work: faster for a model "
+            "alone, CPU taken from everything else on the same cores. Default: off in pipeline "
+            "workers (they share the cores with their decoder, encoder and other pipelines), "
+            "ONNX Runtime's own default (on) elsewhere."
+        ),
+    )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         default="all", description="Graph optimisation level."
     )
@@ -389,6 +398,26 @@ class PipelinesConfig(Section):
             "the web process keeps its CPU share against a pipeline's many threads."
         ),
     )
+    control_plane_cpus: list[Annotated[int, Field(ge=0, le=1023)]] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "CPU cores reserved for the web process (API, dashboard, WebRTC hub): it runs only "
+            "there and pipeline workers run on the other cores, so a pipeline keeps its frame "
+            "rate and the API its latency when both are busy (isolation: process only)."
+        ),
+        examples=[[0], [0, 1, 2, 3]],
+    )
+    cpu_affinity: list[Annotated[int, Field(ge=0, le=1023)]] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "CPU cores of workers whose pipeline names none (default: every core, or those "
+            "control_plane_cpus leaves). A worker on N cores runs ONNX Runtime with N threads "
+            "unless backends.onnxruntime.intra_op_num_threads is set."
+        ),
+        examples=[[4, 5, 6, 7]],
+    )
     npu_core_masks: list[Literal["0", "1", "2", "0_1", "0_1_2"]] = Field(
         default_factory=lambda: ["0", "1", "2"],
         description=(
@@ -396,6 +425,15 @@ class PipelinesConfig(Section):
             "RK3588's NPU cores (a pipeline's own npu_core_mask wins)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _control_plane_needs_workers(self) -> PipelinesConfig:
+        if self.control_plane_cpus and self.isolation == "thread":
+            raise ValueError(
+                "control_plane_cpus needs isolation: process (with 'thread' the pipelines run "
+                "inside the web process and would be pinned with it); remove one of the two"
+            )
+        return self
 
 
 class IceServer(Section):

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from coral_inference.media.frame_slot import FrameHeader, FrameSlot
+from coral_inference.pipelines.placement import worker_cpus
 from coral_inference.pipelines.status import (
     ExitInfo,
     PipelineState,
@@ -106,6 +107,7 @@ class SupervisorSettings:
     log_dir: Path = Path("var/coral/pipelines")
     status_interval_s: float = 0.5
     worker_session: bool = True
+    cpu_affinity: tuple[int, ...] | None = None  # of workers whose pipeline names none
 
     @classmethod
     def from_config(cls, pipelines: Any, log_dir: Path) -> SupervisorSettings:
@@ -125,6 +127,7 @@ class SupervisorSettings:
             npu_core_masks=list(pipelines.npu_core_masks),
             log_dir=Path(log_dir),
             worker_session=pipelines.worker_session,
+            cpu_affinity=worker_cpus(pipelines),
         )
 
 
@@ -355,6 +358,8 @@ class Supervisor:
                 raise WorkerStartError("the pipeline supervisor is closed")
             if spec.npu_core_mask is None:
                 spec = _with(spec, npu_core_mask=self._next_npu_mask())
+            if spec.cpu_affinity is None and self.settings.cpu_affinity:
+                spec = _with(spec, cpu_affinity=self.settings.cpu_affinity)
             handle = WorkerHandle(self, spec)
             old = self._handles.get(spec.pipeline_id)
             if old is not None and (old.alive() or old.next_restart_at is not None):

@@ -115,16 +115,7 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
         force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if spec.cpu_affinity:
-        try:
-            os.sched_setaffinity(0, spec.cpu_affinity)
-        except (OSError, AttributeError) as exc:
-            logger.warning(
-                "pipeline %s: CPU affinity %s not applied: %s",
-                spec.pipeline_id,
-                spec.cpu_affinity,
-                exc,
-            )
+    apply_cpu_affinity(spec)
 
     # Names are labels for people and need not be unique (two pipelines of one workflow file
     # share the default name): the id keeps their recordings, series and channels apart (13.1).
@@ -150,16 +141,43 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     os._exit(code)
 
 
+def apply_cpu_affinity(spec: WorkerSpec) -> None:
+    """Run this worker (and the threads it starts after) on the cores of its placement."""
+    if not spec.cpu_affinity:
+        return
+    try:
+        os.sched_setaffinity(0, spec.cpu_affinity)
+    except (OSError, AttributeError) as exc:
+        logger.warning(
+            "pipeline %s: CPU affinity %s not applied: %s",
+            spec.pipeline_id,
+            spec.cpu_affinity,
+            exc,
+        )
+
+
 def worker_config(spec: WorkerSpec) -> dict[str, Any]:
-    """The runtime configuration of this worker: the app's, with its NPU placement."""
+    """The runtime configuration of this worker: the app's, with its NPU and CPU placement."""
     config = {**spec.config}
+    backends = {**config.get("backends", {})}
     mask = spec.npu_core_mask
     if mask:
-        backends = {**config.get("backends", {})}
         rknn = {**backends.get("rknn", {})}
         cores = [c for c in mask.split("_") if c in ("0", "1", "2")]
         rknn.update(core_mask=mask, pool_cores=cores or ["0"], pool_size=max(1, len(cores)))
         backends["rknn"] = rknn
+    ort = {**backends.get("onnxruntime", {})}
+    if spec.cpu_affinity and not ort.get("intra_op_num_threads"):
+        # ONNX Runtime sizes its pool from the machine, not the affinity: a worker on one core
+        # of two ran two spinning threads there and half as many frames (measured, BENCHMARKS.md).
+        ort["intra_op_num_threads"] = len(set(spec.cpu_affinity))
+    if ort.get("allow_spinning") is None:
+        # A pool that spins between runs takes the cores from this pipeline's decoder and
+        # encoder and from other pipelines: off, one demo pipeline ran as fast on fewer
+        # cores and two ran 1.3x one instead of 0.84x (BENCHMARKS.md).
+        ort["allow_spinning"] = False
+    backends["onnxruntime"] = ort
+    if backends:
         config["backends"] = backends
     return config
 

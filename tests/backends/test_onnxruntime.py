@@ -90,6 +90,12 @@ def test_accelerator_that_fails_to_initialise_is_reported(package, caplog, monke
 def test_thread_settings_reach_the_session(package, monkeypatch):
     import onnxruntime
 
+    def spin_entry(options) -> str | None:
+        try:
+            return options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # "does not have configuration with key": never set
+            return None
+
     seen = {}
     real_session = onnxruntime.InferenceSession
 
@@ -98,18 +104,27 @@ def test_thread_settings_reach_the_session(package, monkeypatch):
             intra=sess_options.intra_op_num_threads,
             inter=sess_options.inter_op_num_threads,
             level=sess_options.graph_optimization_level,
+            spinning=spin_entry(sess_options),
         )
         return real_session(path, sess_options=sess_options, providers=providers)
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
     OnnxRuntimeBackend(
-        {"intra_op_num_threads": 2, "inter_op_num_threads": 1, "graph_optimization": "basic"}
+        {
+            "intra_op_num_threads": 2,
+            "inter_op_num_threads": 1,
+            "graph_optimization": "basic",
+            "allow_spinning": False,
+        }
     ).prepare_session(package)
     assert seen == {
         "intra": 2,
         "inter": 1,
         "level": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "spinning": "0",
     }
+    OnnxRuntimeBackend().prepare_session(package)
+    assert seen["spinning"] is None  # not set: ONNX Runtime's own default
 
 
 def test_per_session_options_are_validated(package):

@@ -213,6 +213,19 @@ def test_npu_cores_are_handed_out_least_loaded_first(make_supervisor):
     assert own.spec.npu_core_mask == "2"
 
 
+def test_workers_get_the_app_wide_cores_unless_their_pipeline_names_some(make_supervisor):
+    supervisor = make_supervisor(cpu_affinity=(1,))
+    placed = supervisor.launch(spec("ok", "placed"))
+    assert placed.spec.cpu_affinity == (1,) and placed.placement.cpu_affinity == [1]
+    own = supervisor.launch(
+        WorkerSpec(
+            pipeline_id="mine", config={}, workflow={"steps": []}, source="ok", cpu_affinity=(0,)
+        )
+    )
+    assert own.spec.cpu_affinity == (0,)
+    assert make_supervisor().launch(spec("ok", "free")).spec.cpu_affinity is None
+
+
 def test_close_stops_every_worker_and_leaves_no_process(make_supervisor):
     supervisor = make_supervisor()
     handles = [supervisor.launch(spec("ok", f"p{i}")) for i in range(3)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -102,6 +103,18 @@ def test_sources_are_classified_and_missing_files_refused(client, tmp_path):
     )  # sources_policy
     odd = start(client, source="gopher://x/y")
     assert odd.status_code == 422 and odd.json()["code"] == "scheme_not_allowed"
+
+
+def test_a_pipeline_placed_on_cores_the_box_lacks_is_refused_naming_them(client):
+    missing = max(os.sched_getaffinity(0)) + 7
+    response = client.post(
+        "/api/v1/pipelines",
+        json={"workflow": workflow(), "source": "rtsp://x/y", "cpu_affinity": [0, missing]},
+        headers=HEADERS,
+    )
+    assert response.status_code == 422 and response.json()["code"] == "cpu_unavailable"
+    assert f"core(s) {missing}" in response.json()["message"]
+    assert client.get("/api/v1/pipelines").json() == []
 
 
 def test_stream_credentials_never_appear_in_the_api(client):

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coral_inference import compat
 from coral_inference.media.frame_slot import FrameSlot
+from coral_inference.pipelines.placement import check_cpus
 from coral_inference.pipelines.process_runner import WorkerRunner
 from coral_inference.pipelines.runner import (
     PipelineRunner,
@@ -329,6 +330,10 @@ class PipelineService:
     async def create(self, spec: PipelineSpec) -> dict[str, Any]:
         """Persist, then start; all or nothing: a failed write starts nothing, a failed start keeps no row."""
         workflow, workflow_file = self._resolve_workflow(spec)
+        try:
+            check_cpus(spec.cpu_affinity, "cpu_affinity")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), code="cpu_unavailable") from None
         self._check_capacity()  # before a download, which may take long
         source, kind = await self._resolve_source(spec)
         try:
