@@ -39,16 +39,11 @@ def cpu_list(cpus: Iterable[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def unavailable(cpus: Iterable[int]) -> list[int]:
-    """Cores of ``cpus`` this process cannot run on."""
-    return sorted(set(cpus) - startup_cpus())
-
-
 def check_cpus(cpus: Iterable[int] | None, what: str) -> None:
     """Refuse cores this machine (or container) does not give us, naming the ones it does."""
     if not cpus:
         return
-    missing = unavailable(cpus)
+    missing = sorted(set(cpus) - startup_cpus())
     if missing:
         raise ValueError(
             f"{what} names CPU core(s) {cpu_list(missing)} that this process cannot run on "
@@ -86,7 +81,9 @@ def pin_control_plane(pipelines: Any) -> tuple[int, ...] | None:
     or would leave pipelines none.
     """
     startup_cpus()  # captured before the mask changes: workers get the rest
-    worker_cpus(pipelines)  # the cores are checked before anything is pinned or started
+    # Every core named is checked before anything is pinned or started.
+    check_cpus(pipelines.control_plane_cpus, "services.pipelines.control_plane_cpus")
+    worker_cpus(pipelines)
     if not pipelines.control_plane_cpus:
         return None
     cpus = tuple(sorted(set(pipelines.control_plane_cpus)))

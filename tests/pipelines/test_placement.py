@@ -52,6 +52,8 @@ def test_cores_the_machine_lacks_and_a_control_plane_that_takes_all_are_refused(
     assert "services.pipelines.cpu_affinity" in str(refused.value)
     with pytest.raises(ValueError, match="control_plane_cpus .*available"):
         placement.pin_control_plane(pipelines(control_plane_cpus=[missing]))
+    with pytest.raises(ValueError, match="control_plane_cpus .*available"):  # beside workers' own
+        placement.pin_control_plane(pipelines(control_plane_cpus=[missing], cpu_affinity=[CPUS[0]]))
     with pytest.raises(ValueError, match="leaving none for pipelines"):
         placement.worker_cpus(pipelines(control_plane_cpus=CPUS))
 
