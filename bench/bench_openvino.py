@@ -18,7 +18,7 @@ other processes hits every side alike:
   LATENCY hint;
 * throughput: a batch of frames — ONNX Runtime one after the other (its session has
   concurrency 1: intra-op threads already use the cores) vs OpenVINO with the
-  THROUGHPUT hint and its async infer requests (``run_batch``);
+  THROUGHPUT hint and its pool of infer requests, all in flight (``run_batch``);
 * compile: OpenVINO's first compile into an empty model cache vs a start from the cache.
 
 Usage::

@@ -260,10 +260,9 @@ class OpenVinoBackend:
         requests = settings.infer_requests or int(
             compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
         )
-        queue = openvino.AsyncInferQueue(compiled, max(1, requests))
         session = OpenVinoSession(
             compiled,
-            queue,
+            [compiled.create_infer_request() for _ in range(max(1, requests))],
             model=package.name,
             path=path,
             device=settings.device,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -91,3 +95,41 @@ def test_a_closed_session_refuses_to_run(tensors):
         OpenVinoSessionClosedError, match="openvino session of model 'coral-demo' is closed"
     ):
         session.run(tensors[0])
+
+
+CYCLES_SCRIPT = textwrap.dedent(
+    """
+    import faulthandler, sys
+    faulthandler.dump_traceback_later(float(sys.argv[2]), exit=True)  # a hang fails, with stacks
+    import numpy as np
+    from coral_openvino import OpenVinoBackend
+    from coral_inference.models import load_package
+    from coral_inference.models.detector import Detector
+    package = load_package("coral-demo-cls-multilabel")
+    frame = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    for cycle in range(int(sys.argv[1])):
+        detector = Detector(package, OpenVinoBackend({"cache": False}).prepare_session(package))
+        detector.classify(frame)
+        detector.close()
+    print("cycles done")
+    """
+)
+
+
+@pytest.mark.slow
+def test_sessions_opened_run_and_closed_in_a_loop_never_hang():
+    """Regression: a Python callback on OpenVINO's threads deadlocked ``close`` against it.
+
+    With ``AsyncInferQueue`` and a Python callback this loop hung after 400-800 cycles
+    (~30-55 s on the 2-core CI machine; one CI run hung there for 90 minutes). Why a loop:
+    the deadlock needs a callback thread to be at its end while ``close`` frees the model.
+    """
+    cycles, watchdog = 400, 150
+    done = subprocess.run(
+        [sys.executable, "-c", CYCLES_SCRIPT, str(cycles), str(watchdog)],
+        capture_output=True,
+        text=True,
+        timeout=watchdog + 60,
+        env={**os.environ, "DISABLE_VERSION_CHECK": "True"},
+    )
+    assert done.returncode == 0 and "cycles done" in done.stdout, done.stderr[-3000:]
