@@ -8,6 +8,7 @@ silently skipped there.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import socket
@@ -22,6 +23,32 @@ os.environ.setdefault("CORE_MODEL_YOLO_WORLD_ENABLED", "False")
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRE_ALL = os.environ.get("CORAL_REQUIRE_ALL") == "1"
+# The whole run's limit. pytest-timeout's signal cannot interrupt a hang inside native code
+# (a deadlock in a C++ runtime held the GIL and CI ran into its 90-minute kill with no
+# trace), so faulthandler's own thread dumps every stack and ends the run first.
+WATCHDOG_S = int(os.environ.get("CORAL_TEST_WATCHDOG_S", "4200"))
+_WATCHDOG_FILE = pytest.StashKey()
+
+
+def pytest_configure(config):
+    if WATCHDOG_S <= 0:
+        return
+    # the dump goes to the real stderr, not to pytest's capture file
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=False)
+    try:
+        config.stash[_WATCHDOG_FILE] = os.fdopen(os.dup(2), "w")
+    finally:
+        if capture is not None:
+            capture.resume_global_capture()
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True, file=config.stash[_WATCHDOG_FILE])
+
+
+def pytest_unconfigure(config):
+    faulthandler.cancel_dump_traceback_later()
+    if _WATCHDOG_FILE in config.stash:
+        config.stash[_WATCHDOG_FILE].close()
 
 
 def missing(reason: str) -> None:
