@@ -139,22 +139,29 @@ def server_environment(
     return values
 
 
-def start_stream_manager(warm_pipelines: int) -> Process:
-    """The stream manager process, started as Roboflow's CPU image starts it."""
+BOOTSTRAP_MODULE = "inference.core.interfaces.stream_manager.manager_app.bootstrap"
 
-    bootstrap = compat.import_module(
-        "inference.core.interfaces.stream_manager.manager_app.bootstrap"
-    )
-    streams = compat.import_module("inference.core.interfaces.streams_configuration")
-    process = Process(
-        target=partial(
+
+def start_stream_manager(warm_pipelines: int) -> Process:
+    """The stream manager process, started as Roboflow's CPU image of this release starts it."""
+    try:
+        bootstrap = compat.import_module(BOOTSTRAP_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not BOOTSTRAP_MODULE.startswith(exc.name):
+            raise
+        # Before the stream stack moved to streamvision (inference < 1.8), the image ran
+        # the manager app's start() with the configuration read from the environment.
+        app = compat.import_module("inference.core.interfaces.stream_manager.manager_app.app")
+        target = partial(app.start, expected_warmed_up_pipelines=warm_pipelines)
+    else:
+        streams = compat.import_module("inference.core.interfaces.streams_configuration")
+        target = partial(
             bootstrap.run_stream_manager,
             configuration=streams.server_streams_configuration(),
             host_descriptor=streams.LEGACY_PIPELINE_HOST_DESCRIPTOR,
             expected_warmed_up_pipelines=warm_pipelines,
-        ),
-        name="inference-stream-manager",
-    )
+        )
+    process = Process(target=target, name="inference-stream-manager")
     process.start()
     return process
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coral_inference import compat
 from coral_inference.config.loader import ConfigError
 from coral_inference.runtime import process as coral_process
 from coral_inference.server import metrics_export, plugin, worker
@@ -70,18 +71,33 @@ def _report_pipeline_id(queue) -> None:
     queue.put(worker.stream_manager_pipeline_id())
 
 
-def test_the_stream_manager_pipeline_id_is_found_in_its_worker_process():
-    from streamvision.stream_manager.manager_app.bootstrap import PipelineManagerProcess
+def _stream_manager_worker_process(pipeline_id: str) -> multiprocessing.Process:
+    """The process class the installed inference's stream manager runs each pipeline in."""
+    info = compat.inference_info()
+    assert info is not None
+    if info.stream_module == "streamvision":
+        from streamvision.stream_manager.manager_app.bootstrap import PipelineManagerProcess
 
-    queue = fork.Queue()
-    process = PipelineManagerProcess(
-        pipeline_id="8b1c-pipeline",
-        command_queue=fork.Queue(),
-        responses_queue=fork.Queue(),
-        configuration=None,
-        host_descriptor=None,
-        manager_class="x:y",  # type: ignore[arg-type]
+        return PipelineManagerProcess(
+            pipeline_id=pipeline_id,
+            command_queue=fork.Queue(),
+            responses_queue=fork.Queue(),
+            configuration=None,
+            host_descriptor=None,
+            manager_class="x:y",  # type: ignore[arg-type]
+        )
+    # inference < 1.8: the manager process class itself
+    legacy = compat.import_module(
+        "inference.core.interfaces.stream_manager.manager_app.inference_pipeline_manager"
     )
+    return legacy.InferencePipelineManager(
+        pipeline_id=pipeline_id, command_queue=fork.Queue(), responses_queue=fork.Queue()
+    )
+
+
+def test_the_stream_manager_pipeline_id_is_found_in_its_worker_process():
+    queue = fork.Queue()
+    process = _stream_manager_worker_process("8b1c-pipeline")
     process.run = lambda: _report_pipeline_id(queue)  # type: ignore[method-assign]
     process.start()
     assert queue.get(timeout=30) == "8b1c-pipeline"
