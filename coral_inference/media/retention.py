@@ -208,6 +208,7 @@ class RetentionWorker:
         self._quotas: dict[str, _Quota] = {}
         self.last_quota_reports: dict[str, RetentionReport] = {}
         self._lock = threading.Lock()
+        self._quota_pass = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -246,11 +247,14 @@ class RetentionWorker:
             quota = self._quotas.get(name)
         if quota is None:
             return None
-        report = enforce_quota(
-            quota.roots, quota.policy, spare_younger_than_s=quota.spare_younger_than_s, now=now
-        )
-        self._account(quota.roots[0] if quota.roots else Path("."), report)
-        self.last_quota_reports[name] = report
+        # One pass at a time: a cleanup asked for over the API while the thread's pass runs
+        # waits for it and then reports what is still over, not the same files twice.
+        with self._quota_pass:
+            report = enforce_quota(
+                quota.roots, quota.policy, spare_younger_than_s=quota.spare_younger_than_s, now=now
+            )
+            self._account(quota.roots[0] if quota.roots else Path("."), report)
+            self.last_quota_reports[name] = report
         return report
 
     def _account(self, folder: Path, report: RetentionReport) -> None:

@@ -170,7 +170,9 @@ def consume(url: str, pipeline_id: str) -> list[tuple[int, int, int]]:
     response = httpx.request(
         "GET",
         f"{url}/inference_pipelines/{pipeline_id}/consume",
-        timeout=30,
+        # the manager serves one command at a time; with inference 1.5.2 a consume waited
+        # over 30 s behind the other pipeline's commands on a busy 2-core machine
+        timeout=120,
         json={"excluded_fields": ["annotated", "predictions", "recording"]},
     )
     if response.status_code != 200:

@@ -11,6 +11,7 @@ import pytest
 from coral_inference.runtime import init
 from coral_inference.webapp.services import monitor as monitor_module
 from coral_inference.webapp.services.monitor import MonitorService, read_npu_load
+from tests.support import wait_until
 
 
 def write(root, relative, text):
@@ -52,6 +53,8 @@ def monitor(tmp_path):
                 "results": str(tmp_path / "res"),
             },
             "services": {"monitoring": {"disk_quota_bytes": 3000, "min_free_bytes": 0}},
+            # one background pass (at registration), none during a test
+            "recording": {"retention": {"interval_s": 3600}},
             "plugins": {"entry_points": False},
         }
     )
@@ -86,8 +89,19 @@ def test_a_sample_feeds_history_and_the_host_sink(monitor):
     assert len(service.history()["host"]) == 2
 
 
+def registered_and_first_pass_done(service: MonitorService) -> None:
+    """Register the quota; the retention thread's first pass (on the empty tree) is over.
+
+    Otherwise that pass races the test's own ``cleanup`` for the same files.
+    """
+    owner = service.retention
+    wait_until(lambda: monitor_module.QUOTA_NAME in owner.last_quota_reports)
+    assert owner.last_quota_reports[monitor_module.QUOTA_NAME].deleted == []
+
+
 def test_cleanup_deletes_oldest_first_down_to_the_quota_and_spares_fresh_files(monitor, tmp_path):
     service, _ = monitor
+    registered_and_first_pass_done(service)
     now = time.time()
     for i, (folder, name) in enumerate(
         [("rec/cam", "a.mp4"), ("res", "b.json"), ("rec/cam", "c.mp4"), ("rec/cam", "d.mp4")]
@@ -105,11 +119,12 @@ def test_cleanup_deletes_oldest_first_down_to_the_quota_and_spares_fresh_files(m
 
 def test_the_monitor_reports_and_the_retention_owner_deletes(monitor, tmp_path):
     service, _ = monitor
+    assert service.disk_report() is None  # nothing enforced yet
+    registered_and_first_pass_done(service)
     old = tmp_path / "rec" / "cam" / "old.mp4"
     old.parent.mkdir(parents=True)
     old.write_bytes(b"x" * 4000)
     os.utime(old, (time.time() - 3600, time.time() - 3600))
-    assert service.disk_report() is None  # nothing enforced yet
     report = service.cleanup()
     owner = service.retention
     assert owner is service.context.recordings.retention
